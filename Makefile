@@ -1,0 +1,80 @@
+# scribe — build, test and run.
+#
+# `make test` and `make run` do all set-up on a fresh Debian machine. libwhisper is packaged
+# by Debian only in sid, so when the host's pkg-config has no `whisper` every target below
+# re-runs itself inside a cached Debian sid root (scripts/sidroot), with this repo and
+# ../shared at the same paths. On a host that has libwhisper (sid, forky, recent Ubuntu)
+# everything runs natively.
+
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/scribe
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+RUN_ARGS ?= serve --demo
+TEST_FLAGS ?= -count=1 -timeout 40m
+
+ifeq ($(SCRIBE_IN_SIDROOT),)
+NATIVE := $(shell pkg-config --exists whisper 2>/dev/null && echo yes)
+else
+NATIVE := yes
+endif
+
+.PHONY: all build test run exec corpus bench fuzz vet clean sidroot node-deps install
+
+ifeq ($(NATIVE),yes)
+# ---- inside the sid root, or on a host with libwhisper ----
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/scribe
+
+vet:
+	$(GO) vet ./...
+
+test: build vet
+	scripts/make-test-audio
+	$(GO) test $(TEST_FLAGS) ./...
+
+run: build
+	$(BIN) $(RUN_ARGS)
+
+# make exec CMD='scribe transcribe ../shared/audio/jfk.wav'
+exec: build
+	@[ -n "$(CMD)" ] || { echo "usage: make exec CMD='scribe …'"; exit 2; }
+	PATH="$(CURDIR)/bin:$$PATH" bash -c '$(CMD)'
+
+corpus: build
+	$(BIN) corpus render $(CORPUS_ARGS)
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/audio
+	$(GO) test -run '^$$' -fuzz FuzzResample -fuzztime 30s ./internal/audio
+
+else
+# ---- bookworm (or any host without libwhisper): hand over to the sid root ----
+
+build vet run exec corpus bench fuzz all:
+	scripts/sidroot run make $@ CMD='$(CMD)' RUN_ARGS='$(RUN_ARGS)' CORPUS_ARGS='$(CORPUS_ARGS)' VERSION='$(VERSION)'
+
+test: node-deps
+	scripts/sidroot run make test VERSION='$(VERSION)' TEST_FLAGS='$(TEST_FLAGS)'
+
+sidroot:
+	scripts/sidroot ensure
+endif
+
+# The FHIR test server's npm packages are installed with the host's npm (the sid root
+# runs them with its own node).
+node-deps:
+	@if [ -f testdata/fhir-server/package-lock.json ]; then \
+	  command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm; }; \
+	  cd testdata/fhir-server && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
+clean:
+	rm -rf bin

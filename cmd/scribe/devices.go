@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"scribe/internal/app"
+	"scribe/internal/capture"
+	"scribe/internal/domain"
+)
+
+func init() {
+	register("devices", "list audio input devices (PortAudio)", cmdDevices)
+	register("listen", "live transcript of a microphone to stdout until Ctrl-C", cmdListen)
+}
+
+func cmdDevices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("devices", stderr)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	devs, err := capture.Devices()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%-5s %-8s %-9s %-10s %s\n", "INDEX", "DEFAULT", "CHANNELS", "RATE", "NAME")
+	for _, d := range devs {
+		def := ""
+		if d.Default {
+			def = "yes"
+		}
+		fmt.Fprintf(stdout, "%-5d %-8s %-9d %-10.0f %s (%s)\n", d.Index, def, d.Channels, d.DefaultRate, d.Name, d.HostAPI)
+	}
+	return nil
+}
+
+func cmdListen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("listen", stderr)
+	var mf modelFlags
+	mf.add(fs)
+	device := fs.Int("device", -1, "input device index (see scribe devices; -1 = default)")
+	channels := fs.Int("channels", 1, "1, or 2 for a clinician mic (left) + patient mic (right)")
+	seconds := fs.Float64("seconds", 0, "stop after this many seconds (0 = until Ctrl-C)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := mf.load()
+	if err != nil {
+		return err
+	}
+	rt, err := app.Load(cfg, app.Options{Provisional: true})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	src, err := capture.Open(capture.Options{Device: *device, Channels: *channels})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if *seconds > 0 {
+		t := time.AfterFunc(time.Duration(*seconds*float64(time.Second)), func() { src.Close() })
+		defer t.Stop()
+	}
+	// Ctrl-C stops capture; what was heard is still committed before exit.
+	stop := context.AfterFunc(ctx, func() { src.Close() })
+	defer stop()
+	fmt.Fprintln(stderr, "● RECORDING — press Ctrl-C to stop")
+	tty := isTerminal(stdout)
+	err = rt.Pipeline.Transcribe(context.WithoutCancel(ctx), src, 0, func(ev domain.LiveEvent) {
+		line := fmt.Sprintf("[%s] %s: %s", clock(ev.Segment.Start, ".")[:8], ev.Segment.Speaker, cueText(ev.Segment))
+		switch {
+		case ev.Kind == domain.EventProvisional && tty:
+			fmt.Fprintf(stdout, "\r\033[K… %s", strings.TrimSpace(ev.Segment.Text))
+		case ev.Kind == domain.EventCommitted:
+			if tty {
+				fmt.Fprint(stdout, "\r\033[K")
+			}
+			fmt.Fprintln(stdout, line)
+		}
+	})
+	fmt.Fprintln(stderr, "■ stopped")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

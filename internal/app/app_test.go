@@ -1,0 +1,153 @@
+package app
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"scribe/internal/audio"
+	"scribe/internal/config"
+	"scribe/internal/domain"
+	"scribe/internal/dsp"
+	"scribe/internal/vad"
+	"scribe/internal/whisper"
+)
+
+const shared = "../../../shared"
+
+func sharedFile(t testing.TB, rel string) string {
+	t.Helper()
+	p, _ := filepath.Abs(filepath.Join(shared, rel))
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("%s not available (tests expect ../shared beside the repo): %v", rel, err)
+	}
+	return p
+}
+
+// testConfig points at whisper.cpp's weightless tiny.en test model and the real Silero.
+func testConfig(t testing.TB) config.Config {
+	cfg := config.Default()
+	cfg.Models.Whisper = sharedFile(t, "models/for-tests-ggml-tiny.en.bin")
+	cfg.Models.VAD = sharedFile(t, "models/for-tests-silero-v6.2.0-ggml.bin")
+	cfg.Models.Workers, cfg.Models.Threads = 1, 2
+	cfg.DataDir = t.TempDir()
+	return cfg
+}
+
+var jfkPhrases = []domain.Interval{{Start: 0.32, End: 2.27}, {Start: 3.27, End: 4.41}, {Start: 5.38, End: 7.68}, {Start: 8.16, End: 10.62}}
+
+// overlap is the time two sets of intervals share.
+func overlap(a, b []domain.Interval) float64 {
+	var s float64
+	for _, x := range a {
+		for _, y := range b {
+			if lo, hi := max(x.Start, y.Start), min(x.End, y.End); hi > lo {
+				s += hi - lo
+			}
+		}
+	}
+	return s
+}
+
+func total(a []domain.Interval) float64 {
+	var s float64
+	for _, x := range a {
+		s += x.Duration()
+	}
+	return s
+}
+
+// End to end on real libwhisper: jfk.wav through clean-up, Silero and the decoder. The
+// test model's text is meaningless, so the test asserts what must hold whatever the
+// words: every phrase is covered by a segment, nothing is invented outside speech, and
+// no heard speech is dropped (empty decodes stay as untranscribed segments).
+func TestTranscribeJFKEndToEnd(t *testing.T) {
+	rt, err := Load(testConfig(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	clip, err := audio.ReadFile(sharedFile(t, "audio/jfk.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := rt.TranscribeClip(context.Background(), clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.AudioSeconds < 10.9 || tr.AudioSeconds > 11.1 {
+		t.Errorf("audio_seconds %.2f", tr.AudioSeconds)
+	}
+	if len(tr.Segments) == 0 {
+		t.Fatal("no segments")
+	}
+	var segs []domain.Interval
+	for _, s := range tr.Segments {
+		segs = append(segs, domain.Interval{Start: s.Start, End: s.End})
+		if s.Speaker != domain.SpeakerUnknown {
+			t.Errorf("mono recording attributed to %s", s.Speaker)
+		}
+		if s.Text == "" && !s.HasFlag(domain.FlagUntranscribed) {
+			t.Errorf("empty segment without the untranscribed flag: %+v", s)
+		}
+	}
+	if cov := overlap(jfkPhrases, segs) / total(jfkPhrases); cov < 0.95 {
+		t.Errorf("segments cover %.0f%% of the speech", cov*100)
+	}
+	// Outside speech there may only be each utterance's padding and the 0.48 s pause
+	// between the last two phrases (shorter than the 0.6 s that ends an utterance).
+	pad := rt.Config.Audio.Padding
+	if out, bound := total(segs)-overlap(jfkPhrases, segs), 2*pad*float64(len(tr.Speech))+0.48+0.1; out > bound {
+		t.Errorf("%.2f s of segments lie outside speech (bound %.2f)", out, bound)
+	}
+	t.Logf("%d segments, speech %v, timings %+v", len(tr.Segments), tr.Speech, tr.Timings)
+}
+
+// The clean-up chain must not cost the VAD its speech: jfk.wav mixed with white and pink
+// noise at 5 dB SNR, cleaned, then scored by the real Silero model.
+func TestCleanedNoisySpeechKeepsVADRecall(t *testing.T) {
+	clip, err := audio.ReadFile(sharedFile(t, "audio/jfk.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	speech := clip.To16k().Channels[0]
+	v, err := whisper.LoadVAD(sharedFile(t, "models/for-tests-silero-v6.2.0-ggml.bin"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	// Recall is measured as the pipeline cuts utterances for the decoder: with its 0.2 s
+	// padding (a pause rule of 0.25 s keeps the phrases apart). The unpadded figure is
+	// logged too: noise at 5 dB masks the quiet tails of words.
+	cfg := vad.DefaultConfig()
+	cfg.MinSilence, cfg.MaxUtterance = 0.25, 30
+	tight := cfg
+	tight.Padding = 0.03
+	for _, noise := range []struct {
+		name string
+		gen  func(int, int64) []float32
+	}{{"white", dsp.WhiteNoise}, {"pink", dsp.PinkNoise}} {
+		noisy := dsp.MixAtSNR(speech, noise.gen(len(speech), 7), jfkPhrases, domain.SampleRate, 5)
+		dcfg := dsp.DefaultConfig()
+		dcfg.AGC = false
+		cleaned := dsp.ProcessAll(dcfg, noisy)
+		found, err := vad.Speech(cfg, v, cleaned)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recall := overlap(jfkPhrases, found) / total(jfkPhrases)
+		v.Reset()
+		foundTight, err := vad.Speech(tight, v, cleaned)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s noise: unpadded VAD recall %.1f%%", noise.name, overlap(jfkPhrases, foundTight)/total(jfkPhrases)*100)
+		before := dsp.SNR(noisy, jfkPhrases, domain.SampleRate)
+		after := dsp.SNR(cleaned, jfkPhrases, domain.SampleRate)
+		t.Logf("%s noise: SNR %.1f → %.1f dB, VAD recall %.1f%% (%v)", noise.name, before, after, recall*100, found)
+		if recall < 0.95 {
+			t.Errorf("%s noise: VAD recall on cleaned speech %.1f%% < 95%%", noise.name, recall*100)
+		}
+	}
+}

@@ -1,0 +1,198 @@
+// Package app wires scribe's feature packages into a running transcription stack: one
+// whisper model in memory, a pool of decoder states, a Silero VAD per stream, the clean-up
+// chain per channel, and the live pipeline over them. cmd/scribe and the server use it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"scribe/internal/audio"
+	"scribe/internal/config"
+	"scribe/internal/domain"
+	"scribe/internal/dsp"
+	"scribe/internal/pipeline"
+	"scribe/internal/source"
+	"scribe/internal/transcribe"
+	"scribe/internal/vad"
+	"scribe/internal/whisper"
+)
+
+// Runtime is a loaded transcription stack. Close it to free the model.
+type Runtime struct {
+	Config   config.Config
+	Model    *whisper.Model
+	Engine   *transcribe.Engine
+	Pipeline *pipeline.Pipeline
+	LoadTime time.Duration
+
+	states []*whisper.State
+	logger *slog.Logger
+}
+
+// Options adjust a runtime for one use.
+type Options struct {
+	Provisional bool
+	Logger      *slog.Logger
+	Observe     func(pipeline.Observation)
+}
+
+// Load loads the models named in cfg and builds the pipeline.
+func Load(cfg config.Config, opt Options) (*Runtime, error) {
+	start := time.Now()
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	// Fail early and clearly on a bad VAD path, before the larger model loads.
+	probe, err := whisper.LoadVAD(cfg.Models.VAD, 1)
+	if err != nil {
+		return nil, err
+	}
+	probe.Close()
+	model, err := whisper.LoadModel(cfg.Models.Whisper)
+	if err != nil {
+		return nil, err
+	}
+	rt := &Runtime{Config: cfg, Model: model}
+	workers, threads := cfg.Parallelism()
+	decoders := make([]transcribe.Decoder, 0, workers)
+	for range workers {
+		st, err := model.NewState()
+		if err != nil {
+			rt.Close()
+			return nil, err
+		}
+		rt.states = append(rt.states, st)
+		decoders = append(decoders, st)
+	}
+	tcfg := transcribe.DefaultConfig()
+	tcfg.Language = cfg.Transcription.Language
+	tcfg.Threads = threads
+	tcfg.BeamSize = cfg.Transcription.BeamSize
+	tcfg.TemperatureInc = cfg.Transcription.TemperatureInc
+	tcfg.ShrinkAudioCtx = cfg.Transcription.ShrinkAudioCtx
+	tcfg.ModelAudioCtx = model.Info().AudioCtx
+	if tcfg.Vocabulary, err = transcribe.LoadVocabulary(cfg.Transcription.Vocabulary); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	if rt.Engine, err = transcribe.NewEngine(tcfg, decoders); err != nil {
+		rt.Close()
+		return nil, err
+	}
+
+	rt.logger = opt.Logger
+	if rt.Pipeline, err = rt.NewPipeline(opt.Provisional, opt.Observe); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	rt.LoadTime = time.Since(start)
+	return rt, nil
+}
+
+// DSPConfig is the clean-up chain the configuration asks for.
+func DSPConfig(cfg config.Config) dsp.Config {
+	d := dsp.DefaultConfig()
+	d.HighPass = cfg.Audio.HighPass
+	d.NoiseSuppression = cfg.Audio.NoiseSuppression
+	d.AGC = cfg.Audio.AGC
+	return d
+}
+
+// Close frees decoder states and the model.
+func (rt *Runtime) Close() {
+	for _, st := range rt.states {
+		st.Close()
+	}
+	rt.states = nil
+	if rt.Model != nil {
+		if err := rt.Model.Close(); err != nil {
+			slog.Warn("closing model", "err", err)
+		}
+	}
+}
+
+// TranscribeClip transcribes a decoded recording as fast as the machine allows, through
+// the same pipeline live rooms use.
+func (rt *Runtime) TranscribeClip(ctx context.Context, clip *audio.Clip) (*domain.Transcript, error) {
+	if clip == nil || len(clip.Channels) == 0 {
+		return nil, errors.New("no audio")
+	}
+	start := time.Now()
+	c16 := clip.To16k()
+	src, err := source.NewClip(c16.Channels, time.Second, 0)
+	if err != nil {
+		return nil, err
+	}
+	tr := &domain.Transcript{Channels: len(c16.Channels), Model: rt.Model.Path()}
+	tr.AudioSeconds = float64(len(c16.Channels[0])) / domain.SampleRate
+	var decode time.Duration
+	observe := func(o pipeline.Observation) {
+		if o.Final {
+			decode += o.Decode
+			tr.Speech = append(tr.Speech, o.Interval)
+		}
+	}
+	p, err := rt.NewPipeline(false, observe)
+	if err != nil {
+		return nil, err
+	}
+	err = p.Transcribe(ctx, src, 0, func(ev domain.LiveEvent) {
+		if ev.Kind == domain.EventCommitted {
+			tr.Segments = append(tr.Segments, ev.Segment)
+		}
+	})
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	tr.Timings.Load = rt.LoadTime
+	tr.Timings.Decode = decode
+	tr.Timings.Total = time.Since(start)
+	tr.Timings.Frontend = tr.Timings.Total - decode
+	tr.Timings.Fill()
+	return tr, nil
+}
+
+// NewPipeline builds a pipeline over the runtime's engine, with or without provisional
+// text, reporting each decoded utterance to observe (may be nil).
+func (rt *Runtime) NewPipeline(provisional bool, observe func(pipeline.Observation)) (*pipeline.Pipeline, error) {
+	cfg := rt.Config
+	pcfg := pipeline.DefaultConfig()
+	pcfg.Provisional = provisional
+	pcfg.VAD.MinSilence = cfg.Audio.MinSilence
+	pcfg.VAD.MaxUtterance = cfg.Audio.MaxUtterance
+	pcfg.VAD.Padding = cfg.Audio.Padding
+	dcfg := DSPConfig(cfg)
+	return pipeline.New(pcfg, pipeline.Deps{
+		Engine: rt.Engine,
+		NewScorer: func() (vad.Scorer, func(), error) {
+			v, err := whisper.LoadVAD(cfg.Models.VAD, 1)
+			if err != nil {
+				return nil, nil, err
+			}
+			return v, v.Close, nil
+		},
+		NewCleaner: func() pipeline.Cleaner { return dsp.NewChain(dcfg) },
+		Logger:     rt.logger,
+		Observe:    observe,
+	})
+}
+
+// SpeechIntervals runs the Silero VAD over a recording's mono mix.
+func SpeechIntervals(vadPath string, clip *audio.Clip, cfg vad.Config) ([]domain.Interval, error) {
+	v, err := whisper.LoadVAD(vadPath, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	c16 := clip.To16k()
+	iv, err := vad.Speech(cfg, v, domain.MixDown(c16.Channels))
+	if err != nil {
+		return nil, fmt.Errorf("vad: %w", err)
+	}
+	return iv, nil
+}

@@ -1,0 +1,168 @@
+// Package config is scribe's typed configuration: defaults, a YAML file, then SCRIBE_*
+// environment overrides, validated with errors that name the field.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything an operator can set. Secrets are not here: the data key comes from
+// a key file, the environment or a systemd credential.
+type Config struct {
+	Listen  string `yaml:"listen"`
+	DataDir string `yaml:"data_dir"`
+	TLS     struct {
+		Cert string `yaml:"cert"` // empty: a self-signed certificate is made in data_dir
+		Key  string `yaml:"key"`
+	} `yaml:"tls"`
+	Models struct {
+		Whisper string `yaml:"whisper"` // ggml whisper model file
+		VAD     string `yaml:"vad"`     // ggml Silero model file
+		// Workers is the number of decoder states (concurrent utterances); Threads the
+		// CPU threads each uses. 0 = sized to the machine.
+		Workers int `yaml:"workers"`
+		Threads int `yaml:"threads"`
+	} `yaml:"models"`
+	Transcription struct {
+		Language       string  `yaml:"language"`
+		BeamSize       int     `yaml:"beam_size"`
+		TemperatureInc float32 `yaml:"temperature_inc"`
+		Vocabulary     string  `yaml:"vocabulary"` // term file; empty = built-in list
+		ShrinkAudioCtx bool    `yaml:"shrink_audio_ctx"`
+	} `yaml:"transcription"`
+	Audio struct {
+		HighPass         bool    `yaml:"high_pass"`
+		NoiseSuppression bool    `yaml:"noise_suppression"`
+		AGC              bool    `yaml:"agc"`
+		MinSilence       float64 `yaml:"min_silence"`
+		MaxUtterance     float64 `yaml:"max_utterance"`
+		Padding          float64 `yaml:"padding"`
+		Retention        string  `yaml:"retention"` // "none" (default) or "until-approved"
+	} `yaml:"audio"`
+	Demo struct {
+		WAVs []string `yaml:"wavs"` // rooms that replay these files in --demo mode
+	} `yaml:"demo"`
+}
+
+// Default is a working configuration for a practice box.
+func Default() Config {
+	var c Config
+	c.Listen = "127.0.0.1:8443"
+	c.DataDir = "/var/lib/scribe"
+	c.Models.Whisper = "/var/lib/scribe/models/ggml-base.en.bin"
+	c.Models.VAD = "/var/lib/scribe/models/ggml-silero-v6.2.0.bin"
+	c.Transcription.Language = "en"
+	c.Transcription.TemperatureInc = 0.2
+	c.Transcription.ShrinkAudioCtx = true
+	c.Audio.HighPass = true
+	c.Audio.NoiseSuppression = true
+	c.Audio.AGC = true
+	c.Audio.MinSilence = 0.6
+	c.Audio.MaxUtterance = 20
+	c.Audio.Padding = 0.2
+	c.Audio.Retention = "none"
+	return c
+}
+
+// Load reads path (if not empty) over the defaults, then applies environment overrides.
+func Load(path string) (Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := c.applyEnv(os.Getenv); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// applyEnv lets the environment override the settings operators change most.
+func (c *Config) applyEnv(get func(string) string) error {
+	str := map[string]*string{
+		"SCRIBE_LISTEN":     &c.Listen,
+		"SCRIBE_DATA_DIR":   &c.DataDir,
+		"SCRIBE_MODEL":      &c.Models.Whisper,
+		"SCRIBE_VAD_MODEL":  &c.Models.VAD,
+		"SCRIBE_TLS_CERT":   &c.TLS.Cert,
+		"SCRIBE_TLS_KEY":    &c.TLS.Key,
+		"SCRIBE_VOCABULARY": &c.Transcription.Vocabulary,
+		"SCRIBE_LANGUAGE":   &c.Transcription.Language,
+	}
+	for k, p := range str {
+		if v := get(k); v != "" {
+			*p = v
+		}
+	}
+	ints := map[string]*int{"SCRIBE_WORKERS": &c.Models.Workers, "SCRIBE_THREADS": &c.Models.Threads}
+	for k, p := range ints {
+		if v := get(k); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("config: %s=%q is not a number", k, v)
+			}
+			*p = n
+		}
+	}
+	return nil
+}
+
+// Validate names the first field that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Listen == "":
+		return errors.New("config: listen must be set (e.g. 127.0.0.1:8443)")
+	case c.DataDir == "":
+		return errors.New("config: data_dir must be set")
+	case c.Models.Workers < 0 || c.Models.Threads < 0:
+		return errors.New("config: models.workers and models.threads must be ≥ 0")
+	case c.Audio.Retention != "none" && c.Audio.Retention != "until-approved":
+		return fmt.Errorf("config: audio.retention %q must be none or until-approved", c.Audio.Retention)
+	case (c.TLS.Cert == "") != (c.TLS.Key == ""):
+		return errors.New("config: tls.cert and tls.key must be set together")
+	}
+	return nil
+}
+
+// Parallelism splits the machine's cores into decoder workers × threads each. Whisper
+// scales well to 4 threads per decode; more rooms are served by more workers.
+func (c Config) Parallelism() (workers, threads int) {
+	cores := runtime.NumCPU()
+	workers, threads = c.Models.Workers, c.Models.Threads
+	if workers == 0 {
+		workers = max(1, cores/4)
+	}
+	if threads == 0 {
+		threads = max(1, cores/workers)
+	}
+	return workers, threads
+}
+
+// SharedTestModel returns a model from ../shared/models next to the repo when present:
+// whisper.cpp's weightless test models, used by the demo and the tests when no real model
+// is installed (their text is meaningless; the UI says so).
+func SharedTestModel(name string) string {
+	for _, dir := range []string{"../shared/models", "../../shared/models", "../../../shared/models"} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			abs, _ := filepath.Abs(p)
+			return abs
+		}
+	}
+	return ""
+}

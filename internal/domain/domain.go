@@ -1,0 +1,234 @@
+// Package domain holds the types every stage of scribe shares: audio utterances,
+// transcript segments, speakers and flags. It imports only the standard library so that
+// every other package can depend on it without pulling in cgo or storage.
+package domain
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// SampleRate is the rate, in Hz, of all audio after the front end: whisper and Silero
+// both work at 16 kHz.
+const SampleRate = 16000
+
+// Speaker says who spoke a segment. Two-channel rooms (clinician mic, patient mic) get a
+// speaker from channel energy; mono rooms get SpeakerUnknown for the clinician to correct.
+type Speaker string
+
+const (
+	SpeakerClinician Speaker = "clinician"
+	SpeakerPatient   Speaker = "patient"
+	SpeakerUnknown   Speaker = "unknown"
+)
+
+// ParseSpeaker accepts the three speaker names and nothing else.
+func ParseSpeaker(s string) (Speaker, error) {
+	switch sp := Speaker(s); sp {
+	case SpeakerClinician, SpeakerPatient, SpeakerUnknown:
+		return sp, nil
+	}
+	return "", fmt.Errorf("unknown speaker %q (want clinician, patient or unknown)", s)
+}
+
+// Flag marks a segment for the reviewing clinician. Machine flags come from the
+// transcription guards; review flags are raised by clinicians and feed safety monitoring.
+// A flagged segment is always kept and shown, never silently dropped.
+type Flag string
+
+const (
+	// Machine flags.
+	FlagNoSpeech      Flag = "no_speech"      // decoder thinks there was no speech: possible invented text
+	FlagLowConfidence Flag = "low_confidence" // average token log-probability under the threshold
+	FlagRepetition    Flag = "repetition"     // a repeated-token loop was cut out
+	FlagFallback      Flag = "fallback"       // decoded only after temperature fallback
+	FlagTruncated     Flag = "truncated"      // utterance hit the maximum length and was cut
+	FlagOverlap       Flag = "overlap"        // both channels active: speaker uncertain
+
+	// Review flags (raised by a clinician).
+	FlagWrongWords    Flag = "wrong_words"
+	FlagWrongSpeaker  Flag = "wrong_speaker"
+	FlagInventedText  Flag = "invented_text"
+	FlagMissingSpeech Flag = "missing_speech"
+)
+
+// ReviewFlags are the flags a clinician may raise on a segment.
+var ReviewFlags = []Flag{FlagWrongWords, FlagWrongSpeaker, FlagInventedText, FlagMissingSpeech}
+
+// Interval is a span of audio in seconds from the start of the recording.
+type Interval struct {
+	Start float64 `json:"start"`
+	End   float64 `json:"end"`
+}
+
+// Duration is the length of the interval.
+func (iv Interval) Duration() float64 { return iv.End - iv.Start }
+
+// Utterance is one stretch of speech cut by the segmenter, ready for the decoder. Audio is
+// 16 kHz float32, one slice per input channel; it lives in memory only and is released
+// once the utterance is transcribed.
+type Utterance struct {
+	Seq      int         // 0-based order within the stream
+	Interval             // where it sits in the recording
+	Channels [][]float32 // per-channel samples at SampleRate; Channels[0] is the mix when mono
+	Final    bool        // false for a provisional (still growing) utterance
+	Cut      bool        // true when the maximum utterance length forced the cut
+}
+
+// Mono returns the utterance as one channel (the average of all channels).
+func (u Utterance) Mono() []float32 { return MixDown(u.Channels) }
+
+// MixDown averages channels into one. A single channel is returned as is.
+func MixDown(chans [][]float32) []float32 {
+	switch len(chans) {
+	case 0:
+		return nil
+	case 1:
+		return chans[0]
+	}
+	n := len(chans[0])
+	for _, c := range chans[1:] {
+		n = min(n, len(c))
+	}
+	out := make([]float32, n)
+	scale := 1 / float32(len(chans))
+	for _, c := range chans {
+		for i := range n {
+			out[i] += c[i] * scale
+		}
+	}
+	return out
+}
+
+// Segment is a piece of transcript with its timing, speaker and flags.
+type Segment struct {
+	ID      string  `json:"id"`
+	Start   float64 `json:"start"`
+	End     float64 `json:"end"`
+	Speaker Speaker `json:"speaker"`
+	Text    string  `json:"text"`
+	Flags   []Flag  `json:"flags,omitempty"`
+	// NoSpeechProb and AvgLogProb are the decoder's own confidence figures, kept so
+	// monitoring can relate edits to them.
+	NoSpeechProb float64 `json:"no_speech_prob,omitempty"`
+	AvgLogProb   float64 `json:"avg_logprob,omitempty"`
+}
+
+// HasFlag reports whether f is among the segment's flags.
+func (s Segment) HasFlag(f Flag) bool {
+	for _, g := range s.Flags {
+		if g == f {
+			return true
+		}
+	}
+	return false
+}
+
+// Timings records where the time of a transcription went.
+type Timings struct {
+	Load     time.Duration `json:"-"`
+	Frontend time.Duration `json:"-"` // clean-up, VAD and segmentation
+
+	Decode     time.Duration `json:"-"`
+	Total      time.Duration `json:"-"`
+	LoadMS     float64       `json:"load_ms"`
+	FrontendMS float64       `json:"frontend_ms"`
+	DecodeMS   float64       `json:"decode_ms"`
+	TotalMS    float64       `json:"total_ms"`
+}
+
+// Fill sets the millisecond fields from the durations, for JSON output.
+func (t *Timings) Fill() {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	t.LoadMS, t.FrontendMS, t.DecodeMS, t.TotalMS = ms(t.Load), ms(t.Frontend), ms(t.Decode), ms(t.Total)
+}
+
+// Transcript is the result of transcribing a whole file or session.
+type Transcript struct {
+	AudioSeconds float64    `json:"audio_seconds"`
+	Channels     int        `json:"channels"`
+	Speech       []Interval `json:"speech"`
+	Segments     []Segment  `json:"segments"`
+	Timings      Timings    `json:"timings"`
+	Model        string     `json:"model"`
+}
+
+// AudioSource yields audio at SampleRate, one slice per channel per chunk. Live sources
+// (a microphone, a browser, a WAV file replayed at real-time pace) block until audio is
+// there. Read returns io.EOF once the source has ended (Stop, end of file); Close releases
+// it and makes a blocked Read return.
+type AudioSource interface {
+	Channels() int
+	Read(ctx context.Context) ([][]float32, error)
+	Close() error
+}
+
+// LiveEventKind tells a provisional transcript (may still change) from a committed one.
+type LiveEventKind string
+
+const (
+	EventProvisional LiveEventKind = "provisional"
+	EventCommitted   LiveEventKind = "committed"
+)
+
+// LiveEvent is what a live pipeline emits. A committed event for an utterance replaces
+// every provisional event with the same Utterance number; provisional events may be
+// dropped under load, committed ones never are.
+type LiveEvent struct {
+	Kind      LiveEventKind `json:"kind"`
+	Utterance int           `json:"utterance"`
+	Segment   Segment       `json:"segment"`
+}
+
+// FlagUntranscribed marks an utterance in which the VAD heard speech but the decoder
+// produced no text: it is kept as an empty segment so the clinician sees the gap.
+const FlagUntranscribed Flag = "untranscribed"
+
+// DecodeOptions are what a speech decoder is asked to do for one utterance.
+type DecodeOptions struct {
+	Language string
+	Threads  int
+	// AudioCtx shrinks the encoder's window for short audio (0 = the full 30 s).
+	AudioCtx int
+	// BeamSize > 1 selects beam search, otherwise greedy.
+	BeamSize int
+	// Temperature fallback: TemperatureInc 0 disables it.
+	Temperature    float32
+	TemperatureInc float32
+	EntropyThold   float32
+	LogprobThold   float32
+	NoSpeechThold  float32
+	// Prompt is the vocabulary hint, built only from the admin-managed word list.
+	Prompt            string
+	SuppressNonSpeech bool
+}
+
+// DecodedToken is one text token with its probability.
+type DecodedToken struct {
+	ID      int     `json:"id"`
+	Text    string  `json:"text"`
+	P       float32 `json:"p"`
+	LogProb float32 `json:"logprob"`
+}
+
+// DecodedSegment is a decoder's raw output; times are seconds from the start of the
+// samples it was given.
+type DecodedSegment struct {
+	Start, End   float64
+	Text         string
+	NoSpeechProb float64
+	Tokens       []DecodedToken
+}
+
+// AvgLogProb is the mean log-probability of the segment's tokens (0 when none).
+func (s DecodedSegment) AvgLogProb() float64 {
+	if len(s.Tokens) == 0 {
+		return 0
+	}
+	var sum float64
+	for _, t := range s.Tokens {
+		sum += float64(t.LogProb)
+	}
+	return sum / float64(len(s.Tokens))
+}

@@ -1,0 +1,328 @@
+// Package pipeline runs one live stream end to end: audio source → per-channel clean-up →
+// VAD segmenter → decoder → transcript events. Audio is held only in memory, in bounded
+// buffers, and each utterance's samples are released once it is transcribed.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"scribe/internal/domain"
+	"scribe/internal/transcribe"
+	"scribe/internal/vad"
+)
+
+// Cleaner cleans one channel of live audio (high-pass, noise suppression, gain). Output
+// has the same length as input.
+type Cleaner interface {
+	Process(in []float32) []float32
+}
+
+// Transcriber is the decoding engine shared by all streams.
+type Transcriber interface {
+	Transcribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error)
+	TryTranscribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error)
+}
+
+// Config holds a stream's segmentation and queueing rules.
+type Config struct {
+	VAD vad.Config
+	// Provisional enables provisional text for utterances still in progress.
+	Provisional bool
+	// MaxQueued bounds finished utterances waiting for a decoder; past it the reader
+	// waits (back-pressure) rather than holding unbounded audio.
+	MaxQueued int
+}
+
+// DefaultConfig enables provisional text and queues up to 32 utterances.
+func DefaultConfig() Config {
+	return Config{VAD: vad.DefaultConfig(), Provisional: true, MaxQueued: 32}
+}
+
+// Deps are the parts a pipeline is built from.
+type Deps struct {
+	Engine Transcriber
+	// NewScorer gives each stream its own VAD (Silero keeps LSTM state per stream) and a
+	// function releasing it.
+	NewScorer func() (vad.Scorer, func(), error)
+	// NewCleaner makes one channel's clean-up chain; nil passes audio through.
+	NewCleaner func() Cleaner
+	Logger     *slog.Logger
+	// Observe, when set, is told each utterance's decode time and queueing delay (metrics).
+	Observe func(Observation)
+}
+
+// Observation describes one decoded utterance, for metrics.
+type Observation struct {
+	Final        bool
+	Interval     domain.Interval // the utterance, on the stream's own timeline
+	AudioSeconds float64
+	Decode       time.Duration
+	Lag          time.Duration // from the utterance's end being heard to its text
+	Queued       int
+}
+
+// Pipeline transcribes live streams. One Pipeline serves many streams at once.
+type Pipeline struct {
+	cfg  Config
+	deps Deps
+}
+
+// New checks the configuration and dependencies.
+func New(cfg Config, deps Deps) (*Pipeline, error) {
+	if err := cfg.VAD.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Engine == nil || deps.NewScorer == nil {
+		return nil, errors.New("pipeline: engine and VAD scorer are required")
+	}
+	if cfg.MaxQueued <= 0 {
+		cfg.MaxQueued = 32
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	return &Pipeline{cfg: cfg, deps: deps}, nil
+}
+
+type heard struct {
+	u  domain.Utterance
+	at time.Time // when the segmenter released it
+}
+
+// Transcribe reads src until io.EOF, commits whatever is pending and returns nil.
+// Cancelling ctx abandons work in progress and returns ctx.Err(). offset (seconds) is added
+// to every time, so a session resumed after a pause continues its timeline. emit is called
+// from one goroutine, in order; committed events are never dropped.
+func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offset float64, emit func(domain.LiveEvent)) error {
+	nch := src.Channels()
+	if nch < 1 {
+		return fmt.Errorf("pipeline: source has %d channels", nch)
+	}
+	scorer, release, err := p.deps.NewScorer()
+	if err != nil {
+		return fmt.Errorf("pipeline: VAD: %w", err)
+	}
+	defer release()
+	vcfg := p.cfg.VAD
+	if !p.cfg.Provisional {
+		vcfg.ProvisionalEvery = 0
+	}
+	seg, err := vad.New(vcfg, scorer, nch)
+	if err != nil {
+		return err
+	}
+	var cleaners []Cleaner
+	if p.deps.NewCleaner != nil {
+		for range nch {
+			cleaners = append(cleaners, p.deps.NewCleaner())
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	finals := make(chan heard, p.cfg.MaxQueued)
+	prov := &latest{wake: make(chan struct{}, 1)}
+
+	var wg sync.WaitGroup
+	var readErr error
+	wg.Add(1)
+	go func() { // the reader: owned by this call, stopped by cancel or EOF
+		defer wg.Done()
+		defer close(finals)
+		readErr = p.read(ctx, src, seg, cleaners, finals, prov)
+		if readErr != nil {
+			cancel()
+		}
+	}()
+
+	decErr := p.decode(ctx, offset, finals, prov, emit)
+	if decErr != nil {
+		cancel()
+	}
+	wg.Wait()
+	switch {
+	case readErr != nil && !errors.Is(readErr, context.Canceled):
+		return readErr
+	case decErr != nil:
+		return decErr
+	}
+	return ctx.Err()
+}
+
+// read pulls audio, cleans it and feeds the segmenter.
+func (p *Pipeline) read(ctx context.Context, src domain.AudioSource, seg *vad.Segmenter, cleaners []Cleaner, finals chan<- heard, prov *latest) error {
+	send := func(us []domain.Utterance) error {
+		for _, u := range us {
+			if !u.Final {
+				prov.set(u)
+				continue
+			}
+			select {
+			case finals <- heard{u: u, at: time.Now()}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	for {
+		chunk, err := src.Read(ctx)
+		if errors.Is(err, io.EOF) {
+			us, ferr := seg.Flush()
+			if ferr != nil {
+				return ferr
+			}
+			return send(us)
+		}
+		if err != nil {
+			return fmt.Errorf("pipeline: reading audio: %w", err)
+		}
+		if len(chunk) == 0 || len(chunk[0]) == 0 {
+			continue
+		}
+		if len(cleaners) == len(chunk) {
+			for i := range chunk {
+				chunk[i] = cleaners[i].Process(chunk[i])
+			}
+		}
+		us, err := seg.Push(domain.MixDown(chunk), chunk)
+		if err != nil {
+			return err
+		}
+		if err := send(us); err != nil {
+			return err
+		}
+	}
+}
+
+// decode turns utterances into events: finished utterances first, then — only when a
+// decoder is free — the newest provisional snapshot.
+func (p *Pipeline) decode(ctx context.Context, offset float64, finals <-chan heard, prov *latest, emit func(domain.LiveEvent)) error {
+	committed := -1
+	for {
+		// Finished utterances have priority over provisional text.
+		select {
+		case h, ok := <-finals:
+			if !ok {
+				return nil
+			}
+			if err := p.commit(ctx, h, offset, len(finals), emit); err != nil {
+				return err
+			}
+			committed = h.u.Seq
+			continue
+		default:
+		}
+		select {
+		case h, ok := <-finals:
+			if !ok {
+				return nil
+			}
+			if err := p.commit(ctx, h, offset, len(finals), emit); err != nil {
+				return err
+			}
+			committed = h.u.Seq
+		case <-prov.wake:
+			u, ok := prov.take()
+			if !ok || u.Seq <= committed {
+				continue
+			}
+			segs, took, err := p.deps.Engine.TryTranscribe(ctx, u)
+			if errors.Is(err, transcribe.ErrBusy) {
+				continue // dropped under load; a newer snapshot or the commit follows
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				p.deps.Logger.Warn("provisional decode failed", "err", err)
+				continue
+			}
+			p.observe(Observation{Interval: u.Interval, AudioSeconds: u.End - u.Start, Decode: took})
+			emit(domain.LiveEvent{Kind: domain.EventProvisional, Utterance: u.Seq, Segment: joinProvisional(segs, offset)})
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (p *Pipeline) commit(ctx context.Context, h heard, offset float64, queued int, emit func(domain.LiveEvent)) error {
+	u := h.u
+	segs, took, err := p.deps.Engine.Transcribe(ctx, u)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// The speech is real even if decoding failed: keep it visible to the reviewer.
+		p.deps.Logger.Error("decode failed; utterance kept as untranscribed", "utterance", u.Seq, "err", err)
+		segs = []domain.Segment{{ID: fmt.Sprintf("u%d-0", u.Seq), Start: u.Start, End: u.End,
+			Speaker: domain.SpeakerUnknown, Flags: []domain.Flag{domain.FlagUntranscribed}}}
+	}
+	p.observe(Observation{Final: true, Interval: u.Interval, AudioSeconds: u.End - u.Start, Decode: took, Lag: time.Since(h.at), Queued: queued})
+	for _, s := range segs {
+		s.Start += offset
+		s.End += offset
+		emit(domain.LiveEvent{Kind: domain.EventCommitted, Utterance: u.Seq, Segment: s})
+	}
+	return nil
+}
+
+func (p *Pipeline) observe(o Observation) {
+	if p.deps.Observe != nil {
+		p.deps.Observe(o)
+	}
+}
+
+// joinProvisional shows a growing utterance as one provisional segment.
+func joinProvisional(segs []domain.Segment, offset float64) domain.Segment {
+	if len(segs) == 0 {
+		return domain.Segment{}
+	}
+	out := segs[0]
+	for _, s := range segs[1:] {
+		if s.Text != "" {
+			if out.Text != "" {
+				out.Text += " "
+			}
+			out.Text += s.Text
+		}
+		out.End = s.End
+		out.Flags = append(out.Flags, s.Flags...)
+	}
+	out.Start += offset
+	out.End += offset
+	out.ID = ""
+	return out
+}
+
+// latest holds only the newest provisional snapshot: older ones are coalesced away.
+type latest struct {
+	mu   sync.Mutex
+	u    domain.Utterance
+	ok   bool
+	wake chan struct{}
+}
+
+func (l *latest) set(u domain.Utterance) {
+	l.mu.Lock()
+	l.u, l.ok = u, true
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *latest) take() (domain.Utterance, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u, ok := l.u, l.ok
+	l.u, l.ok = domain.Utterance{}, false
+	return u, ok
+}

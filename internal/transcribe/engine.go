@@ -1,0 +1,204 @@
+// Package transcribe turns utterances into transcript segments: it sizes and runs the
+// decoder, applies the hallucination guards, attributes speakers and keeps the
+// vocabulary hint the only prompt. The decoder (libwhisper) sits behind an interface, so
+// this package is pure Go.
+package transcribe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"scribe/internal/domain"
+)
+
+// Decoder is one speech decoder state: it decodes one utterance at a time.
+type Decoder interface {
+	Decode(ctx context.Context, samples []float32, opts domain.DecodeOptions) ([]domain.DecodedSegment, error)
+}
+
+// Config holds the engine's decoding choices.
+type Config struct {
+	Language       string
+	Threads        int // per decoder
+	BeamSize       int
+	Temperature    float32
+	TemperatureInc float32 // 0 disables temperature fallback
+	Thresholds     Thresholds
+	Vocabulary     []string
+	Attribution    Attribution
+	// ModelAudioCtx is the model's full encoder context (1500 for every whisper model).
+	ModelAudioCtx int
+	// ShrinkAudioCtx sizes the encoder to short utterances (much faster; whisper.cpp
+	// documents a small accuracy cost).
+	ShrinkAudioCtx bool
+}
+
+// DefaultConfig is greedy English decoding with fallback and the built-in vocabulary.
+func DefaultConfig() Config {
+	voc, _ := ParseVocabulary(strings.NewReader(DefaultVocabulary))
+	return Config{
+		Language:       "en",
+		Threads:        2,
+		Temperature:    0,
+		TemperatureInc: 0.2,
+		Thresholds:     DefaultThresholds(),
+		Vocabulary:     voc,
+		Attribution:    DefaultAttribution(),
+		ModelAudioCtx:  1500,
+		ShrinkAudioCtx: true,
+	}
+}
+
+// Engine transcribes utterances on a pool of decoders that share one model.
+type Engine struct {
+	cfg    Config
+	prompt string
+	pool   chan Decoder
+	size   int
+}
+
+// NewEngine makes an engine over the given decoders (one per concurrent utterance).
+func NewEngine(cfg Config, decoders []Decoder) (*Engine, error) {
+	if len(decoders) == 0 {
+		return nil, errors.New("transcribe: no decoders")
+	}
+	if cfg.ModelAudioCtx <= 0 {
+		cfg.ModelAudioCtx = 1500
+	}
+	pool := make(chan Decoder, len(decoders))
+	for _, d := range decoders {
+		pool <- d
+	}
+	return &Engine{cfg: cfg, prompt: BuildPrompt(cfg.Vocabulary), pool: pool, size: len(decoders)}, nil
+}
+
+// Prompt is the vocabulary hint given to the decoder.
+func (e *Engine) Prompt() string { return e.prompt }
+
+// Workers is the number of decoders.
+func (e *Engine) Workers() int { return e.size }
+
+// minDecodeSamples: libwhisper refuses input under one second, so shorter utterances are
+// padded with silence to this length.
+const minDecodeSamples = domain.SampleRate + domain.SampleRate/20
+
+// AudioCtxFor sizes the encoder context to seconds of audio: whisper's encoder produces
+// 50 positions per second; a margin keeps the last words, and past ~28 s the full window is used.
+func AudioCtxFor(seconds float64, full int) int {
+	if seconds <= 0 {
+		return full
+	}
+	n := int(math.Ceil(seconds*50)) + 64
+	n = (n + 63) / 64 * 64
+	if n >= full {
+		return 0 // 0 means the model's own full context
+	}
+	return n
+}
+
+// ErrBusy is returned by TryTranscribe when every decoder is in use.
+var ErrBusy = errors.New("transcribe: all decoders busy")
+
+// Transcribe waits for a decoder and transcribes u.
+func (e *Engine) Transcribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+	select {
+	case d := <-e.pool:
+		defer func() { e.pool <- d }()
+		return e.run(ctx, d, u)
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+}
+
+// TryTranscribe transcribes u only if a decoder is free right now: provisional updates
+// are dropped under load rather than queued.
+func (e *Engine) TryTranscribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+	select {
+	case d := <-e.pool:
+		defer func() { e.pool <- d }()
+		return e.run(ctx, d, u)
+	default:
+		return nil, 0, ErrBusy
+	}
+}
+
+func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+	mono := u.Mono()
+	if len(mono) == 0 {
+		return nil, 0, nil
+	}
+	samples := mono
+	if len(samples) < minDecodeSamples {
+		samples = make([]float32, minDecodeSamples)
+		copy(samples, mono)
+	}
+	opts := domain.DecodeOptions{
+		Language:       e.cfg.Language,
+		Threads:        e.cfg.Threads,
+		BeamSize:       e.cfg.BeamSize,
+		Temperature:    e.cfg.Temperature,
+		TemperatureInc: e.cfg.TemperatureInc,
+		LogprobThold:   float32(e.cfg.Thresholds.LogProb),
+		// Whisper's skip rule is turned off (threshold above any probability): we flag
+		// instead of dropping, in guard().
+		NoSpeechThold:     2,
+		Prompt:            e.prompt,
+		SuppressNonSpeech: true,
+	}
+	if e.cfg.ShrinkAudioCtx {
+		opts.AudioCtx = AudioCtxFor(float64(len(samples))/domain.SampleRate, e.cfg.ModelAudioCtx)
+	}
+	start := time.Now()
+	decoded, err := d.Decode(ctx, samples, opts)
+	took := time.Since(start)
+	if err != nil {
+		return nil, took, fmt.Errorf("transcribe: utterance %d: %w", u.Seq, err)
+	}
+	return e.segments(u, decoded), took, nil
+}
+
+// segments converts decoded output to transcript segments on the recording's timeline.
+func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) []domain.Segment {
+	dur := u.End - u.Start
+	var out []domain.Segment
+	for _, d := range decoded {
+		seg := guard(d, e.cfg.Thresholds)
+		if seg.Text == "" && len(seg.Flags) == 0 {
+			continue // an annotation-only segment such as [BLANK_AUDIO]
+		}
+		s, en := clamp(d.Start, 0, dur), clamp(d.End, 0, dur)
+		if en <= s {
+			s, en = 0, dur
+		}
+		seg.Start, seg.End = u.Start+s, u.Start+en
+		e.attribute(&seg, u, s, en)
+		out = append(out, seg)
+	}
+	if len(out) == 0 {
+		// The VAD heard speech but nothing was decoded: keep the gap visible.
+		seg := domain.Segment{Start: u.Start, End: u.End, Flags: []domain.Flag{domain.FlagUntranscribed}}
+		e.attribute(&seg, u, 0, dur)
+		out = append(out, seg)
+	}
+	if u.Cut {
+		out[len(out)-1].Flags = append(out[len(out)-1].Flags, domain.FlagTruncated)
+	}
+	for i := range out {
+		out[i].ID = fmt.Sprintf("u%d-%d", u.Seq, i)
+	}
+	return out
+}
+
+func (e *Engine) attribute(seg *domain.Segment, u domain.Utterance, from, to float64) {
+	sp, overlap := e.cfg.Attribution.Speaker(u.Channels, int(from*domain.SampleRate), int(to*domain.SampleRate))
+	seg.Speaker = sp
+	if overlap && len(u.Channels) > 1 {
+		seg.Flags = append(seg.Flags, domain.FlagOverlap)
+	}
+}
+
+func clamp(v, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, v)) }
