@@ -202,6 +202,9 @@ type DecodeOptions struct {
 	// Prompt is the vocabulary hint, built only from the admin-managed word list.
 	Prompt            string
 	SuppressNonSpeech bool
+	// MaxTokens caps the text tokens decoded (0 = the model's limit): speech rarely
+	// exceeds ~7 tokens a second, so a longer output is a runaway decode.
+	MaxTokens int
 }
 
 // DecodedToken is one text token with its probability.

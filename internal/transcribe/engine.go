@@ -100,6 +100,10 @@ func AudioCtxFor(seconds float64, full int) int {
 	return n
 }
 
+// MaxTokensFor bounds decoding of seconds of speech: fast speech is ~4 words (~6 tokens) a
+// second, so 10 a second plus a margin never cuts real speech but stops a runaway loop.
+func MaxTokensFor(seconds float64) int { return int(math.Ceil(seconds*10)) + 16 }
+
 // ErrBusy is returned by TryTranscribe when every decoder is in use.
 var ErrBusy = errors.New("transcribe: all decoders busy")
 
@@ -149,6 +153,7 @@ func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]doma
 		Prompt:            e.prompt,
 		SuppressNonSpeech: true,
 	}
+	opts.MaxTokens = MaxTokensFor(float64(len(mono)) / domain.SampleRate)
 	if e.cfg.ShrinkAudioCtx {
 		opts.AudioCtx = AudioCtxFor(float64(len(samples))/domain.SampleRate, e.cfg.ModelAudioCtx)
 	}

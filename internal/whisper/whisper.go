@@ -210,6 +210,9 @@ func (s *State) Decode(ctx context.Context, samples []float32, p domain.DecodeOp
 	if p.NoSpeechThold > 0 {
 		cp.no_speech_thold = C.float(p.NoSpeechThold)
 	}
+	if p.MaxTokens > 0 {
+		cp.max_tokens = C.int(p.MaxTokens)
+	}
 	if p.BeamSize > 1 {
 		cp.beam_search.beam_size = C.int(p.BeamSize)
 	}

@@ -1,0 +1,112 @@
+package corpus
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// DefaultIDs are the consultations rendered when -ids is not given: a small set, one per
+// recording day, so a default render stays quick.
+var DefaultIDs = []string{"day1_consultation01", "day2_consultation01", "day3_consultation01"}
+
+// ErrUsage is wrapped by RunRenderCLI for command-line mistakes, so the caller can exit with 2.
+var ErrUsage = errors.New("usage error")
+
+// RunRenderCLI implements `scribe corpus render`: it renders consultations to WAV files
+// with ground truth and prints one line per consultation.
+func RunRenderCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("scribe corpus render", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	corpus := fs.String("corpus", defaultCorpusDir(), "PriMock57 directory (holding transcripts/)")
+	out := fs.String("out", defaultOutDir(), "output directory")
+	ids := fs.String("ids", strings.Join(DefaultIDs, ","), `comma-separated consultation ids, or "all"`)
+	maxSeconds := fs.Float64("max-seconds", 0, "render only the first N seconds of each consultation (0 = all)")
+	noise := fs.String("noise", "none", "background noise: white, pink or none")
+	snr := fs.Float64("snr", 20, "speech-to-noise ratio in dB when -noise is white or pink")
+	jobs := fs.Int("jobs", 2, "espeak-ng processes to run at once")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: scribe corpus render [flags]\n\nRenders PriMock57 consultations with espeak-ng: <id>.stereo.wav (clinician left,\npatient right), <id>.mono.wav and <id>.truth.json (where each utterance really is).\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("corpus render: %w: %w", ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("corpus render: unexpected argument %q: %w", fs.Arg(0), ErrUsage)
+	}
+	if *jobs < 1 {
+		return fmt.Errorf("corpus render: -jobs %d must be at least 1: %w", *jobs, ErrUsage)
+	}
+
+	var list []string
+	if *ids == "all" {
+		all, err := ListConsultations(*corpus)
+		if err != nil {
+			return fmt.Errorf("corpus render: %w", err)
+		}
+		list = all
+	} else {
+		for _, id := range strings.Split(*ids, ",") {
+			if id = strings.TrimSpace(id); id != "" {
+				list = append(list, id)
+			}
+		}
+		if len(list) == 0 {
+			return fmt.Errorf("corpus render: -ids is empty: %w", ErrUsage)
+		}
+	}
+
+	opt := RenderOptions{OutDir: *out, MaxSeconds: *maxSeconds, NoiseKind: *noise, SNRdB: *snr, Jobs: *jobs}
+	for _, id := range list {
+		began := time.Now()
+		r, err := Render(ctx, *corpus, id, opt)
+		if err != nil {
+			return err
+		}
+		state := fmt.Sprintf("rendered in %.1fs", time.Since(began).Seconds())
+		if r.Cached {
+			state = "up to date"
+		}
+		fmt.Fprintf(stdout, "%s: %.1fs, %d utterances, %s\n  %s\n  %s\n  %s\n", id, r.Truth.Duration,
+			len(r.Truth.Utterances), state, r.StereoPath, r.MonoPath, r.TruthPath)
+	}
+	return nil
+}
+
+// defaultCorpusDir is ../shared/corpus/primock57 beside the repository: found from the
+// working directory upwards, so it works from the repo root and from package directories.
+func defaultCorpusDir() string {
+	const rel = "shared/corpus/primock57"
+	if wd, err := os.Getwd(); err == nil {
+		for dir := wd; ; dir = filepath.Dir(dir) {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				return filepath.Join(filepath.Dir(dir), rel)
+			}
+			if filepath.Dir(dir) == dir {
+				break
+			}
+		}
+	}
+	return filepath.Join("..", rel)
+}
+
+// defaultOutDir is $XDG_CACHE_HOME/scribe/corpus, else ~/.cache/scribe/corpus.
+func defaultOutDir() string {
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "scribe", "corpus")
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "scribe", "corpus")
+	}
+	return filepath.Join(os.TempDir(), "scribe-corpus")
+}
