@@ -54,6 +54,9 @@ bench: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/audio
 	$(GO) test -run '^$$' -fuzz FuzzResample -fuzztime 30s ./internal/audio
+	$(GO) test -run '^$$' -fuzz FuzzChain -fuzztime 30s ./internal/dsp
+	$(GO) test -run '^$$' -fuzz FuzzParseTextGrid -fuzztime 30s ./internal/corpus
+	$(GO) test -run '^$$' -fuzz FuzzAlign -fuzztime 30s ./internal/textdiff
 
 else
 # ---- bookworm (or any host without libwhisper): hand over to the sid root ----

@@ -3,11 +3,13 @@ package app
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"scribe/internal/audio"
 	"scribe/internal/config"
+	"scribe/internal/corpus"
 	"scribe/internal/domain"
 	"scribe/internal/dsp"
 	"scribe/internal/vad"
@@ -149,5 +151,62 @@ func TestCleanedNoisySpeechKeepsVADRecall(t *testing.T) {
 		if recall < 0.95 {
 			t.Errorf("%s noise: VAD recall on cleaned speech %.1f%% < 95%%", noise.name, recall*100)
 		}
+	}
+}
+
+// A rendered PriMock57 consultation (two espeak-ng voices on two channels, with exact
+// ground truth) through the whole stack: speech is found, and each segment is given to
+// the right speaker by channel energy. The words are not checked: the test model has no
+// weights.
+func TestTranscribeRenderedConsultation(t *testing.T) {
+	if _, err := exec.LookPath("espeak-ng"); err != nil {
+		t.Skip("espeak-ng not installed (it is in the sid build root)")
+	}
+	corpusDir := sharedFile(t, "corpus/primock57")
+	r, err := corpus.Render(context.Background(), corpusDir, "day1_consultation01", corpus.RenderOptions{OutDir: t.TempDir(), MaxSeconds: 75})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.Transcription.TemperatureInc = 0 // fallback only repeats the test model's noise
+	rt, err := Load(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	clip, err := audio.ReadFile(r.StereoPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := rt.TranscribeClip(context.Background(), clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var truth []domain.Interval
+	for _, u := range r.Truth.Utterances {
+		truth = append(truth, domain.Interval{Start: u.Start, End: u.End})
+	}
+	var segs []domain.Interval
+	var agree, judged float64
+	for _, s := range tr.Segments {
+		iv := domain.Interval{Start: s.Start, End: s.End}
+		segs = append(segs, iv)
+		for _, u := range r.Truth.Utterances {
+			ov := overlap([]domain.Interval{iv}, []domain.Interval{{Start: u.Start, End: u.End}})
+			judged += ov
+			if s.Speaker == u.Speaker {
+				agree += ov
+			}
+		}
+	}
+	recall := overlap(truth, segs) / total(truth)
+	speakerAcc := agree / judged
+	t.Logf("%d utterances in truth, %d segments; speech recall %.1f%%, speaker agreement %.1f%% of speech time; decode %.1f s for %.0f s of audio",
+		len(truth), len(tr.Segments), recall*100, speakerAcc*100, tr.Timings.Decode.Seconds(), tr.AudioSeconds)
+	if recall < 0.9 {
+		t.Errorf("segments cover %.1f%% of the spoken time, want ≥ 90%%", recall*100)
+	}
+	if speakerAcc < 0.9 {
+		t.Errorf("speaker attribution agrees on %.1f%% of speech time, want ≥ 90%%", speakerAcc*100)
 	}
 }
