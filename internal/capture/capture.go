@@ -32,7 +32,7 @@ var ErrNoDevices = errors.New("no audio input devices found (is a microphone con
 
 // Devices lists input devices.
 func Devices() ([]Device, error) {
-	if err := portaudio.Initialize(); err != nil {
+	if err := initialize(); err != nil {
 		return nil, fmt.Errorf("capture: PortAudio: %w", err)
 	}
 	defer portaudio.Terminate()
@@ -83,7 +83,7 @@ func Open(opt Options) (*Source, error) {
 	if opt.Channels < 1 || opt.Channels > 2 {
 		return nil, fmt.Errorf("capture: %d channels requested; 1 or 2 are supported", opt.Channels)
 	}
-	if err := portaudio.Initialize(); err != nil {
+	if err := initialize(); err != nil {
 		return nil, fmt.Errorf("capture: PortAudio: %w", err)
 	}
 	dev, err := pick(opt.Device)
