@@ -11,7 +11,7 @@ GO ?= go
 BIN := bin/scribe
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
-RUN_ARGS ?= serve --demo
+RUN_ARGS ?= serve --demo --data-dir /var/lib/scribe-demo
 TEST_FLAGS ?= -count=1 -timeout 40m
 
 ifeq ($(SCRIBE_IN_SIDROOT),)

@@ -153,16 +153,29 @@ func (c Config) Parallelism() (workers, threads int) {
 	return workers, threads
 }
 
-// SharedTestModel returns a model from ../shared/models next to the repo when present:
-// whisper.cpp's weightless test models, used by the demo and the tests when no real model
-// is installed (their text is meaningless; the UI says so).
-func SharedTestModel(name string) string {
-	for _, dir := range []string{"../shared/models", "../../shared/models", "../../../shared/models"} {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
-			abs, _ := filepath.Abs(p)
+// SharedDir finds the ../shared directory that sits beside the repository (test models,
+// jfk.wav, the PriMock57 corpus), looking up from the working directory; "" if absent.
+func SharedDir() string {
+	for _, dir := range []string{"../shared", "../../shared", "../../../shared"} {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			abs, _ := filepath.Abs(dir)
 			return abs
 		}
 	}
 	return ""
+}
+
+// SharedTestModel returns a model from ../shared/models when present: whisper.cpp's
+// weightless test models, used by the demo and the tests when no real model is installed
+// (their text is meaningless; the UI says so).
+func SharedTestModel(name string) string {
+	dir := SharedDir()
+	if dir == "" {
+		return ""
+	}
+	p := filepath.Join(dir, "models", name)
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
 }

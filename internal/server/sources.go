@@ -13,6 +13,7 @@ import (
 
 	"scribe/internal/audio"
 	"scribe/internal/domain"
+	"scribe/internal/source"
 	"scribe/internal/store"
 )
 
@@ -22,21 +23,8 @@ type wavConfig struct {
 	Speed float64 `json:"speed,omitempty"` // overrides Config.WAVSpeed when > 0
 }
 
-// wavChunk is how much audio one Read of a WAV source returns: 100 ms, like a device buffer.
-const wavChunk = domain.SampleRate / 10
-
-// wavSource replays a WAV file at a paced speed, as if it were a microphone.
-type wavSource struct {
-	clip   *audio.Clip
-	speed  float64
-	pos    int
-	start  time.Time
-	closed chan struct{}
-	once   sync.Once
-}
-
 // OpenWAVSource decodes a WAV file, converts it to 16 kHz, and returns a source that
-// yields it at speed times real time (1 = real time).
+// yields it in 100 ms chunks at speed times real time (1 = real time), like a microphone.
 func OpenWAVSource(path string, speed float64) (domain.AudioSource, error) {
 	clip, err := audio.ReadFile(path)
 	if err != nil {
@@ -49,49 +37,7 @@ func OpenWAVSource(path string, speed float64) (domain.AudioSource, error) {
 	if speed <= 0 {
 		speed = 1
 	}
-	return &wavSource{clip: clip, speed: speed, closed: make(chan struct{})}, nil
-}
-
-func (w *wavSource) Channels() int { return len(w.clip.Channels) }
-
-func (w *wavSource) Read(ctx context.Context) ([][]float32, error) {
-	if w.start.IsZero() {
-		w.start = time.Now()
-	}
-	n := w.clip.Frames()
-	if w.pos >= n {
-		return nil, io.EOF
-	}
-	end := min(w.pos+wavChunk, n)
-	// Pace: this chunk is due when its last sample would have been spoken.
-	due := w.start.Add(time.Duration(float64(end) / domain.SampleRate / w.speed * float64(time.Second)))
-	if d := time.Until(due); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-w.closed:
-			return nil, io.EOF
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	select {
-	case <-w.closed:
-		return nil, io.EOF
-	default:
-	}
-	out := make([][]float32, len(w.clip.Channels))
-	for i, c := range w.clip.Channels {
-		out[i] = c[w.pos:end]
-	}
-	w.pos = end
-	return out, nil
-}
-
-func (w *wavSource) Close() error {
-	w.once.Do(func() { close(w.closed) })
-	return nil
+	return source.NewClip(clip.Channels, 100*time.Millisecond, speed)
 }
 
 func (s *Server) wavFactory(_ context.Context, room store.Room) (domain.AudioSource, error) {

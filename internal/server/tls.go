@@ -106,21 +106,24 @@ func (s *Server) setUpDemo(ctx context.Context) error {
 	if len(s.cfg.DemoWAVs) == 0 {
 		return errors.New("server: demo mode needs at least one WAV file (config demo_wavs)")
 	}
+	// The demo clinician gets a fresh random password at every demo start, printed once:
+	// there is no default password even in demo mode.
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		return fmt.Errorf("server: demo password: %w", err)
+	}
+	pw := base64.RawURLEncoding.EncodeToString(b)
 	u, err := s.store.UserByName(ctx, DemoUsername)
-	if errors.Is(err, store.ErrNotFound) {
-		b := make([]byte, 12)
-		if _, err := rand.Read(b); err != nil {
-			return fmt.Errorf("server: demo password: %w", err)
-		}
-		pw := base64.RawURLEncoding.EncodeToString(b)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		u, err = s.store.CreateUser(ctx, store.NewUser{Username: DemoUsername, DisplayName: "Dr Demo", Role: store.RoleClinician, Password: pw})
-		if err != nil {
-			return fmt.Errorf("server: demo clinician: %w", err)
-		}
-		fmt.Fprintf(s.deps.Stdout, "demo clinician created: username %q, password %q (shown once)\n", DemoUsername, pw)
-	} else if err != nil {
+	case err == nil:
+		err = s.store.SetPassword(ctx, u.ID, pw)
+	}
+	if err != nil {
 		return fmt.Errorf("server: demo clinician: %w", err)
 	}
+	fmt.Fprintf(s.deps.Stdout, "demo clinician: username %q, password %q (new at every demo start)\n", DemoUsername, pw)
 	for i, path := range s.cfg.DemoWAVs {
 		if _, err := os.Stat(path); err != nil {
 			return fmt.Errorf("server: demo WAV: %w", err)

@@ -6,6 +6,7 @@ package vad
 
 import (
 	"fmt"
+	"math"
 
 	"scribe/internal/domain"
 )
@@ -31,7 +32,14 @@ type Config struct {
 	// ProvisionalEvery emits a snapshot of a growing utterance after this much new audio
 	// (0 disables provisional output).
 	ProvisionalEvery float64
+	// TurnMin: with two or more channels (a microphone per speaker), an utterance is also
+	// cut when another channel has dominated for this long, so each utterance holds one
+	// speaker's turn (0 disables).
+	TurnMin float64
 }
+
+// turnDominanceDB is how much louder a channel must be in a window to own it.
+const turnDominanceDB = 6
 
 // DefaultConfig suits consultation speech: a 0.6 s pause separates utterances.
 func DefaultConfig() Config {
@@ -43,6 +51,7 @@ func DefaultConfig() Config {
 		MaxUtterance:     20,
 		Padding:          0.2,
 		ProvisionalEvery: 1.5,
+		TurnMin:          0.3,
 	}
 }
 
@@ -86,6 +95,12 @@ type Segmenter struct {
 	speechCount int64 // samples of windows above threshold in this utterance
 	lastProv    int64 // utterance length at the last provisional snapshot
 	seq         int
+
+	// Speaker turns (multi-channel only): the channel owning the utterance, and a
+	// challenger that has dominated since turnStart for turnRun windows.
+	owner, challenger int
+	turnStart         int64
+	turnRun           int
 }
 
 // New makes a segmenter for a stream of nch channels.
@@ -137,6 +152,9 @@ func (s *Segmenter) Push(mix []float32, chans [][]float32) ([]domain.Utterance, 
 	for _, p := range probs {
 		wStart := s.scored
 		s.scored += Window
+		if u, ok := s.turn(wStart); ok {
+			out = append(out, u)
+		}
 		if u, ok := s.step(p, wStart); ok {
 			out = append(out, u)
 		}
@@ -166,6 +184,7 @@ func (s *Segmenter) step(p float32, wStart int64) (domain.Utterance, bool) {
 		s.lastSpeech = wEnd
 		s.speechCount = Window
 		s.lastProv = 0
+		s.owner, s.challenger, s.turnRun = -1, -1, 0
 		return domain.Utterance{}, false
 	}
 	if p >= s.cfg.Threshold {
@@ -188,6 +207,61 @@ func (s *Segmenter) step(p float32, wStart int64) (domain.Utterance, bool) {
 		return u, ok
 	}
 	return domain.Utterance{}, false
+}
+
+// turn watches which channel dominates the window at wStart and, when another channel
+// has taken over for
+// TurnMin, cuts the utterance where the new speaker began. The new speaker's audio
+// starts the next utterance.
+func (s *Segmenter) turn(wStart int64) (domain.Utterance, bool) {
+	if s.nch < 2 || s.cfg.TurnMin <= 0 || !s.inSpeech {
+		return domain.Utterance{}, false
+	}
+	from := int(wStart - s.bufStart)
+	if from < 0 || from+Window > len(s.buf[0]) {
+		return domain.Utterance{}, false
+	}
+	e0, e1 := energy(s.buf[0][from:from+Window]), energy(s.buf[1][from:from+Window])
+	dom := -1
+	switch d := 10 * math.Log10((e0+1e-12)/(e1+1e-12)); {
+	case e0+e1 < 1e-7: // both quiet: no evidence either way
+	case d >= turnDominanceDB:
+		dom = 0
+	case d <= -turnDominanceDB:
+		dom = 1
+	}
+	switch {
+	case dom < 0:
+		return domain.Utterance{}, false
+	case s.owner < 0:
+		s.owner = dom
+	case dom == s.owner:
+		s.challenger, s.turnRun = -1, 0
+	case dom == s.challenger:
+		s.turnRun++
+	default:
+		s.challenger, s.turnStart, s.turnRun = dom, wStart, 1
+	}
+	if s.challenger < 0 || float64(s.turnRun*Window)/domain.SampleRate < s.cfg.TurnMin || s.turnStart <= s.uttStart {
+		return domain.Utterance{}, false
+	}
+	cutAt, newOwner := s.turnStart, s.challenger
+	u, ok := s.finish(cutAt, false)
+	s.inSpeech = true
+	s.uttStart = cutAt
+	s.lastSpeech = wStart + Window
+	s.speechCount = int64(s.turnRun * Window)
+	s.lastProv = 0
+	s.owner, s.challenger, s.turnRun = newOwner, -1, 0
+	return u, ok
+}
+
+func energy(x []float32) float64 {
+	var e float64
+	for _, v := range x {
+		e += float64(v) * float64(v)
+	}
+	return e / float64(max(len(x), 1))
 }
 
 // finish closes the utterance at sample end; blips shorter than MinSpeech are dropped.

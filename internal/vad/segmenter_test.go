@@ -203,3 +203,46 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// Two microphones, speakers taking turns with no pause between them: each turn becomes
+// its own utterance, cut where the new speaker starts.
+func TestSegmenterCutsAtSpeakerTurns(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ProvisionalEvery = 0
+	turns := []domain.Interval{{Start: 1, End: 3}, {Start: 3, End: 4.5}, {Start: 4.5, End: 7}}
+	n := 9 * domain.SampleRate
+	chans := [][]float32{make([]float32, n), make([]float32, n)}
+	for k, iv := range turns {
+		near, far := chans[k%2], chans[(k+1)%2]
+		for i := int(iv.Start * domain.SampleRate); i < int(iv.End*domain.SampleRate); i++ {
+			v := float32(0.3 * math.Sin(2*math.Pi*200*float64(i)/domain.SampleRate))
+			near[i], far[i] = v, v*0.1 // crosstalk 20 dB down
+		}
+	}
+	seg, err := New(cfg, &energyScorer{}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var us []domain.Utterance
+	for i := 0; i < n; i += 1600 {
+		mix := domain.MixDown([][]float32{chans[0][i : i+1600], chans[1][i : i+1600]})
+		out, err := seg.Push(mix, [][]float32{chans[0][i : i+1600], chans[1][i : i+1600]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		us = append(us, out...)
+	}
+	out, _ := seg.Flush()
+	us = append(us, out...)
+	if len(us) != 3 {
+		t.Fatalf("want 3 turns, got %d: %+v", len(us), us)
+	}
+	for i, u := range us {
+		if i > 0 && math.Abs(u.Start-turns[i].Start) > 0.05 {
+			t.Errorf("turn %d starts at %.3f, want %.2f", i, u.Start, turns[i].Start)
+		}
+		if i < 2 && math.Abs(u.End-turns[i].End) > 0.05 {
+			t.Errorf("turn %d ends at %.3f, want %.2f", i, u.End, turns[i].End)
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"scribe/internal/app"
+	"scribe/internal/capture"
+	"scribe/internal/config"
+	"scribe/internal/corpus"
+	"scribe/internal/domain"
+	"scribe/internal/server"
+	"scribe/internal/store"
+)
+
+func init() {
+	register("serve", "run the gateway: web UI, live transcription, review and approval", cmdServe)
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	listen := fs.String("listen", "", "address to listen on (default from config, 127.0.0.1:8443)")
+	dataDir := fs.String("data-dir", "", "data directory (default from config, /var/lib/scribe)")
+	demo := fs.Bool("demo", false, "add demo rooms that replay rendered PriMock57 consultations, and a demo clinician")
+	plain := fs.Bool("plain-http", false, "serve plain HTTP (only behind a TLS-terminating proxy)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *demo {
+		useTestModelsIfMissing(&cfg, stderr)
+	}
+	rt, err := app.Load(cfg, app.Options{Provisional: true})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+
+	scfg := server.Config{
+		Listen: cfg.Listen, DataDir: cfg.DataDir, TLSCert: cfg.TLS.Cert, TLSKey: cfg.TLS.Key,
+		PlainHTTP: *plain, Demo: *demo, DemoWAVs: cfg.Demo.WAVs,
+	}
+	if *demo && len(scfg.DemoWAVs) == 0 {
+		if scfg.DemoWAVs, err = demoAudio(ctx, cfg.DataDir, stderr); err != nil {
+			return err
+		}
+	}
+	srv, err := server.New(scfg, server.Deps{
+		Transcriber: rt.Pipeline,
+		Sources:     map[string]server.SourceFactory{"device": deviceSource},
+		Logger:      slog.Default(),
+		Stdout:      stdout,
+	})
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}
+
+// deviceSource opens a room's microphone: source_config {"device": N, "channels": 1|2}.
+func deviceSource(_ context.Context, room store.Room) (domain.AudioSource, error) {
+	opt := capture.Options{Device: -1, Channels: 1}
+	if len(room.SourceConfig) > 0 {
+		var c struct {
+			Device   *int `json:"device"`
+			Channels int  `json:"channels"`
+		}
+		if err := json.Unmarshal(room.SourceConfig, &c); err != nil {
+			return nil, fmt.Errorf("room %q: device source config: %w", room.Name, err)
+		}
+		if c.Device != nil {
+			opt.Device = *c.Device
+		}
+		if c.Channels > 0 {
+			opt.Channels = c.Channels
+		}
+	}
+	return capture.Open(opt)
+}
+
+// useTestModelsIfMissing lets a newcomer's demo run before any real model is installed,
+// on whisper.cpp's weightless test models — loudly, since their text is meaningless.
+func useTestModelsIfMissing(cfg *config.Config, stderr io.Writer) {
+	if _, err := os.Stat(cfg.Models.Whisper); err != nil {
+		if p := config.SharedTestModel("for-tests-ggml-tiny.en.bin"); p != "" {
+			fmt.Fprintf(stderr, "WARNING: %s not installed; the demo uses whisper.cpp's TEST model %s, which has no weights: its text is meaningless. Install a real model with: scribe model pull base.en\n", cfg.Models.Whisper, p)
+			cfg.Models.Whisper = p
+			// Fallback decoding only repeats the test model's noise.
+			cfg.Transcription.TemperatureInc = 0
+		}
+	}
+	if _, err := os.Stat(cfg.Models.VAD); err != nil {
+		if p := config.SharedTestModel("for-tests-silero-v6.2.0-ggml.bin"); p != "" {
+			cfg.Models.VAD = p
+		}
+	}
+}
+
+// demoAudio renders the first two minutes of a PriMock57 consultation (two voices, two
+// channels) for the demo room, or falls back to jfk.wav.
+func demoAudio(ctx context.Context, dataDir string, stderr io.Writer) ([]string, error) {
+	shared := config.SharedDir()
+	if shared != "" {
+		r, err := corpus.Render(ctx, filepath.Join(shared, "corpus", "primock57"), "day1_consultation01",
+			corpus.RenderOptions{OutDir: filepath.Join(dataDir, "demo-audio"), MaxSeconds: 120})
+		if err == nil {
+			return []string{r.StereoPath}, nil
+		}
+		fmt.Fprintf(stderr, "demo: cannot render a consultation (%v); using jfk.wav\n", err)
+		if jfk := filepath.Join(shared, "audio", "jfk.wav"); fileExists(jfk) {
+			return []string{jfk}, nil
+		}
+	}
+	return nil, fmt.Errorf("demo mode needs demo.wavs in the config (no ../shared corpus found)")
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

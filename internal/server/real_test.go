@@ -1,0 +1,168 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"scribe/internal/app"
+	"scribe/internal/config"
+	"scribe/internal/corpus"
+	"scribe/internal/domain"
+	"scribe/internal/store"
+)
+
+// realRuntime loads the real stack — libwhisper with whisper.cpp's weightless tiny.en test
+// model, the real Silero VAD, the clean-up chain — with workers decoders.
+func realRuntime(t *testing.T, workers, threads int) *app.Runtime {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Models.Whisper = config.SharedTestModel("for-tests-ggml-tiny.en.bin")
+	cfg.Models.VAD = config.SharedTestModel("for-tests-silero-v6.2.0-ggml.bin")
+	if cfg.Models.Whisper == "" || cfg.Models.VAD == "" {
+		t.Skip("../shared/models not available")
+	}
+	cfg.Models.Workers, cfg.Models.Threads = workers, threads
+	cfg.Transcription.TemperatureInc = 0 // fallback only repeats the test model's noise
+	rt, err := app.Load(cfg, app.Options{Provisional: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rt.Close)
+	return rt
+}
+
+// rendered renders the start of a PriMock57 consultation with espeak-ng.
+func rendered(t *testing.T, id string, seconds float64) *corpus.Rendered {
+	t.Helper()
+	if _, err := exec.LookPath("espeak-ng"); err != nil {
+		t.Skip("espeak-ng not installed (it is in the sid build root)")
+	}
+	shared := config.SharedDir()
+	if shared == "" {
+		t.Skip("../shared not available")
+	}
+	r, err := corpus.Render(context.Background(), filepath.Join(shared, "corpus", "primock57"), id,
+		corpus.RenderOptions{OutDir: t.TempDir(), MaxSeconds: seconds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// The acceptance flow in real headless Chromium, on the real transcription stack: a demo
+// room replays a rendered consultation; provisional and committed text arrive; the
+// clinician edits, reassigns a speaker, flags, reviews and approves.
+func TestBrowserFlowWithRealTranscriber(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("browser test needs Chromium at %s", chromiumPath)
+	}
+	r := rendered(t, "day1_consultation01", 45)
+	rt := realRuntime(t, 1, 2)
+	out := &syncBuffer{}
+	srv, err := New(Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Demo: true, DemoWAVs: []string{r.StereoPath}, WAVSpeed: 2, ShutdownTimeout: 20 * time.Second},
+		Deps{Transcriber: rt.Pipeline, Stdout: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	m := demoPassword.FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no demo login in %q", out.String())
+	}
+	runBrowserFlow(t, browserFlow{URL: srv.URL(), Username: DemoUsername, Password: m[1], RoomName: "Demo room 1", FirstCommit: 90 * time.Second})
+}
+
+// Three rooms replay three different rendered consultations at once through one shared
+// engine (two decoders). Every session must end with segments covering its own
+// consultation's speech, and its segments must fit its own ground truth better than the
+// other rooms'.
+func TestThreeRoomsWithRealTranscriber(t *testing.T) {
+	ids := []string{"day1_consultation01", "day1_consultation02", "day1_consultation03"}
+	var truths [][]domain.Interval
+	var wavs []string
+	for _, id := range ids {
+		r := rendered(t, id, 30)
+		var iv []domain.Interval
+		for _, u := range r.Truth.Utterances {
+			iv = append(iv, domain.Interval{Start: u.Start, End: u.End})
+		}
+		truths = append(truths, iv)
+		wavs = append(wavs, r.StereoPath)
+	}
+	rt := realRuntime(t, 2, 1)
+	e := newEnv(t, func(c *Config, d *Deps) { c.WAVSpeed = 2; d.Transcriber = rt.Pipeline })
+	doc := e.user("gp", store.RoleClinician)
+	cl := e.login("gp")
+	var sessions []string
+	for i, wav := range wavs {
+		room := e.room(fmt.Sprintf("Room %d", i+1), store.SourceWAV, map[string]string{"path": wav}, doc.ID)
+		sessions = append(sessions, startWAV(t, e, cl, room.ID).ID)
+	}
+	for i, id := range sessions {
+		waitFor(t, 3*time.Minute, "session to finish", func() bool { v, _ := cl.session(id); return v.State == store.StateStopped })
+		v, segs := cl.session(id)
+		if v.RoomName != fmt.Sprintf("Room %d", i+1) {
+			t.Fatalf("session %d belongs to %s", i, v.RoomName)
+		}
+		var got []domain.Interval
+		for _, s := range segs {
+			got = append(got, domain.Interval{Start: s.Start, End: s.End})
+		}
+		fit := make([]float64, len(truths))
+		for j, tr := range truths {
+			fit[j] = overlapSeconds(tr, got) / totalSeconds(tr)
+		}
+		t.Logf("room %d: %d segments; coverage of each consultation's speech: %.2f %.2f %.2f", i+1, len(segs), fit[0], fit[1], fit[2])
+		if fit[i] < 0.9 {
+			t.Errorf("room %d: segments cover %.0f%% of its consultation's speech", i+1, fit[i]*100)
+		}
+		for j := range truths {
+			if j != i && precision(got, truths[j]) >= precision(got, truths[i]) {
+				t.Errorf("room %d's segments fit consultation %d as well as its own", i+1, j+1)
+			}
+		}
+	}
+}
+
+func overlapSeconds(a, b []domain.Interval) float64 {
+	var s float64
+	for _, x := range a {
+		for _, y := range b {
+			if lo, hi := max(x.Start, y.Start), min(x.End, y.End); hi > lo {
+				s += hi - lo
+			}
+		}
+	}
+	return s
+}
+
+func totalSeconds(a []domain.Interval) float64 {
+	var s float64
+	for _, x := range a {
+		s += x.End - x.Start
+	}
+	return s
+}
+
+// precision is the share of segment time that lies on the truth's speech.
+func precision(segs, truth []domain.Interval) float64 {
+	return overlapSeconds(truth, segs) / max(totalSeconds(segs), 1e-9)
+}
