@@ -62,6 +62,9 @@ func LoadModel(path string) (*Model, error) {
 	if err := checkReadable(path); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModel, err)
 	}
+	if _, err := checkModelHeader(path); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModel, err)
+	}
 	initLibrary()
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))

@@ -221,8 +221,23 @@ func TestBadModelFilesGiveClearErrors(t *testing.T) {
 			t.Errorf("LoadVAD(%s) succeeded", p)
 		}
 	}
-	// A whisper model is not a VAD model.
+	// A whisper model is not a VAD model, nor the other way round (libwhisper itself
+	// aborts the process on the latter; our header check must stop it first).
 	if _, err := LoadVAD(sharedFile(t, "models/for-tests-ggml-tiny.en.bin"), 1); err == nil {
 		t.Error("whisper model accepted as VAD")
+	}
+	if _, err := LoadModel(sharedFile(t, "models/for-tests-silero-v6.2.0-ggml.bin")); !errors.Is(err, ErrModel) {
+		t.Errorf("VAD model as whisper model: %v", err)
+	}
+	// A real header with a weight type libwhisper cannot map, and a truncated header.
+	b, _ := os.ReadFile(sharedFile(t, "models/for-tests-ggml-tiny.en.bin"))
+	bad := append([]byte(nil), b...)
+	bad[44] = 4 // ftype Q4_1_SOME_F16: no tensor type
+	for name, content := range map[string][]byte{"ftype.bin": bad, "short.bin": append(b[:20:20], make([]byte, 2000)...)} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, content, 0o600)
+		if _, err := LoadModel(p); !errors.Is(err, ErrModel) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
