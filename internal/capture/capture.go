@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gordonklaus/portaudio"
 
@@ -66,16 +69,31 @@ type Options struct {
 	Rate     float64 // 0 = the device's default rate
 }
 
+// ErrNoSuchDevice means Options.Device names no PortAudio device.
+var ErrNoSuchDevice = errors.New("no such audio device")
+
+// readPeriod is how much audio one blocking read returns.
+const readPeriod = 100 * time.Millisecond
+
+// blockingReader is the part of a PortAudio stream the reader goroutine uses: Read fills
+// the buffer given to OpenStream.
+type blockingReader interface {
+	Read() error
+}
+
 // Source is a live PortAudio capture. Its reader goroutine is owned by the Source and
 // stopped by Close.
 type Source struct {
-	stream *portaudio.Stream
-	nch    int
-	out    chan [][]float32
-	errc   chan error
-	stop   chan struct{}
-	once   sync.Once
-	wg     sync.WaitGroup
+	stream    *portaudio.Stream
+	reader    blockingReader
+	nch       int
+	out       chan [][]float32
+	stop      chan struct{}
+	done      chan struct{} // closed when the reader goroutine has ended
+	err       error         // why the reader ended; written before done is closed
+	overflows atomic.Int64
+	once      sync.Once
+	wg        sync.WaitGroup
 }
 
 // Open starts capturing.
@@ -99,10 +117,17 @@ func Open(opt Options) (*Source, error) {
 	if rate == 0 {
 		rate = dev.DefaultSampleRate
 	}
-	frames := int(rate / 10) // 100 ms reads
+	if rate < audio.MinRate || rate > 384000 {
+		portaudio.Terminate()
+		return nil, fmt.Errorf("capture: sample rate %.0f Hz is out of range", rate)
+	}
+	frames := int(rate * readPeriod.Seconds())
 	buf := make([]float32, frames*opt.Channels)
 	p := portaudio.StreamParameters{
-		Input:           portaudio.StreamDeviceParameters{Device: dev, Channels: opt.Channels, Latency: dev.DefaultHighInputLatency},
+		Input: portaudio.StreamDeviceParameters{Device: dev, Channels: opt.Channels,
+			// At least two reads' worth of device buffer, so that a pause on our side (a GC,
+			// a busy core) shorter than one read never overruns the sound card.
+			Latency: max(dev.DefaultHighInputLatency, 2*readPeriod)},
 		SampleRate:      rate,
 		FramesPerBuffer: frames,
 	}
@@ -116,10 +141,19 @@ func Open(opt Options) (*Source, error) {
 		portaudio.Terminate()
 		return nil, fmt.Errorf("capture: starting %q: %w", dev.Name, err)
 	}
-	s := &Source{stream: stream, nch: opt.Channels, out: make(chan [][]float32, 50), errc: make(chan error, 1), stop: make(chan struct{})}
-	s.wg.Add(1)
-	go s.loop(buf, int(rate))
+	s := newSource(stream, opt.Channels, buf, int(rate))
+	s.stream = stream
 	return s, nil
+}
+
+// newSource starts the reader goroutine over r, which fills buf (interleaved, nch
+// channels at rate Hz) on each Read.
+func newSource(r blockingReader, nch int, buf []float32, rate int) *Source {
+	s := &Source{reader: r, nch: nch, out: make(chan [][]float32, 50),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	s.wg.Add(1)
+	go s.loop(buf, rate)
+	return s
 }
 
 func pick(index int) (*portaudio.DeviceInfo, error) {
@@ -139,11 +173,12 @@ func pick(index int) (*portaudio.DeviceInfo, error) {
 			return d, nil
 		}
 	}
-	return nil, fmt.Errorf("capture: no device with index %d (see scribe devices)", index)
+	return nil, fmt.Errorf("capture: device index %d: %w (%d devices; see scribe devices)", index, ErrNoSuchDevice, len(all))
 }
 
 func (s *Source) loop(buf []float32, rate int) {
 	defer s.wg.Done()
+	defer close(s.done)
 	rs := make([]*audio.Resampler, s.nch)
 	for i := range rs {
 		rs[i] = audio.NewResampler(rate, domain.SampleRate)
@@ -155,16 +190,17 @@ func (s *Source) loop(buf []float32, rate int) {
 			return
 		default:
 		}
-		if err := s.stream.Read(); err != nil {
-			// An input overflow loses a little audio but the stream goes on.
-			if errors.Is(err, portaudio.InputOverflowed) {
-				continue
+		if err := s.reader.Read(); err != nil {
+			// PortAudio reports an overrun on the read after it happened, with that read's
+			// buffer filled as usual: the audio lost is the device's, before this buffer.
+			// Keep the buffer and count the gap.
+			if !errors.Is(err, portaudio.InputOverflowed) {
+				s.err = fmt.Errorf("capture: reading: %w", err)
+				return
 			}
-			select {
-			case s.errc <- fmt.Errorf("capture: %w", err):
-			default:
+			if n := s.overflows.Add(1); n == 1 || n%50 == 0 {
+				slog.Warn("capture: input overflow, some audio was lost", "overflows", n)
 			}
-			return
 		}
 		chunk := make([][]float32, s.nch)
 		for c := range s.nch {
@@ -185,13 +221,33 @@ func (s *Source) loop(buf []float32, rate int) {
 // Channels is the number of captured channels.
 func (s *Source) Channels() int { return s.nch }
 
-// Read returns the next chunk of 16 kHz audio.
+// Overflows counts the input overruns so far: each is a gap where the device had audio
+// that scribe did not read in time (the transcript may miss words there).
+func (s *Source) Overflows() int { return int(s.overflows.Load()) }
+
+// Read returns the next chunk of 16 kHz audio. After Close it returns io.EOF; if the
+// device fails it returns the audio read before the failure, then the error.
 func (s *Source) Read(ctx context.Context) ([][]float32, error) {
+	select {
+	case <-s.stop:
+		return nil, io.EOF
+	default:
+	}
 	select {
 	case c := <-s.out:
 		return c, nil
-	case err := <-s.errc:
-		return nil, err
+	case <-s.done:
+		select {
+		case c := <-s.out:
+			return c, nil
+		default:
+		}
+		select {
+		case <-s.stop:
+			return nil, io.EOF
+		default:
+			return nil, s.err
+		}
 	case <-s.stop:
 		return nil, io.EOF
 	case <-ctx.Done():
@@ -204,10 +260,19 @@ func (s *Source) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.stop)
-		// The reader notices stop after its current 100 ms read; then the stream stops.
+		// The reader notices stop after its current read (at most one read period on a
+		// live device); only then may the stream be stopped, as PortAudio streams are not
+		// safe to use from two threads at once.
 		s.wg.Wait()
-		err = s.stream.Stop()
-		s.stream.Close()
+		if s.stream == nil {
+			return
+		}
+		if e := s.stream.Stop(); e != nil {
+			err = fmt.Errorf("capture: stopping: %w", e)
+		}
+		if e := s.stream.Close(); e != nil && err == nil {
+			err = fmt.Errorf("capture: closing: %w", e)
+		}
 		portaudio.Terminate()
 	})
 	return err

@@ -2,7 +2,11 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io/fs"
+	"math"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +14,7 @@ import (
 	"time"
 
 	"scribe/internal/app"
+	"scribe/internal/audio"
 	"scribe/internal/config"
 	"scribe/internal/corpus"
 	"scribe/internal/domain"
@@ -165,4 +170,103 @@ func totalSeconds(a []domain.Interval) float64 {
 // precision is the share of segment time that lies on the truth's speech.
 func precision(segs, truth []domain.Interval) float64 {
 	return overlapSeconds(truth, segs) / max(totalSeconds(segs), 1e-9)
+}
+
+// TestSessionAudioNeverWrittenToDisk: during a live session on the real pipeline, no file
+// in the data directory or the temp directory holds any piece of the room's audio (the
+// default retention is "none": audio lives in memory only). The audio carries seeded
+// noise so its bytes are recognisable and unique to this run.
+func TestSessionAudioNeverWrittenToDisk(t *testing.T) {
+	r := rendered(t, "day1_consultation02", 20)
+	clip, err := audio.ReadFile(r.StereoPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	for _, ch := range clip.Channels {
+		for i := range ch {
+			ch[i] += float32(rng.NormFloat64() * 0.01)
+		}
+	}
+	micDir := t.TempDir()
+	wav := filepath.Join(micDir, "room.wav")
+	if err := audio.WriteWAVFile(wav, clip.Rate, clip.Channels); err != nil {
+		t.Fatal(err)
+	}
+	// What the room "hears", as the pipeline receives it (float32) and as a device or WAV
+	// would carry it (int16).
+	source, err := audio.ReadFile(wav)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signature := pcmWindows(source.To16k().Channels)
+
+	rt := realRuntime(t, 1, 2)
+	e := newEnv(t, func(c *Config, d *Deps) { c.WAVSpeed = 2; d.Transcriber = rt.Pipeline })
+	doc := e.user("gp", store.RoleClinician)
+	cl := e.login("gp")
+	room := e.room("Room 1", store.SourceWAV, map[string]string{"path": wav}, doc.ID)
+	id := startWAV(t, e, cl, room.ID).ID
+	scans := 0
+	for {
+		v, segs := cl.session(id)
+		for _, dir := range []string{e.dir, os.TempDir()} {
+			if f := findPCM(t, dir, wav, signature); f != "" {
+				t.Fatalf("room audio found on disk in %s during the session", f)
+			}
+		}
+		scans++
+		if v.State == store.StateStopped {
+			if len(segs) == 0 {
+				t.Fatal("the session produced no segments: the pipeline did not run")
+			}
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("scanned the data and temp directories %d times during the session", scans)
+}
+
+// pcmWindows indexes every 16-byte run of the samples' float32 and int16 encodings.
+func pcmWindows(chans [][]float32) map[[16]byte]bool {
+	out := map[[16]byte]bool{}
+	for _, ch := range chans {
+		f := make([]byte, 4*len(ch))
+		s := make([]byte, 2*len(ch))
+		for i, v := range ch {
+			binary.LittleEndian.PutUint32(f[4*i:], math.Float32bits(v))
+			binary.LittleEndian.PutUint16(s[2*i:], uint16(int16(max(-1, min(1, v))*32767)))
+		}
+		for i := 0; i+16 <= len(f); i += 4 {
+			out[[16]byte(f[i:i+16])] = true
+		}
+		for i := 0; i+16 <= len(s); i += 2 {
+			if w := [16]byte(s[i : i+16]); w != ([16]byte{}) { // digital silence is not a signature
+				out[w] = true
+			}
+		}
+	}
+	return out
+}
+
+// findPCM returns a file under dir (other than skip) holding any indexed window.
+func findPCM(t *testing.T, dir, skip string, sig map[[16]byte]bool) string {
+	var found string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || p == skip || found != "" {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		for i := 0; i+16 <= len(b); i++ {
+			if sig[[16]byte(b[i:i+16])] {
+				found = p
+				return filepath.SkipAll
+			}
+		}
+		return nil
+	})
+	return found
 }
