@@ -39,27 +39,6 @@ func testConfig(t testing.TB) config.Config {
 
 var jfkPhrases = []domain.Interval{{Start: 0.32, End: 2.27}, {Start: 3.27, End: 4.41}, {Start: 5.38, End: 7.68}, {Start: 8.16, End: 10.62}}
 
-// overlap is the time two sets of intervals share.
-func overlap(a, b []domain.Interval) float64 {
-	var s float64
-	for _, x := range a {
-		for _, y := range b {
-			if lo, hi := max(x.Start, y.Start), min(x.End, y.End); hi > lo {
-				s += hi - lo
-			}
-		}
-	}
-	return s
-}
-
-func total(a []domain.Interval) float64 {
-	var s float64
-	for _, x := range a {
-		s += x.Duration()
-	}
-	return s
-}
-
 // End to end on real libwhisper: jfk.wav through clean-up, Silero and the decoder. The
 // test model's text is meaningless, so the test asserts what must hold whatever the
 // words: every phrase is covered by a segment, nothing is invented outside speech, and
@@ -94,13 +73,13 @@ func TestTranscribeJFKEndToEnd(t *testing.T) {
 			t.Errorf("empty segment without the untranscribed flag: %+v", s)
 		}
 	}
-	if cov := overlap(jfkPhrases, segs) / total(jfkPhrases); cov < 0.95 {
+	if cov := domain.OverlapSeconds(jfkPhrases, segs) / domain.TotalSeconds(jfkPhrases); cov < 0.95 {
 		t.Errorf("segments cover %.0f%% of the speech", cov*100)
 	}
 	// Outside speech there may only be each utterance's padding and the 0.48 s pause
 	// between the last two phrases (shorter than the 0.6 s that ends an utterance).
 	pad := rt.Config.Audio.Padding
-	if out, bound := total(segs)-overlap(jfkPhrases, segs), 2*pad*float64(len(tr.Speech))+0.48+0.1; out > bound {
+	if out, bound := domain.TotalSeconds(segs)-domain.OverlapSeconds(jfkPhrases, segs), 2*pad*float64(len(tr.Speech))+0.48+0.1; out > bound {
 		t.Errorf("%.2f s of segments lie outside speech (bound %.2f)", out, bound)
 	}
 	t.Logf("%d segments, speech %v, timings %+v", len(tr.Segments), tr.Speech, tr.Timings)
@@ -138,13 +117,13 @@ func TestCleanedNoisySpeechKeepsVADRecall(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recall := overlap(jfkPhrases, found) / total(jfkPhrases)
+		recall := domain.OverlapSeconds(jfkPhrases, found) / domain.TotalSeconds(jfkPhrases)
 		v.Reset()
 		foundTight, err := vad.Speech(tight, v, cleaned)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s noise: unpadded VAD recall %.1f%%", noise.name, overlap(jfkPhrases, foundTight)/total(jfkPhrases)*100)
+		t.Logf("%s noise: unpadded VAD recall %.1f%%", noise.name, domain.OverlapSeconds(jfkPhrases, foundTight)/domain.TotalSeconds(jfkPhrases)*100)
 		before := dsp.SNR(noisy, jfkPhrases, domain.SampleRate)
 		after := dsp.SNR(cleaned, jfkPhrases, domain.SampleRate)
 		t.Logf("%s noise: SNR %.1f → %.1f dB, VAD recall %.1f%% (%v)", noise.name, before, after, recall*100, found)
@@ -192,14 +171,14 @@ func TestTranscribeRenderedConsultation(t *testing.T) {
 		iv := domain.Interval{Start: s.Start, End: s.End}
 		segs = append(segs, iv)
 		for _, u := range r.Truth.Utterances {
-			ov := overlap([]domain.Interval{iv}, []domain.Interval{{Start: u.Start, End: u.End}})
+			ov := domain.OverlapSeconds([]domain.Interval{iv}, []domain.Interval{{Start: u.Start, End: u.End}})
 			judged += ov
 			if s.Speaker == u.Speaker {
 				agree += ov
 			}
 		}
 	}
-	recall := overlap(truth, segs) / total(truth)
+	recall := domain.OverlapSeconds(truth, segs) / domain.TotalSeconds(truth)
 	speakerAcc := agree / judged
 	t.Logf("%d utterances in truth, %d segments; speech recall %.1f%%, speaker agreement %.1f%% of speech time; decode %.1f s for %.0f s of audio",
 		len(truth), len(tr.Segments), recall*100, speakerAcc*100, tr.Timings.Decode.Seconds(), tr.AudioSeconds)

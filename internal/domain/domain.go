@@ -235,3 +235,25 @@ func (s DecodedSegment) AvgLogProb() float64 {
 	}
 	return sum / float64(len(s.Tokens))
 }
+
+// OverlapSeconds is the time two sets of intervals share (each set non-overlapping).
+func OverlapSeconds(a, b []Interval) float64 {
+	var s float64
+	for _, x := range a {
+		for _, y := range b {
+			if lo, hi := max(x.Start, y.Start), min(x.End, y.End); hi > lo {
+				s += hi - lo
+			}
+		}
+	}
+	return s
+}
+
+// TotalSeconds is the summed length of the intervals.
+func TotalSeconds(a []Interval) float64 {
+	var s float64
+	for _, x := range a {
+		s += x.Duration()
+	}
+	return s
+}

@@ -205,6 +205,13 @@ func (p *Pipeline) read(ctx context.Context, src domain.AudioSource, seg *vad.Se
 // decoder is free — the newest provisional snapshot.
 func (p *Pipeline) decode(ctx context.Context, offset float64, finals <-chan heard, prov *latest, emit func(domain.LiveEvent)) error {
 	committed := -1
+	commit := func(h heard) error {
+		if err := p.commit(ctx, h, offset, len(finals), emit); err != nil {
+			return err
+		}
+		committed = h.u.Seq
+		return nil
+	}
 	for {
 		// Finished utterances have priority over provisional text.
 		select {
@@ -212,10 +219,9 @@ func (p *Pipeline) decode(ctx context.Context, offset float64, finals <-chan hea
 			if !ok {
 				return nil
 			}
-			if err := p.commit(ctx, h, offset, len(finals), emit); err != nil {
+			if err := commit(h); err != nil {
 				return err
 			}
-			committed = h.u.Seq
 			continue
 		default:
 		}
@@ -224,10 +230,9 @@ func (p *Pipeline) decode(ctx context.Context, offset float64, finals <-chan hea
 			if !ok {
 				return nil
 			}
-			if err := p.commit(ctx, h, offset, len(finals), emit); err != nil {
+			if err := commit(h); err != nil {
 				return err
 			}
-			committed = h.u.Seq
 		case <-prov.wake:
 			u, ok := prov.take()
 			if !ok || u.Seq <= committed {

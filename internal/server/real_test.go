@@ -133,7 +133,7 @@ func TestThreeRoomsWithRealTranscriber(t *testing.T) {
 		}
 		fit := make([]float64, len(truths))
 		for j, tr := range truths {
-			fit[j] = overlapSeconds(tr, got) / totalSeconds(tr)
+			fit[j] = domain.OverlapSeconds(tr, got) / domain.TotalSeconds(tr)
 		}
 		t.Logf("room %d: %d segments; coverage of each consultation's speech: %.2f %.2f %.2f", i+1, len(segs), fit[0], fit[1], fit[2])
 		if fit[i] < 0.9 {
@@ -147,29 +147,9 @@ func TestThreeRoomsWithRealTranscriber(t *testing.T) {
 	}
 }
 
-func overlapSeconds(a, b []domain.Interval) float64 {
-	var s float64
-	for _, x := range a {
-		for _, y := range b {
-			if lo, hi := max(x.Start, y.Start), min(x.End, y.End); hi > lo {
-				s += hi - lo
-			}
-		}
-	}
-	return s
-}
-
-func totalSeconds(a []domain.Interval) float64 {
-	var s float64
-	for _, x := range a {
-		s += x.End - x.Start
-	}
-	return s
-}
-
 // precision is the share of segment time that lies on the truth's speech.
 func precision(segs, truth []domain.Interval) float64 {
-	return overlapSeconds(truth, segs) / max(totalSeconds(segs), 1e-9)
+	return domain.OverlapSeconds(truth, segs) / max(domain.TotalSeconds(segs), 1e-9)
 }
 
 // TestSessionAudioNeverWrittenToDisk: during a live session on the real pipeline, no file
