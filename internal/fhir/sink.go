@@ -1,0 +1,100 @@
+package fhir
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Sink delivers an approved note to the patient record. Deliver must be idempotent for a
+// given Note.DocumentID: the outbox calls it again after a crash or a retryable failure.
+type Sink interface {
+	Deliver(ctx context.Context, n Note) (Receipt, error)
+}
+
+// Receipt says where a delivered document landed.
+type Receipt struct {
+	// Location is the server URL or file path of the delivered resource.
+	Location string `json:"location"`
+	// Created is false when the document was already there (a repeated delivery).
+	Created bool `json:"created"`
+}
+
+// DeliveryError classifies a failed delivery for the outbox: Permanent failures are held
+// for a person to act on, the rest are retried with backoff.
+type DeliveryError struct {
+	Permanent bool
+	// RetryAfter is the server's requested delay (HTTP Retry-After), zero when none.
+	RetryAfter time.Duration
+	// Reason is shown to clinicians and administrators; it names the problem and what to do.
+	Reason string
+	Err    error
+}
+
+func (e *DeliveryError) Error() string {
+	if e.Err == nil {
+		return e.Reason
+	}
+	return e.Reason + ": " + e.Err.Error()
+}
+
+func (e *DeliveryError) Unwrap() error { return e.Err }
+
+// permanent marks a failure that repeating cannot fix.
+func permanent(reason string, err error) error {
+	return &DeliveryError{Permanent: true, Reason: reason, Err: err}
+}
+
+// retryable marks a failure that may clear by itself (network, overload).
+func retryable(reason string, retryAfter time.Duration, err error) error {
+	return &DeliveryError{Reason: reason, RetryAfter: retryAfter, Err: err}
+}
+
+// IsPermanent reports whether err is a failure the outbox must hold rather than retry.
+// Validation errors are permanent; unclassified errors (I/O, network) are not.
+func IsPermanent(err error) bool {
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return true
+	}
+	var de *DeliveryError
+	return errors.As(err, &de) && de.Permanent
+}
+
+// RetryAfter returns the delay a server asked for, if any.
+func RetryAfter(err error) (time.Duration, bool) {
+	var de *DeliveryError
+	if errors.As(err, &de) && de.RetryAfter > 0 {
+		return de.RetryAfter, true
+	}
+	return 0, false
+}
+
+// Reason returns the user-facing text for a failed delivery.
+func Reason(err error) string {
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return ve.Error()
+	}
+	var de *DeliveryError
+	if errors.As(err, &de) {
+		return de.Reason
+	}
+	return err.Error()
+}
+
+// parseRetryAfter reads an HTTP Retry-After header: delay-seconds or an HTTP date.
+func parseRetryAfter(h string, now time.Time) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(h); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}

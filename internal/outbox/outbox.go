@@ -1,0 +1,227 @@
+// Package outbox makes sure an approved note reaches the patient record exactly once.
+// Approval writes the note into the outbox table in the same SQLite transaction that
+// approves it; a Worker then delivers it through a fhir.Sink, retrying transient failures
+// with exponential backoff and holding permanent ones for a person to fix.
+//
+// Exactly-once rests on two things: a row is only marked sent after the sink confirmed
+// delivery, and every delivery carries the document's identifier as an idempotency key
+// (FHIR conditional create, a file named after it), so re-delivering after a crash finds
+// the first copy instead of making a second.
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"scribe/internal/fhir"
+)
+
+// State is where a note is on its way to the record.
+type State string
+
+const (
+	StateQueued  State = "queued"  // waiting for (another) attempt
+	StateSending State = "sending" // an attempt is in flight
+	StateSent    State = "sent"    // the record has it
+	StateHeld    State = "held"    // a permanent problem; Reason says what to fix
+	StateFailed  State = "failed"  // retryable failures went on too long; Reason has the last
+)
+
+// ErrNotFound is returned for an unknown outbox id.
+var ErrNotFound = errors.New("outbox entry not found")
+
+// Schema creates the outbox table. Times are Unix milliseconds.
+const Schema = `
+CREATE TABLE IF NOT EXISTS fhir_outbox (
+	id              INTEGER PRIMARY KEY AUTOINCREMENT,
+	document_id     TEXT    NOT NULL UNIQUE,
+	session_id      TEXT    NOT NULL,
+	note_json       TEXT    NOT NULL,
+	state           TEXT    NOT NULL CHECK (state IN ('queued','sending','sent','held','failed')),
+	reason          TEXT    NOT NULL DEFAULT '',
+	attempts        INTEGER NOT NULL DEFAULT 0,
+	next_attempt_at INTEGER NOT NULL,
+	created_at      INTEGER NOT NULL,
+	updated_at      INTEGER NOT NULL,
+	sent_at         INTEGER,
+	location        TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS fhir_outbox_due ON fhir_outbox (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS fhir_outbox_session ON fhir_outbox (session_id);
+`
+
+// Execer is what Enqueue needs: a *sql.Tx (normally) or a *sql.DB.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Querier is what the read functions need: a *sql.DB or a *sql.Tx.
+type Querier interface {
+	Execer
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// EnsureSchema creates the outbox table if it is missing.
+func EnsureSchema(ctx context.Context, db Execer) error {
+	if _, err := db.ExecContext(ctx, Schema); err != nil {
+		return fmt.Errorf("create outbox schema: %w", err)
+	}
+	return nil
+}
+
+// Item is one note in the outbox, as shown in the UI and API.
+type Item struct {
+	ID            int64      `json:"id"`
+	DocumentID    string     `json:"document_id"`
+	SessionID     string     `json:"session_id"`
+	State         State      `json:"state"`
+	Reason        string     `json:"reason,omitempty"`
+	Attempts      int        `json:"attempts"`
+	NextAttemptAt time.Time  `json:"next_attempt_at"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+	SentAt        *time.Time `json:"sent_at,omitempty"`
+	Location      string     `json:"location,omitempty"`
+	// Note is the document itself; it holds patient data, so it is not part of the JSON view.
+	Note fhir.Note `json:"-"`
+}
+
+// Enqueue adds an approved note to the outbox inside the caller's transaction, so the note
+// is queued if and only if the approval commits. Enqueueing the same DocumentID again
+// returns the existing entry's id and changes nothing.
+func Enqueue(ctx context.Context, tx Execer, n fhir.Note) (int64, error) {
+	if n.DocumentID == "" {
+		return 0, fmt.Errorf("enqueue note: no document id")
+	}
+	b, err := json.Marshal(n)
+	if err != nil {
+		return 0, fmt.Errorf("enqueue note: encode: %w", err)
+	}
+	ms := time.Now().UnixMilli()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO fhir_outbox
+		(document_id, session_id, note_json, state, next_attempt_at, created_at, updated_at)
+		VALUES (?, ?, ?, 'queued', ?, ?, ?) ON CONFLICT (document_id) DO NOTHING`,
+		n.DocumentID, n.SessionID, string(b), ms, ms, ms); err != nil {
+		return 0, fmt.Errorf("enqueue note: %w", err)
+	}
+	var id int64
+	if err := tx.QueryRowContext(ctx, `SELECT id FROM fhir_outbox WHERE document_id = ?`, n.DocumentID).Scan(&id); err != nil {
+		return 0, fmt.Errorf("enqueue note: read id: %w", err)
+	}
+	return id, nil
+}
+
+const itemColumns = `id, document_id, session_id, note_json, state, reason, attempts,
+	next_attempt_at, created_at, updated_at, sent_at, location`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanItem(s scanner) (Item, error) {
+	var it Item
+	var noteJSON string
+	var next, created, updated int64
+	var sent sql.NullInt64
+	if err := s.Scan(&it.ID, &it.DocumentID, &it.SessionID, &noteJSON, &it.State, &it.Reason, &it.Attempts,
+		&next, &created, &updated, &sent, &it.Location); err != nil {
+		return Item{}, err
+	}
+	if err := json.Unmarshal([]byte(noteJSON), &it.Note); err != nil {
+		return Item{}, fmt.Errorf("outbox entry %d: decode note: %w", it.ID, err)
+	}
+	it.NextAttemptAt, it.CreatedAt, it.UpdatedAt = time.UnixMilli(next), time.UnixMilli(created), time.UnixMilli(updated)
+	if sent.Valid {
+		t := time.UnixMilli(sent.Int64)
+		it.SentAt = &t
+	}
+	return it, nil
+}
+
+// Get returns one outbox entry.
+func Get(ctx context.Context, db Querier, id int64) (Item, error) {
+	it, err := scanItem(db.QueryRowContext(ctx, `SELECT `+itemColumns+` FROM fhir_outbox WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Item{}, fmt.Errorf("outbox entry %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Item{}, fmt.Errorf("get outbox entry %d: %w", id, err)
+	}
+	return it, nil
+}
+
+// Filter narrows List; zero values match everything.
+type Filter struct {
+	SessionID string
+	State     State
+	Limit     int // default 100
+}
+
+// List returns outbox entries, newest first.
+func List(ctx context.Context, db Querier, f Filter) ([]Item, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	rows, err := db.QueryContext(ctx, `SELECT `+itemColumns+` FROM fhir_outbox
+		WHERE (? = '' OR session_id = ?) AND (? = '' OR state = ?)
+		ORDER BY id DESC LIMIT ?`, f.SessionID, f.SessionID, string(f.State), string(f.State), f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []Item
+	for rows.Next() {
+		it, err := scanItem(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list outbox: %w", err)
+		}
+		out = append(out, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list outbox: %w", err)
+	}
+	return out, nil
+}
+
+// Retry puts a held or failed note back in the queue for an immediate attempt, after an
+// administrator fixed what its reason named. Notes in any other state are left alone.
+func Retry(ctx context.Context, db Execer, id int64) error {
+	now := time.Now()
+	res, err := db.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'queued', reason = '', attempts = 0,
+		next_attempt_at = ?, updated_at = ? WHERE id = ? AND state IN ('held', 'failed')`, now.UnixMilli(), now.UnixMilli(), id)
+	if err != nil {
+		return fmt.Errorf("retry outbox entry %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		var state string
+		err := db.QueryRowContext(ctx, `SELECT state FROM fhir_outbox WHERE id = ?`, id).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("retry outbox entry %d: %w", id, ErrNotFound)
+		}
+		return fmt.Errorf("retry outbox entry %d: it is %s, only held or failed notes can be retried", id, state)
+	}
+	return nil
+}
+
+// ReplaceNote swaps the stored note of a held or failed entry (for example after the
+// clinician corrected the NHS number) and queues it again. The document id must not change.
+func ReplaceNote(ctx context.Context, db Execer, id int64, n fhir.Note) error {
+	now := time.Now()
+	b, err := json.Marshal(n)
+	if err != nil {
+		return fmt.Errorf("replace outbox note: encode: %w", err)
+	}
+	res, err := db.ExecContext(ctx, `UPDATE fhir_outbox SET note_json = ?, state = 'queued', reason = '', attempts = 0,
+		next_attempt_at = ?, updated_at = ? WHERE id = ? AND document_id = ? AND state IN ('held', 'failed')`,
+		string(b), now.UnixMilli(), now.UnixMilli(), id, n.DocumentID)
+	if err != nil {
+		return fmt.Errorf("replace outbox note %d: %w", id, err)
+	}
+	if c, _ := res.RowsAffected(); c == 0 {
+		return fmt.Errorf("replace outbox note %d: no held or failed entry with that document id", id)
+	}
+	return nil
+}

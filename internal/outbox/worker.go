@@ -1,0 +1,222 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"scribe/internal/fhir"
+)
+
+// Backoff spaces out retries: Base doubles with every failed attempt up to Max, and each
+// delay is drawn from its upper half so that many notes failing together (the EPR went
+// down) do not come back in lockstep.
+type Backoff struct {
+	Base time.Duration
+	Max  time.Duration
+}
+
+// Delay returns the wait after the given number of failed attempts (1 = first failure);
+// r in [0,1) picks the point within the jitter range.
+func (b Backoff) Delay(attempts int, r float64) time.Duration {
+	d := b.Base
+	for i := 1; i < attempts && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	return d/2 + time.Duration(r*float64(d/2))
+}
+
+// Worker delivers queued notes one at a time. Run exactly one worker per database.
+type Worker struct {
+	DB   *sql.DB
+	Sink fhir.Sink
+	Log  *slog.Logger
+
+	Backoff Backoff
+	// MaxAttempts is how many retryable failures in a row turn a note "failed" (still
+	// retryable by an administrator).
+	MaxAttempts int
+	// PollInterval bounds how long Run sleeps when nothing is due; Wake cuts it short.
+	PollInterval time.Duration
+	// DeliveryTimeout bounds one Deliver call.
+	DeliveryTimeout time.Duration
+
+	// Now, Sleep and Rand are the clock, the wait and the jitter source; tests replace them.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+	Rand  func() float64
+
+	wakeOnce sync.Once
+	wake     chan struct{}
+
+	// afterDeliver, when set (tests only), runs after the sink returned and before the
+	// result is recorded: the window a crash makes dangerous.
+	afterDeliver func(Item, fhir.Receipt, error)
+}
+
+// NewWorker returns a worker with production defaults.
+func NewWorker(db *sql.DB, sink fhir.Sink, log *slog.Logger) *Worker {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Worker{
+		DB: db, Sink: sink, Log: log,
+		Backoff:         Backoff{Base: 5 * time.Second, Max: 15 * time.Minute},
+		MaxAttempts:     60, // about 12 hours at the 15-minute cap
+		PollInterval:    30 * time.Second,
+		DeliveryTimeout: 2 * time.Minute,
+		Now:             time.Now,
+		Rand:            rand.Float64,
+	}
+}
+
+func (w *Worker) wakeChan() chan struct{} {
+	w.wakeOnce.Do(func() { w.wake = make(chan struct{}, 1) })
+	return w.wake
+}
+
+// Wake makes a sleeping Run look for work now (call it after committing an approval).
+func (w *Worker) Wake() {
+	select {
+	case w.wakeChan() <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Worker) sleep(ctx context.Context, d time.Duration) error {
+	if w.Sleep != nil {
+		return w.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-w.wakeChan():
+	}
+	return nil
+}
+
+// Recover re-queues notes left "sending" by a crash. Whether that attempt reached the
+// record is unknown; re-delivering is safe because the sink's idempotency key finds the
+// copy if it did.
+func (w *Worker) Recover(ctx context.Context) (int64, error) {
+	now := w.Now().UnixMilli()
+	res, err := w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'queued', next_attempt_at = ?, updated_at = ?
+		WHERE state = 'sending'`, now, now)
+	if err != nil {
+		return 0, fmt.Errorf("recover outbox: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if n > 0 {
+		w.Log.Info("outbox: re-queued notes interrupted mid-delivery", "count", n)
+	}
+	return n, nil
+}
+
+// Run recovers interrupted deliveries, then delivers due notes until ctx ends.
+func (w *Worker) Run(ctx context.Context) error {
+	if _, err := w.Recover(ctx); err != nil {
+		return err
+	}
+	for {
+		did, err := w.RunOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			w.Log.Error("outbox: delivery round failed", "err", err)
+		}
+		if did && err == nil {
+			continue
+		}
+		wait := w.PollInterval
+		if next, ok, err := w.nextDue(ctx); err == nil && ok {
+			wait = min(wait, max(0, next.Sub(w.Now())))
+		}
+		if err := w.sleep(ctx, wait); err != nil {
+			return nil
+		}
+	}
+}
+
+func (w *Worker) nextDue(ctx context.Context) (time.Time, bool, error) {
+	var ms sql.NullInt64
+	err := w.DB.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM fhir_outbox WHERE state = 'queued'`).Scan(&ms)
+	if err != nil || !ms.Valid {
+		return time.Time{}, false, err
+	}
+	return time.UnixMilli(ms.Int64), true, nil
+}
+
+// RunOnce delivers the next due note, if any, and records the outcome. It reports whether
+// there was a note to deliver.
+func (w *Worker) RunOnce(ctx context.Context) (bool, error) {
+	now := w.Now()
+	it, err := scanItem(w.DB.QueryRowContext(ctx, `SELECT `+itemColumns+` FROM fhir_outbox
+		WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 1`, now.UnixMilli()))
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("outbox: pick next note: %w", err)
+	}
+	res, err := w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'sending', attempts = attempts + 1, updated_at = ?
+		WHERE id = ? AND state = 'queued'`, now.UnixMilli(), it.ID)
+	if err != nil {
+		return false, fmt.Errorf("outbox: claim note %d: %w", it.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return true, nil // changed under us (an admin action); look again
+	}
+	it.Attempts++
+
+	dctx, cancel := context.WithTimeout(ctx, w.DeliveryTimeout)
+	rc, derr := w.Sink.Deliver(dctx, it.Note)
+	cancel()
+	if w.afterDeliver != nil {
+		w.afterDeliver(it, rc, derr)
+	}
+	// Record even if we are shutting down, so the note does not wait for Recover.
+	return true, w.record(context.WithoutCancel(ctx), it, rc, derr)
+}
+
+func (w *Worker) record(ctx context.Context, it Item, rc fhir.Receipt, derr error) error {
+	now := w.Now()
+	ms := now.UnixMilli()
+	var err error
+	switch {
+	case derr == nil:
+		_, err = w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'sent', reason = '', sent_at = ?, location = ?,
+			updated_at = ? WHERE id = ?`, ms, rc.Location, ms, it.ID)
+		// Patient data stays out of logs: ids and states only.
+		w.Log.Info("outbox: note delivered", "outbox_id", it.ID, "attempts", it.Attempts, "created", rc.Created)
+	case fhir.IsPermanent(derr):
+		_, err = w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'held', reason = ?, updated_at = ? WHERE id = ?`,
+			fhir.Reason(derr), ms, it.ID)
+		w.Log.Warn("outbox: note held for attention", "outbox_id", it.ID, "attempts", it.Attempts)
+	case it.Attempts >= w.MaxAttempts:
+		_, err = w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?`,
+			fmt.Sprintf("gave up after %d attempts: %s", it.Attempts, fhir.Reason(derr)), ms, it.ID)
+		w.Log.Error("outbox: note failed after repeated attempts", "outbox_id", it.ID, "attempts", it.Attempts)
+	default:
+		delay := w.Backoff.Delay(it.Attempts, w.Rand())
+		if ra, ok := fhir.RetryAfter(derr); ok && ra > delay {
+			delay = ra
+		}
+		_, err = w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'queued', reason = ?, next_attempt_at = ?,
+			updated_at = ? WHERE id = ?`, "will retry: "+fhir.Reason(derr), now.Add(delay).UnixMilli(), ms, it.ID)
+		w.Log.Info("outbox: delivery will be retried", "outbox_id", it.ID, "attempts", it.Attempts, "delay", delay)
+	}
+	if err != nil {
+		return fmt.Errorf("outbox: record result for note %d: %w", it.ID, err)
+	}
+	return nil
+}
