@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -60,16 +59,44 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "scribe.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	wb, err := newWriteBack(ctx, cfg, st.DB())
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(scfg, server.Deps{
-		Transcriber: rt.Pipeline,
-		Sources:     map[string]server.SourceFactory{"device": deviceSource},
-		Logger:      slog.Default(),
-		Stdout:      stdout,
+		Transcriber:   rt.Pipeline,
+		Store:         st,
+		OnApproved:    wb.onApproved,
+		DeliveryState: wb.deliveryState,
+		Sources:       map[string]server.SourceFactory{"device": deviceSource},
+		Logger:        slog.Default(),
+		Stdout:        stdout,
 	})
 	if err != nil {
 		return err
 	}
-	return srv.Run(ctx)
+	// The outbox worker delivers approved notes until the server stops; what it has not
+	// delivered stays queued in the database for the next start.
+	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
+	workerDone := make(chan struct{})
+	go func() {
+		defer close(workerDone)
+		if err := wb.worker.Run(workerCtx); err != nil && workerCtx.Err() == nil {
+			slog.Error("outbox worker stopped", "err", err)
+		}
+	}()
+	err = srv.Run(ctx)
+	stopWorker()
+	<-workerDone
+	return err
 }
 
 // deviceSource opens a room's microphone: source_config {"device": N, "channels": 1|2}.

@@ -50,6 +50,31 @@ type Config struct {
 	Demo struct {
 		WAVs []string `yaml:"wavs"` // rooms that replay these files in --demo mode
 	} `yaml:"demo"`
+	EPR EPR `yaml:"epr"`
+}
+
+// EPR says where approved notes go. GP systems take notes by several routes (IM1, GP
+// Connect, MESH), so the default writes FHIR JSON files for an integration engine to
+// collect; "fhir" posts to an R4 server.
+type EPR struct {
+	Sink             string `yaml:"sink"`              // folder (default) or fhir
+	Folder           string `yaml:"folder"`            // folder sink: export directory (default data_dir/export)
+	FHIRBaseURL      string `yaml:"fhir_base_url"`     // fhir sink: R4 base URL, e.g. https://epr.example/fhir/R4
+	PracticeODS      string `yaml:"practice_ods"`      // custodian ODS code
+	IdentifierSystem string `yaml:"identifier_system"` // URI of our document identifiers
+	LookupPatient    bool   `yaml:"lookup_patient"`    // resolve the NHS number to a Patient first
+	BearerTokenFile  string `yaml:"bearer_token_file"` // static bearer token (file, 0600)
+	SMART            struct {
+		TokenURL string `yaml:"token_url"`
+		ClientID string `yaml:"client_id"`
+		KeyFile  string `yaml:"key_file"` // PEM private key, RS384 or ES384
+		KeyID    string `yaml:"key_id"`
+	} `yaml:"smart"`
+	MTLS struct {
+		Cert string `yaml:"cert"`
+		Key  string `yaml:"key"`
+		CA   string `yaml:"ca"`
+	} `yaml:"mtls"`
 }
 
 // Default is a working configuration for a practice box.
@@ -69,6 +94,8 @@ func Default() Config {
 	c.Audio.MaxUtterance = 20
 	c.Audio.Padding = 0.2
 	c.Audio.Retention = "none"
+	c.EPR.Sink = "folder"
+	c.EPR.LookupPatient = true
 	return c
 }
 
@@ -103,6 +130,9 @@ func (c *Config) applyEnv(get func(string) string) error {
 		"SCRIBE_TLS_KEY":    &c.TLS.Key,
 		"SCRIBE_VOCABULARY": &c.Transcription.Vocabulary,
 		"SCRIBE_LANGUAGE":   &c.Transcription.Language,
+		"SCRIBE_EPR_SINK":   &c.EPR.Sink,
+		"SCRIBE_FHIR_URL":   &c.EPR.FHIRBaseURL,
+		"SCRIBE_ODS_CODE":   &c.EPR.PracticeODS,
 	}
 	for k, p := range str {
 		if v := get(k); v != "" {
@@ -135,6 +165,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: audio.retention %q must be none or until-approved", c.Audio.Retention)
 	case (c.TLS.Cert == "") != (c.TLS.Key == ""):
 		return errors.New("config: tls.cert and tls.key must be set together")
+	case c.EPR.Sink != "folder" && c.EPR.Sink != "fhir":
+		return fmt.Errorf("config: epr.sink %q must be folder or fhir", c.EPR.Sink)
+	case c.EPR.Sink == "fhir" && c.EPR.FHIRBaseURL == "":
+		return errors.New("config: epr.sink fhir needs epr.fhir_base_url")
 	}
 	return nil
 }

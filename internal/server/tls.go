@@ -116,7 +116,8 @@ func (s *Server) setUpDemo(ctx context.Context) error {
 	u, err := s.store.UserByName(ctx, DemoUsername)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		u, err = s.store.CreateUser(ctx, store.NewUser{Username: DemoUsername, DisplayName: "Dr Demo", Role: store.RoleClinician, Password: pw})
+		// 9999999 is a placeholder GMC number so demo notes pass write-back validation.
+		u, err = s.store.CreateUser(ctx, store.NewUser{Username: DemoUsername, DisplayName: "Dr Demo", Role: store.RoleClinician, Password: pw, GMCNumber: "9999999"})
 	case err == nil:
 		err = s.store.SetPassword(ctx, u.ID, pw)
 	}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"scribe/internal/config"
+	"scribe/internal/fhir"
+	"scribe/internal/outbox"
+	"scribe/internal/server"
+)
+
+// writeBack connects approval to the EPR: the approval transaction enqueues the note in
+// the outbox, and the worker delivers it through the configured sink, exactly once.
+type writeBack struct {
+	db     *sql.DB
+	worker *outbox.Worker
+}
+
+func newWriteBack(ctx context.Context, cfg config.Config, db *sql.DB) (*writeBack, error) {
+	if err := outbox.EnsureSchema(ctx, db); err != nil {
+		return nil, err
+	}
+	sink, err := newSink(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &writeBack{db: db, worker: outbox.NewWorker(db, sink, slog.Default().With("component", "outbox"))}, nil
+}
+
+func fhirConfig(cfg config.Config) fhir.Config {
+	return fhir.Config{IdentifierSystem: cfg.EPR.IdentifierSystem, PracticeODS: cfg.EPR.PracticeODS}
+}
+
+func newSink(cfg config.Config) (fhir.Sink, error) {
+	fc := fhirConfig(cfg)
+	if cfg.EPR.Sink != "fhir" {
+		dir := cfg.EPR.Folder
+		if dir == "" {
+			dir = filepath.Join(cfg.DataDir, "export")
+		}
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("epr folder: %w", err)
+		}
+		return &fhir.FolderSink{Dir: dir, Config: fc}, nil
+	}
+	sc := fhir.ServerConfig{BaseURL: cfg.EPR.FHIRBaseURL, Config: fc, LookupPatient: cfg.EPR.LookupPatient}
+	if f := cfg.EPR.BearerTokenFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("epr bearer token: %w", err)
+		}
+		sc.BearerToken = strings.TrimSpace(string(b))
+	}
+	if s := cfg.EPR.SMART; s.TokenURL != "" {
+		key, err := fhir.LoadPrivateKey(s.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("epr SMART key: %w", err)
+		}
+		sc.SMART = &fhir.SMARTConfig{TokenURL: s.TokenURL, ClientID: s.ClientID, Key: key, KeyID: s.KeyID}
+	}
+	if m := cfg.EPR.MTLS; m.Cert != "" {
+		tc, err := fhir.MutualTLSConfig(m.Cert, m.Key, m.CA)
+		if err != nil {
+			return nil, fmt.Errorf("epr mutual TLS: %w", err)
+		}
+		sc.TLS = tc
+	}
+	return fhir.NewServerSink(sc)
+}
+
+// onApproved runs inside the approval transaction.
+func (wb *writeBack) onApproved(ctx context.Context, tx *sql.Tx, n server.ApprovedNote) error {
+	_, err := outbox.Enqueue(ctx, tx, fhir.Note{
+		DocumentID: n.DocumentID, SessionID: n.SessionID, NHSNumber: n.NHSNumber,
+		Clinician:         fhir.Clinician{DisplayName: n.ClinicianName, SDSUserID: n.ClinicianSDSUserID, GMCNumber: n.ClinicianGMC},
+		ConsultationStart: n.ConsultationStart, ConsultationEnd: n.ConsultationStop, ApprovedAt: n.ApprovedAt,
+		Text:  n.Text,
+		Title: "Consultation transcript",
+		Description: fmt.Sprintf("Transcript of a consultation in %s, reviewed and approved by %s. Transcription only: not a clinical summary.",
+			n.RoomName, n.ClinicianName),
+	})
+	if err == nil {
+		// Delivery starts once the approval has committed; an early wake only polls.
+		context.AfterFunc(ctx, wb.worker.Wake)
+	}
+	return err
+}
+
+// deliveryState shows a session's write-back state in the UI.
+func (wb *writeBack) deliveryState(ctx context.Context, sessionID string) (string, string) {
+	items, err := outbox.List(ctx, wb.db, outbox.Filter{SessionID: sessionID, Limit: 1})
+	if err != nil || len(items) == 0 {
+		return "", ""
+	}
+	return string(items[0].State), items[0].Reason
+}

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"scribe/internal/config"
+	"scribe/internal/fhir"
+	"scribe/internal/fhir/fhirtest"
+)
+
+// apiClient is a logged-in user of a running scribe server.
+type apiClient struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+	csrf string
+}
+
+func (a *apiClient) call(method, path string, body, out any) int {
+	a.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, a.base+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", a.base[:len(a.base)-1])
+	if a.csrf != "" {
+		req.Header.Set("X-CSRF-Token", a.csrf)
+	}
+	resp, err := a.c.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && len(data) > 0 {
+		json.Unmarshal(data, out)
+	}
+	var tok struct {
+		CSRF string `json:"csrf_token"`
+	}
+	if json.Unmarshal(data, &tok) == nil && tok.CSRF != "" {
+		a.csrf = tok.CSRF
+	}
+	return resp.StatusCode
+}
+
+// startServe runs `scribe serve` in-process with the given config file and returns its
+// URL and the output it printed; the server stops when the test ends.
+func startServe(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	var wg sync.WaitGroup
+	var errb bytes.Buffer
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer pw.Close()
+		run(ctx, append([]string{"serve"}, args...), pw, &errb)
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	found := make(chan [2]string, 1)
+	go func() {
+		var acc []byte
+		b := make([]byte, 4096)
+		for {
+			n, err := pr.Read(b)
+			acc = append(acc, b[:n]...)
+			if m := regexp.MustCompile(`running at (https://\S+)`).FindSubmatch(acc); m != nil {
+				found <- [2]string{string(m[1]), string(acc)}
+				io.Copy(io.Discard, pr)
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case f := <-found:
+		return f[0], f[1]
+	case <-time.After(90 * time.Second):
+		t.Fatalf("server did not start; stderr: %s", errb.String())
+	}
+	return "", ""
+}
+
+// An approved demo session reaches a real FHIR server (Medplum's engine) as a valid
+// DocumentReference, found by identifier and by patient, with the approved text, hash
+// and size: the whole path from the room's audio to the record.
+func TestApprovedSessionReachesFHIRServer(t *testing.T) {
+	model, vad := testModels(t)
+	fs := fhirtest.Start(t)
+	nhs := fhirtest.NewNHSNumber()
+	patient := fs.SeedPatient(t, nhs, "Testpatient")
+
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "scribe.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`data_dir: %s
+listen: 127.0.0.1:0
+models: {whisper: %s, vad: %s, workers: 1, threads: 2}
+transcription: {temperature_inc: 0}
+demo: {wavs: [%s]}
+epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001, lookup_patient: true}
+`, filepath.Join(dir, "data"), model, vad, filepath.Join(config.SharedDir(), "audio", "jfk.wav"), fs.BaseURL)), 0o600)
+	base, out := startServe(t, "--demo", "--config", cfgPath)
+	pw := regexp.MustCompile(`password "([^"]+)"`).FindStringSubmatch(out)
+	if pw == nil {
+		t.Fatalf("no demo password in %q", out)
+	}
+	jar, _ := cookiejar.New(nil)
+	a := &apiClient{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
+	if st := a.call("POST", "/api/login", map[string]string{"username": "demo", "password": pw[1]}, nil); st != 200 {
+		t.Fatalf("login: %d", st)
+	}
+	var rooms []struct {
+		ID int64 `json:"id"`
+	}
+	a.call("GET", "/api/rooms", nil, &rooms)
+	if len(rooms) == 0 {
+		t.Fatal("no demo room")
+	}
+	var sess struct {
+		ID           string `json:"id"`
+		State        string `json:"state"`
+		DocumentID   string `json:"document_id"`
+		DocumentText string `json:"document_text"`
+		Delivery     string `json:"delivery_state"`
+		Reason       string `json:"delivery_reason"`
+	}
+	if st := a.call("POST", fmt.Sprintf("/api/rooms/%d/sessions", rooms[0].ID), map[string]any{"consent": true, "nhs_number": nhs}, &sess); st != 201 {
+		t.Fatalf("start: %d", st)
+	}
+	var segs []struct {
+		ID      string `json:"id"`
+		Version int    `json:"version"`
+	}
+	get := func() {
+		var v struct {
+			Session  *json.RawMessage `json:"session"`
+			Segments *json.RawMessage `json:"segments"`
+		}
+		a.call("GET", "/api/sessions/"+sess.ID, nil, &v)
+		if v.Session != nil {
+			json.Unmarshal(*v.Session, &sess)
+		}
+		if v.Segments != nil {
+			json.Unmarshal(*v.Segments, &segs)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for get(); sess.State != "stopped"; get() {
+		if time.Now().After(deadline) {
+			t.Fatalf("session still %s", sess.State)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// The test model decodes no words: the clinician types what was said, as they would
+	// for any segment flagged untranscribed.
+	if len(segs) == 0 {
+		t.Fatal("no segments")
+	}
+	if st := a.call("PATCH", "/api/sessions/"+sess.ID+"/segments/"+segs[0].ID, map[string]any{"version": segs[0].Version, "text": "And so my fellow Americans, ask not what your country can do for you."}, nil); st != 200 {
+		t.Fatalf("edit: %d", st)
+	}
+	if st := a.call("POST", "/api/sessions/"+sess.ID+"/approve", map[string]any{"reviewed": true}, nil); st != 200 {
+		t.Fatalf("approve: %d", st)
+	}
+	for get(); sess.Delivery != "sent"; get() {
+		if time.Now().After(deadline) || sess.Delivery == "held" || sess.Delivery == "failed" {
+			t.Fatalf("delivery %q: %s", sess.Delivery, sess.Reason)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if sess.DocumentText == "" {
+		t.Fatal("approved session has no document text")
+	}
+
+	byID := fs.Search(t, "DocumentReference", url.Values{"identifier": {fhir.DefaultIdentifierSystem + "|" + sess.DocumentID}})
+	byPatient := fs.Search(t, "DocumentReference", url.Values{"patient": {"Patient/" + patient}})
+	if len(byID) != 1 || len(byPatient) != 1 {
+		t.Fatalf("found %d by identifier, %d by patient; want exactly 1 each", len(byID), len(byPatient))
+	}
+	var doc struct {
+		Status    string                     `json:"status"`
+		DocStatus string                     `json:"docStatus"`
+		Subject   struct{ Reference string } `json:"subject"`
+		Content   []struct {
+			Attachment struct {
+				ContentType, Language, Data, Hash string
+				Size                              int
+			} `json:"attachment"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal(byID[0], &doc); err != nil {
+		t.Fatal(err)
+	}
+	att := doc.Content[0].Attachment
+	raw, _ := base64.StdEncoding.DecodeString(att.Data)
+	sum := sha1.Sum(raw)
+	switch {
+	case doc.Status != "current" || doc.DocStatus != "final":
+		t.Errorf("status %s/%s", doc.Status, doc.DocStatus)
+	case doc.Subject.Reference != "Patient/"+patient:
+		t.Errorf("subject %q, want Patient/%s", doc.Subject.Reference, patient)
+	case string(raw) != sess.DocumentText:
+		t.Errorf("attachment text %q differs from the approved text %q", raw, sess.DocumentText)
+	case att.Size != len(raw) || att.Hash != base64.StdEncoding.EncodeToString(sum[:]):
+		t.Errorf("size %d / hash %s do not match the %d bytes", att.Size, att.Hash, len(raw))
+	case att.ContentType != "text/plain; charset=utf-8" || att.Language != "en-GB":
+		t.Errorf("attachment %s %s", att.ContentType, att.Language)
+	}
+}
