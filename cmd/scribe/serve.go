@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -71,13 +72,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	tr, safety, logger := safetyWiring(rt, st) // serve_safety.go: metrics, vocabulary, language groups
 	srv, err := server.New(scfg, server.Deps{
-		Transcriber:   rt.Pipeline,
+		Transcriber:   tr,
+		Safety:        safety,
 		Store:         st,
 		OnApproved:    wb.onApproved,
 		DeliveryState: wb.deliveryState,
+		Deliveries:    wb,
 		Sources:       map[string]server.SourceFactory{"device": deviceSource},
-		Logger:        slog.Default(),
+		Logger:        logger,
 		Stdout:        stdout,
 	})
 	if err != nil {

@@ -100,3 +100,26 @@ func (wb *writeBack) deliveryState(ctx context.Context, sessionID string) (strin
 	}
 	return string(items[0].State), items[0].Reason
 }
+
+// Deliveries lists the outbox for admins, without note text.
+func (wb *writeBack) Deliveries(ctx context.Context, state string) ([]server.Delivery, error) {
+	items, err := outbox.List(ctx, wb.db, outbox.Filter{State: outbox.State(state)})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]server.Delivery, len(items))
+	for i, it := range items {
+		out[i] = server.Delivery{ID: it.ID, SessionID: it.SessionID, DocumentID: it.DocumentID, State: string(it.State),
+			Reason: it.Reason, Attempts: it.Attempts, UpdatedAt: it.UpdatedAt}
+	}
+	return out, nil
+}
+
+// RetryDelivery re-queues a held or failed note and wakes the worker.
+func (wb *writeBack) RetryDelivery(ctx context.Context, id int64) error {
+	if err := outbox.Retry(ctx, wb.db, id); err != nil {
+		return err
+	}
+	wb.worker.Wake()
+	return nil
+}

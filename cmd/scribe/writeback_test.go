@@ -22,6 +22,7 @@ import (
 	"scribe/internal/config"
 	"scribe/internal/fhir"
 	"scribe/internal/fhir/fhirtest"
+	"scribe/internal/store"
 )
 
 // apiClient is a logged-in user of a running scribe server.
@@ -29,7 +30,6 @@ type apiClient struct {
 	t    *testing.T
 	base string
 	c    *http.Client
-	csrf string
 }
 
 func (a *apiClient) call(method, path string, body, out any) int {
@@ -42,8 +42,13 @@ func (a *apiClient) call(method, path string, body, out any) int {
 	req, _ := http.NewRequest(method, a.base+path, r)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Origin", a.base[:len(a.base)-1])
-	if a.csrf != "" {
-		req.Header.Set("X-CSRF-Token", a.csrf)
+	// The CSRF token is double-submitted: read from its cookie, sent in a header.
+	if u, err := url.Parse(a.base); err == nil {
+		for _, c := range a.c.Jar.Cookies(u) {
+			if c.Name == "__Host-scribe_csrf" {
+				req.Header.Set("X-CSRF-Token", c.Value)
+			}
+		}
 	}
 	resp, err := a.c.Do(req)
 	if err != nil {
@@ -53,12 +58,6 @@ func (a *apiClient) call(method, path string, body, out any) int {
 	data, _ := io.ReadAll(resp.Body)
 	if out != nil && len(data) > 0 {
 		json.Unmarshal(data, out)
-	}
-	var tok struct {
-		CSRF string `json:"csrf_token"`
-	}
-	if json.Unmarshal(data, &tok) == nil && tok.CSRF != "" {
-		a.csrf = tok.CSRF
 	}
 	return resp.StatusCode
 }
@@ -110,8 +109,7 @@ func startServe(t *testing.T, args ...string) (string, string) {
 func TestApprovedSessionReachesFHIRServer(t *testing.T) {
 	model, vad := testModels(t)
 	fs := fhirtest.Start(t)
-	nhs := fhirtest.NewNHSNumber()
-	patient := fs.SeedPatient(t, nhs, "Testpatient")
+	nhs := fhirtest.NewNHSNumber() // not on the EPR yet: the first delivery must be held
 
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "scribe.yaml")
@@ -186,12 +184,51 @@ epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001, lookup_patient: true}
 	if st := a.call("POST", "/api/sessions/"+sess.ID+"/approve", map[string]any{"reviewed": true}, nil); st != 200 {
 		t.Fatalf("approve: %d", st)
 	}
-	for get(); sess.Delivery != "sent"; get() {
-		if time.Now().After(deadline) || sess.Delivery == "held" || sess.Delivery == "failed" {
-			t.Fatalf("delivery %q: %s", sess.Delivery, sess.Reason)
+	waitDelivery := func(want string) {
+		t.Helper()
+		for get(); sess.Delivery != want; get() {
+			if time.Now().After(deadline) || (sess.Delivery != "queued" && sess.Delivery != "sending" && sess.Delivery != "") {
+				t.Fatalf("delivery %q (%s), want %s", sess.Delivery, sess.Reason, want)
+			}
+			time.Sleep(300 * time.Millisecond)
 		}
-		time.Sleep(300 * time.Millisecond)
 	}
+	waitDelivery("held")
+	if !regexp.MustCompile(`(?i)no patient`).MatchString(sess.Reason) {
+		t.Errorf("held reason %q does not say the patient is unknown", sess.Reason)
+	}
+	if n := len(fs.Search(t, "DocumentReference", url.Values{"identifier": {fhir.DefaultIdentifierSystem + "|" + sess.DocumentID}})); n != 0 {
+		t.Fatalf("a held note reached the EPR (%d copies)", n)
+	}
+
+	// The practice registers the patient on the EPR; an admin retries the held note.
+	patient := fs.SeedPatient(t, nhs, "Testpatient")
+	st, err := store.Open(context.Background(), filepath.Join(dir, "data", "scribe.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.CreateUser(context.Background(), store.NewUser{Username: "itadmin", DisplayName: "IT", Role: store.RoleAdmin, Password: "a long admin password"})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar2, _ := cookiejar.New(nil)
+	admin := &apiClient{t: t, base: base, c: &http.Client{Jar: jar2, Timeout: 30 * time.Second, Transport: a.c.Transport}}
+	if st := admin.call("POST", "/api/login", map[string]string{"username": "itadmin", "password": "a long admin password"}, nil); st != 200 {
+		t.Fatalf("admin login: %d", st)
+	}
+	var held []struct {
+		ID        int64  `json:"id"`
+		SessionID string `json:"session_id"`
+	}
+	admin.call("GET", "/api/deliveries?state=held", nil, &held)
+	if len(held) != 1 || held[0].SessionID != sess.ID {
+		t.Fatalf("held deliveries %+v", held)
+	}
+	if st := admin.call("POST", fmt.Sprintf("/api/deliveries/%d/retry", held[0].ID), nil, nil); st != 200 {
+		t.Fatalf("retry: %d", st)
+	}
+	waitDelivery("sent")
 	if sess.DocumentText == "" {
 		t.Fatal("approved session has no document text")
 	}
