@@ -45,6 +45,7 @@ func cmdListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	mf.add(fs)
 	device := fs.Int("device", -1, "input device index (see scribe devices; -1 = default)")
 	channels := fs.Int("channels", 1, "1, or 2 for a clinician mic (left) + patient mic (right)")
+	rate := fs.Float64("rate", 0, "capture sample rate in Hz (0 = the device's default; audio is resampled to 16 kHz)")
 	seconds := fs.Float64("seconds", 0, "stop after this many seconds (0 = until Ctrl-C)")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -58,7 +59,7 @@ func cmdListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer rt.Close()
-	src, err := capture.Open(capture.Options{Device: *device, Channels: *channels})
+	src, err := capture.Open(capture.Options{Device: *device, Channels: *channels, Rate: *rate})
 	if err != nil {
 		return err
 	}
