@@ -7,6 +7,19 @@
 #
 # Models are not in the image: mount them at /var/lib/scribe/models or run
 # `scribe model pull base.en` once inside the container (sha256-checked).
+#
+# Audio: scribe captures through PortAudio's ALSA backend, straight from the sound card,
+# so the container needs the host's /dev/snd and a group that may open it. /dev/snd keeps
+# the host's group id, while `--group-add audio` means the image's audio group (gid 29, as
+# on Debian hosts); on a host whose audio gid differs pass the host's number instead:
+# --group-add "$(getent group audio | cut -d: -f3)". A
+# desktop sound server (PulseAudio/PipeWire) holding the card can block it: on a
+# dedicated box there is none. Check inside the container:
+#   docker run --rm --device /dev/snd --group-add audio -v scribe-data:/var/lib/scribe scribe devices
+#   docker run --rm --device /dev/snd --group-add audio -v scribe-data:/var/lib/scribe scribe doctor
+# The data key: on first start scribe creates data.key (mode 0600) in the volume beside the
+# database; copy it somewhere safe apart from the backups (README, "Backup and restore"),
+# or supply your own with --env-file holding SCRIBE_DATA_KEY=<base64 of 32 random bytes>.
 
 FROM debian:sid-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \

@@ -48,8 +48,15 @@ exec: build
 corpus: build
 	$(BIN) corpus render $(CORPUS_ARGS)
 
+# Figures, never pass/fail: Go benchmarks, then scribe bench (JSON + PNG charts in bin/bench/).
 bench: build
+	scripts/make-test-audio
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+	mkdir -p bin/bench
+	$(BIN) bench file --vs whisper-cli --runs 3 --out bin/bench/file.json --chart bin/bench/file.png testdata/audio/day1_consultation01-60s.mono.wav
+	$(BIN) bench live --rooms 1 --seconds 60 --out bin/bench/live.json --chart bin/bench/live.png
+	$(BIN) bench capacity --seconds 30 --max-rooms 6 --out bin/bench/capacity.json --chart bin/bench/capacity.png
+	$(BIN) bench frontend --out bin/bench/frontend.json
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/audio
@@ -78,6 +85,11 @@ node-deps:
 	  command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm; }; \
 	  cd testdata/fhir-server && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
+
+# bin/scribe as a systemd service: /usr/local/bin, user scribe, /etc/scribe, /var/lib/scribe
+# (scripts/install; DESTDIR=/some/root stages into another root instead).
+install: build
+	scripts/install $(BIN)
 
 clean:
 	rm -rf bin

@@ -35,13 +35,19 @@ var errUsage = errors.New("usage")
 
 func main() {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	// The first signal cancels ctx (graceful stop); a second one kills the process.
+	os.Exit(run(stopOnSignal(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// stopOnSignal returns a context cancelled by the first SIGINT or SIGTERM (graceful stop:
+// sessions pause, pending text commits); after that the signals get their default action
+// back, so a second one kills the process even if the graceful stop hangs.
+func stopOnSignal() context.Context {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-ctx.Done()
 		stop()
 	}()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	return ctx
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {

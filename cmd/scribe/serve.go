@@ -63,11 +63,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "scribe.db"))
+	st, err := store.OpenWith(ctx, filepath.Join(cfg.DataDir, "scribe.db"), store.Options{KeyFile: cfg.KeyFile()})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if st.KeyFileCreated != "" {
+		fmt.Fprintf(stderr, "created the data key %s (mode 0600): transcripts are encrypted with it. Back it up apart from the database; without it the transcripts cannot be read.\n", st.KeyFileCreated)
+	}
 	wb, err := newWriteBack(ctx, cfg, st.DB())
 	if err != nil {
 		return err

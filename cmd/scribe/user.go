@@ -51,7 +51,7 @@ func cmdUser(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "scribe.db"))
+	st, err := store.OpenWith(ctx, filepath.Join(cfg.DataDir, "scribe.db"), store.Options{KeyFile: cfg.KeyFile()})
 	if err != nil {
 		return err
 	}

@@ -64,6 +64,9 @@ const (
 	ActionConfigChange     Action = "config_change"
 	ActionUserChange       Action = "user_change"
 	ActionKeyRotated       Action = "key_rotated" // details: version
+	// ActionDataAccess records reading patient data outside the clinician's own review:
+	// a CSO opening a flagged segment, a subject access export. details: purpose, ids.
+	ActionDataAccess Action = "data_access"
 )
 
 var knownActions = map[Action]bool{
@@ -72,7 +75,7 @@ var knownActions = map[Action]bool{
 	ActionSessionStop: true, ActionSegmentEdit: true, ActionSegmentFlag: true,
 	ActionSessionApprove: true, ActionWritebackAttempt: true, ActionWritebackResult: true,
 	ActionAudioDeleted: true, ActionTranscriptPurged: true, ActionConfigChange: true,
-	ActionUserChange: true, ActionKeyRotated: true,
+	ActionUserChange: true, ActionKeyRotated: true, ActionDataAccess: true,
 }
 
 // Event is one thing to record. At defaults to the current time when zero.

@@ -19,7 +19,10 @@ import (
 type Config struct {
 	Listen  string `yaml:"listen"`
 	DataDir string `yaml:"data_dir"`
-	TLS     struct {
+	// DataKeyFile holds the key that encrypts transcripts at rest (mode 0600); empty means
+	// <data_dir>/data.key. SCRIBE_DATA_KEY or the systemd credential take precedence.
+	DataKeyFile string `yaml:"data_key_file"`
+	TLS         struct {
 		Cert string `yaml:"cert"` // empty: a self-signed certificate is made in data_dir
 		Key  string `yaml:"key"`
 	} `yaml:"tls"`
@@ -171,6 +174,14 @@ func (c Config) Validate() error {
 		return errors.New("config: epr.sink fhir needs epr.fhir_base_url")
 	}
 	return nil
+}
+
+// KeyFile is the data key file: DataKeyFile, or data.key in the data directory.
+func (c Config) KeyFile() string {
+	if c.DataKeyFile != "" {
+		return c.DataKeyFile
+	}
+	return filepath.Join(c.DataDir, "data.key")
 }
 
 // Parallelism splits the machine's cores into decoder workers × threads each. Whisper

@@ -56,6 +56,7 @@ type Keyring struct {
 	source  string
 	current int
 	aeads   map[int]cipher.AEAD
+	lookup  map[int][]byte // per version: HMAC key for searchable hashes (lookup.go)
 }
 
 // New builds a keyring from raw keys by version, for callers and tests that manage keys
@@ -64,7 +65,7 @@ func New(keys map[int][]byte) (*Keyring, error) {
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("%w: no keys", ErrBadKey)
 	}
-	kr := &Keyring{source: "memory", aeads: make(map[int]cipher.AEAD, len(keys))}
+	kr := &Keyring{source: "memory", aeads: make(map[int]cipher.AEAD, len(keys)), lookup: make(map[int][]byte, len(keys))}
 	for v, k := range keys {
 		if v < 1 {
 			return nil, fmt.Errorf("%w: version %d (versions start at 1)", ErrBadKey, v)
@@ -81,6 +82,7 @@ func New(keys map[int][]byte) (*Keyring, error) {
 			return nil, fmt.Errorf("%w: %w", ErrBadKey, err)
 		}
 		kr.aeads[v] = gcm
+		kr.lookup[v] = deriveLookupKey(k)
 		kr.current = max(kr.current, v)
 	}
 	return kr, nil

@@ -300,3 +300,38 @@ func BenchmarkEncryptDecrypt(b *testing.B) {
 		}
 	}
 }
+
+func TestLookupHashIsKeyedStableAndVersioned(t *testing.T) {
+	k1 := make([]byte, KeySize)
+	k2 := make([]byte, KeySize)
+	k2[0] = 1
+	a, err := New(map[int][]byte{1: k1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(map[int][]byte{1: k2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := a.LookupHash("nhs_number", []byte("9434765919"))
+	if h != a.LookupHash("nhs_number", []byte("9434765919")) {
+		t.Fatal("lookup hash is not stable")
+	}
+	if h == b.LookupHash("nhs_number", []byte("9434765919")) {
+		t.Fatal("lookup hash does not depend on the key")
+	}
+	if h == a.LookupHash("other", []byte("9434765919")) {
+		t.Fatal("lookup hash does not depend on the label")
+	}
+	if strings.Contains(h, "9434765919") {
+		t.Fatal("hash shows the value")
+	}
+	both, err := New(map[int][]byte{1: k1, 2: k2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := both.LookupHashes("nhs_number", []byte("9434765919"))
+	if len(hs) != 2 || hs[1] != h || !strings.HasPrefix(hs[0], "v2:") {
+		t.Fatalf("LookupHashes = %v, want v2 first then %s", hs, h)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"scribe/internal/domain"
@@ -90,6 +91,9 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 	return &Pipeline{cfg: cfg, deps: deps}, nil
 }
 
+// streamSeq numbers streams whose caller gave no room name.
+var streamSeq atomic.Int64
+
 type heard struct {
 	u  domain.Utterance
 	at time.Time // when the segmenter released it
@@ -126,6 +130,11 @@ func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offse
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if transcribe.RoomOf(ctx) == "" {
+		// The engine shares decoders fairly between rooms: a stream its caller did not
+		// name is a room of its own.
+		ctx = transcribe.WithRoom(ctx, fmt.Sprintf("stream-%d", streamSeq.Add(1)))
+	}
 	finals := make(chan heard, p.cfg.MaxQueued)
 	prov := &latest{wake: make(chan struct{}, 1)}
 

@@ -89,7 +89,7 @@ func (s *Server) handle(h func(w http.ResponseWriter, r *http.Request) error, ro
 				return
 			}
 		}
-		r = r.WithContext(context.WithValue(r.Context(), userKey, u))
+		r = r.WithContext(store.WithActor(context.WithValue(r.Context(), userKey, u), u.Username)) // actor: audit trail
 		s.finish(w, r, h(w, r))
 	}
 }
@@ -148,6 +148,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.HandleFunc("POST /api/login", func(w http.ResponseWriter, r *http.Request) { s.finish(w, r, s.login(w, r)) })
 	mux.HandleFunc("POST /api/logout", s.logout)
+	s.registerDeliveryRoutes(mux)
 	mux.HandleFunc("GET /api/me", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, userOf(r))
 		return nil
@@ -174,7 +175,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/sessions/{id}/approve", s.handle(s.approve, store.RoleClinician))
 	mux.HandleFunc("GET /api/sessions/{id}/live", s.handle(s.liveSocket, store.RoleClinician))
 	mux.HandleFunc("GET /api/sessions/{id}/audio", s.handle(s.audioSocket, store.RoleClinician))
-	return securityHeaders(mux)
+	s.safetyRoutes(mux) // safety.go
+	// protection.go: audit API, logout everywhere, CSRF guard, CSO access audit.
+	s.protectionRoutes(mux)
+	return securityHeaders(s.accessLog(s.csrfGuard(s.auditTranscriptAccess(mux))))
 }
 
 func securityHeaders(next http.Handler) http.Handler {
@@ -205,11 +209,15 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	if old, err := r.Cookie(CookieName); err == nil && old.Value != "" {
+		s.store.DeleteLogin(r.Context(), old.Value) // a fresh token at every login: no session fixation
+	}
 	token, exp, err := s.store.CreateLogin(r.Context(), u.ID, s.policy)
 	if err != nil {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: token, Path: "/", Expires: exp, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	setCSRFCookie(w, token, exp) // protection.go
 	writeJSON(w, http.StatusOK, u)
 	return nil
 }
@@ -219,6 +227,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		s.store.DeleteLogin(r.Context(), c.Value)
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	clearCSRFCookie(w)
 	writeJSON(w, http.StatusOK, map[string]string{"status": "logged out"})
 }
 
@@ -713,6 +722,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.recordApproval(r.Context(), approved) // safety.go: monitoring figures
 	v, err := s.viewOf(r.Context(), approved)
 	if err != nil {
 		return err

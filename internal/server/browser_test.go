@@ -117,6 +117,13 @@ func runBrowserFlow(t *testing.T, f browserFlow) {
 		if err := chromedp.Run(ctx, actions...); err != nil {
 			t.Fatalf("browser step %q: %v", name, err)
 		}
+		// SCRIBE_TEST_SCREENSHOTS=DIR keeps a picture of every step, to look at the UI.
+		if dir := os.Getenv("SCRIBE_TEST_SCREENSHOTS"); dir != "" {
+			var png []byte
+			if chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)) == nil { // 100: PNG
+				os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%s.png", t.Name(), strings.ReplaceAll(name, " ", "_"))), png, 0o644)
+			}
+		}
 	}
 	// waitJS polls a JavaScript condition in the page until it is true.
 	waitJS := func(name string, timeout time.Duration, cond string) {
@@ -225,7 +232,7 @@ func runBrowserFlow(t *testing.T, f browserFlow) {
 	// The server refuses edits too, not only the page.
 	var status float64
 	step("server refuses an edit after approval", 10*time.Second, chromedp.Evaluate(fmt.Sprintf(`fetch('/api/sessions/' + location.hash.split('/')[2] + '/segments/' + document.querySelector('%s').dataset.id,
-		{method: 'PATCH', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({version: 99, text: 'late'})}).then(r => r.status)`, seg(1)), &status,
+		{method: 'PATCH', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': document.cookie.match(/__Host-scribe_csrf=([^;]+)/)[1]}, body: JSON.stringify({version: 99, text: 'late'})}).then(r => r.status)`, seg(1)), &status,
 		func(p *cdpruntime.EvaluateParams) *cdpruntime.EvaluateParams { return p.WithAwaitPromise(true) }))
 	if status != 423 {
 		t.Fatalf("edit after approval answered %v, want 423", status)

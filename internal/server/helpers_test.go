@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -113,6 +114,9 @@ func (c *client) do(method, path string, body any, out any) int {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if tok := c.csrf(); tok != "" && method != "GET" {
+		req.Header.Set(CSRFHeader, tok) // as app.js does
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.e.t.Fatal(err)
@@ -162,3 +166,17 @@ func (c *client) session(id string) (sessionView, []store.Segment) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// csrf is the CSRF token the login set in the client's cookie jar ("" before login).
+func (c *client) csrf() string {
+	if c.http.Jar == nil {
+		return ""
+	}
+	u, _ := url.Parse(c.e.ts.URL)
+	for _, ck := range c.http.Jar.Cookies(u) {
+		if ck.Name == CSRFCookieName {
+			return ck.Value
+		}
+	}
+	return ""
+}

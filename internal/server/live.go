@@ -248,10 +248,10 @@ func (m *manager) pauseOrphans(ctx context.Context) error {
 		return fmt.Errorf("server: %w", err)
 	}
 	for _, c := range cs {
-		if _, err := m.s.store.SetState(ctx, c.ID, store.StatePaused, -1); err != nil {
-			return fmt.Errorf("server: pause session left recording: %w", err)
+		if _, err := m.s.store.MarkInterrupted(ctx, c.ID); err != nil {
+			return fmt.Errorf("server: mark session left recording as interrupted: %w", err)
 		}
-		m.s.log.Info("session was recording when the server stopped; it stays paused until resumed", "session", c.ID)
+		m.s.log.Info("session was recording when the server stopped: marked interrupted, paused until resumed", "session", c.ID)
 	}
 	return nil
 }
@@ -291,7 +291,7 @@ func (m *manager) startRun(ctx context.Context, ls *liveSession, c store.Consult
 	if err != nil {
 		return fmt.Errorf("%w: cannot open the room's audio: %w", store.ErrBadState, err)
 	}
-	runCtx, cancel := context.WithCancel(m.runCtx)
+	runCtx, cancel := context.WithCancel(withRoom(m.runCtx, room.Name))
 	run := &pipelineRun{src: &countingSource{AudioSource: src}, cancel: cancel, done: make(chan struct{})}
 	ls.run = run
 	offset := c.AudioSeconds

@@ -80,9 +80,12 @@ type Deps struct {
 	OnApproved func(ctx context.Context, tx *sql.Tx, note ApprovedNote) error
 	// DeliveryState reports a session's write-back state for the UI (optional).
 	DeliveryState func(ctx context.Context, sessionID string) (state, reason string)
+	// Deliveries, when set, gives admins the write-back queue and retry.
+	Deliveries DeliveryAdmin
 	// Sources opens audio sources by room source kind ("wav", "browser", "device");
 	// missing kinds fall back to the built-in WAV and browser sources.
 	Sources map[string]SourceFactory
+	Safety  SafetyOptions // metrics, language groups, vocabulary (safety.go)
 	Logger  *slog.Logger
 	Stdout  io.Writer // where the URL is printed on start; default os.Stdout
 }

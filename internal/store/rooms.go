@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/mattn/go-sqlite3"
+
+	"scribe/internal/audit"
 )
 
 // Source kinds a room's audio may come from.
@@ -63,7 +65,12 @@ func (s *Store) CreateRoom(ctx context.Context, nr NewRoom) (Room, error) {
 	if err := s.checkClinician(ctx, nr.ClinicianID); err != nil {
 		return Room{}, err
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO rooms(name, source_kind, source_config, clinician_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Room{}, fmt.Errorf("create room: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO rooms(name, source_kind, source_config, clinician_id, created_at) VALUES (?, ?, ?, ?, ?)`,
 		nr.Name, nr.SourceKind, string(nr.SourceConfig), nullID(nr.ClinicianID), ms(s.now()))
 	if err != nil {
 		var se sqlite3.Error
@@ -73,6 +80,13 @@ func (s *Store) CreateRoom(ctx context.Context, nr NewRoom) (Room, error) {
 		return Room{}, fmt.Errorf("create room: %w", err)
 	}
 	id, _ := res.LastInsertId()
+	if err := s.auditTx(ctx, tx, audit.Event{Action: audit.ActionConfigChange,
+		Details: map[string]any{"change": "room_created", "room_id": id, "source_kind": nr.SourceKind, "clinician_id": nr.ClinicianID}}); err != nil {
+		return Room{}, fmt.Errorf("create room: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Room{}, fmt.Errorf("create room: %w", err)
+	}
 	return s.Room(ctx, id)
 }
 
@@ -95,12 +109,24 @@ func (s *Store) AssignRoom(ctx context.Context, roomID, clinicianID int64) (Room
 	if err := s.checkClinician(ctx, clinicianID); err != nil {
 		return Room{}, err
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE rooms SET clinician_id = ? WHERE id = ?`, nullID(clinicianID), roomID)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Room{}, fmt.Errorf("assign room: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE rooms SET clinician_id = ? WHERE id = ?`, nullID(clinicianID), roomID)
 	if err != nil {
 		return Room{}, fmt.Errorf("assign room: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return Room{}, fmt.Errorf("room %d: %w", roomID, ErrNotFound)
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Action: audit.ActionConfigChange,
+		Details: map[string]any{"change": "room_assigned", "room_id": roomID, "clinician_id": clinicianID}}); err != nil {
+		return Room{}, fmt.Errorf("assign room: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Room{}, fmt.Errorf("assign room: %w", err)
 	}
 	return s.Room(ctx, roomID)
 }
@@ -190,6 +216,9 @@ type Consultation struct {
 	ApprovedBy   int64     `json:"approved_by,omitempty"`
 	AudioSeconds float64   `json:"audio_seconds"`
 	DocumentText string    `json:"document_text,omitempty"`
+	// InterruptedAt is when the server found the session still recording after a crash.
+	InterruptedAt time.Time `json:"interrupted_at,omitzero"`
+	Interrupted   bool      `json:"interrupted,omitempty"`
 }
 
 // NewConsultation is what StartConsultation needs. Consent must be true: recording
@@ -221,9 +250,18 @@ func (s *Store) StartConsultation(ctx context.Context, nc NewConsultation) (Cons
 	}
 	now := ms(s.now())
 	id := uuid.NewString()
-	_, err = tx.ExecContext(ctx, `INSERT INTO consultations(id, room_id, clinician_id, state, consent_by, consent_at, nhs_number, document_id, started_at)
-		VALUES (?, ?, ?, 'recording', ?, ?, ?, ?, ?)`, id, nc.RoomID, nc.ClinicianID, nc.ClinicianID, now, nc.NHSNumber, uuid.NewString(), now)
+	nhs, err := s.seal("consultations", "nhs_number", id, nc.NHSNumber)
 	if err != nil {
+		return Consultation{}, fmt.Errorf("start consultation: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO consultations(id, room_id, clinician_id, state, consent_by, consent_at, nhs_number, nhs_hash, document_id, started_at)
+		VALUES (?, ?, ?, 'recording', ?, ?, ?, ?, ?, ?)`, id, nc.RoomID, nc.ClinicianID, nc.ClinicianID, now, nhs, s.nhsHash(nc.NHSNumber), uuid.NewString(), now)
+	if err != nil {
+		return Consultation{}, fmt.Errorf("start consultation: %w", err)
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Actor: usernameTx(ctx, tx, nc.ClinicianID), Action: audit.ActionSessionStart, SessionID: id,
+		Details: map[string]any{"room_id": nc.RoomID, "consent_by": usernameTx(ctx, tx, nc.ClinicianID), "consent_at": fromMS(now).Format(time.RFC3339Nano),
+			"patient_identified": nc.NHSNumber != ""}}); err != nil {
 		return Consultation{}, fmt.Errorf("start consultation: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -232,32 +270,46 @@ func (s *Store) StartConsultation(ctx context.Context, nc NewConsultation) (Cons
 	return s.Consultation(ctx, id)
 }
 
-const consCols = `id, room_id, clinician_id, state, consent_by, consent_at, nhs_number, document_id, started_at, stopped_at, approved_at, COALESCE(approved_by, 0), audio_seconds, document_text`
+const consCols = `id, room_id, clinician_id, state, consent_by, consent_at, nhs_number, document_id, started_at, stopped_at, approved_at, COALESCE(approved_by, 0), audio_seconds, document_text, interrupted_at`
 
 func scanConsultation(row interface{ Scan(...any) error }) (Consultation, error) {
 	var c Consultation
 	var consentAt, startedAt int64
-	var stoppedAt, approvedAt sql.NullInt64
+	var stoppedAt, approvedAt, interruptedAt sql.NullInt64
 	err := row.Scan(&c.ID, &c.RoomID, &c.ClinicianID, &c.State, &c.ConsentBy, &consentAt, &c.NHSNumber, &c.DocumentID,
-		&startedAt, &stoppedAt, &approvedAt, &c.ApprovedBy, &c.AudioSeconds, &c.DocumentText)
+		&startedAt, &stoppedAt, &approvedAt, &c.ApprovedBy, &c.AudioSeconds, &c.DocumentText, &interruptedAt)
 	c.ConsentAt, c.StartedAt = fromMS(consentAt), fromMS(startedAt)
 	c.StoppedAt, c.ApprovedAt = fromNullMS(stoppedAt), fromNullMS(approvedAt)
+	c.InterruptedAt, c.Interrupted = fromNullMS(interruptedAt), interruptedAt.Valid
 	return c, err
+}
+
+// openConsultation decrypts a scanned consultation's NHS number and document.
+func (s *Store) openConsultation(c *Consultation) error {
+	var err error
+	if c.NHSNumber, err = s.unseal("consultations", "nhs_number", c.ID, c.NHSNumber); err != nil {
+		return err
+	}
+	c.DocumentText, err = s.unseal("consultations", "document_text", c.ID, c.DocumentText)
+	return err
 }
 
 // Consultation returns one consultation.
 func (s *Store) Consultation(ctx context.Context, id string) (Consultation, error) {
-	return consultation(ctx, s.db, id)
+	return s.consultation(ctx, s.db, id)
 }
 
 type queryer interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
 }
 
-func consultation(ctx context.Context, q queryer, id string) (Consultation, error) {
+func (s *Store) consultation(ctx context.Context, q queryer, id string) (Consultation, error) {
 	c, err := scanConsultation(q.QueryRowContext(ctx, `SELECT `+consCols+` FROM consultations WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Consultation{}, fmt.Errorf("session %q: %w", id, ErrNotFound)
+	}
+	if err == nil {
+		err = s.openConsultation(&c)
 	}
 	if err != nil {
 		return Consultation{}, fmt.Errorf("session %q: %w", id, err)
@@ -304,6 +356,9 @@ func (s *Store) Consultations(ctx context.Context, f ConsultationFilter) ([]Cons
 	var out []Consultation
 	for rows.Next() {
 		c, err := scanConsultation(rows)
+		if err == nil {
+			err = s.openConsultation(&c)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("list sessions: %w", err)
 		}
@@ -325,7 +380,7 @@ func (s *Store) SetState(ctx context.Context, id, state string, audioSeconds flo
 		return Consultation{}, fmt.Errorf("set state: %w", err)
 	}
 	defer tx.Rollback()
-	c, err := consultation(ctx, tx, id)
+	c, err := s.consultation(ctx, tx, id)
 	if err != nil {
 		return Consultation{}, err
 	}
@@ -349,9 +404,22 @@ func (s *Store) SetState(ctx context.Context, id, state string, audioSeconds flo
 	if _, err := tx.ExecContext(ctx, q+` WHERE id = ?`, args...); err != nil {
 		return Consultation{}, fmt.Errorf("set state: %w", err)
 	}
-	c, err = consultation(ctx, tx, id)
+	if action, ok := stateActions[[2]string{c.State, state}]; ok {
+		if err := s.auditTx(ctx, tx, audit.Event{Action: action, SessionID: id}); err != nil {
+			return Consultation{}, fmt.Errorf("set state: %w", err)
+		}
+	}
+	c, err = s.consultation(ctx, tx, id)
 	if err != nil {
 		return Consultation{}, err
 	}
 	return c, tx.Commit()
+}
+
+// stateActions are the audit actions of state changes (from, to).
+var stateActions = map[[2]string]audit.Action{
+	{StateRecording, StatePaused}:  audit.ActionSessionPause,
+	{StatePaused, StateRecording}:  audit.ActionSessionResume,
+	{StateRecording, StateStopped}: audit.ActionSessionStop,
+	{StatePaused, StateStopped}:    audit.ActionSessionStop,
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"scribe/internal/audit"
 	"scribe/internal/domain"
 )
 
@@ -65,6 +66,21 @@ func scanSegment(row interface{ Scan(...any) error }) (Segment, error) {
 	return g, nil
 }
 
+// openSegment decrypts a scanned segment's text fields.
+func (s *Store) openSegment(sessionID string, g *Segment) error {
+	id := sessionID + "/" + g.ID
+	var err error
+	if g.Text, err = s.unseal("segments", "text", id, g.Text); err != nil {
+		return err
+	}
+	g.MachineText, err = s.unseal("segments", "machine_text", id, g.MachineText)
+	return err
+}
+
+func (s *Store) sealSegmentText(sessionID, segID, text string) (string, error) {
+	return s.seal("segments", "text", sessionID+"/"+segID, text)
+}
+
 // InsertCommitted stores a segment the pipeline committed, at the end of the transcript,
 // and returns it with its session-local id ("s1", "s2", …).
 func (s *Store) InsertCommitted(ctx context.Context, sessionID string, seg domain.Segment) (Segment, error) {
@@ -81,7 +97,7 @@ func (s *Store) InsertCommitted(ctx context.Context, sessionID string, seg domai
 		return Segment{}, fmt.Errorf("insert segment: %w", err)
 	}
 	defer tx.Rollback()
-	c, err := consultation(ctx, tx, sessionID)
+	c, err := s.consultation(ctx, tx, sessionID)
 	if err != nil {
 		return Segment{}, err
 	}
@@ -93,13 +109,21 @@ func (s *Store) InsertCommitted(ctx context.Context, sessionID string, seg domai
 		return Segment{}, err
 	}
 	id := fmt.Sprintf("s%d", seq)
+	text, err := s.sealSegmentText(sessionID, id, seg.Text)
+	if err != nil {
+		return Segment{}, err
+	}
+	machine, err := s.seal("segments", "machine_text", sessionID+"/"+id, seg.Text)
+	if err != nil {
+		return Segment{}, err
+	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO segments(session_id, id, seq, pos, start_s, end_s, speaker, text, flags, origin, machine_text, machine_speaker, no_speech_prob, avg_logprob)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'machine', ?, ?, ?, ?)`, sessionID, id, seq, pos, seg.Start, seg.End, seg.Speaker, seg.Text, string(fj),
-		seg.Text, seg.Speaker, seg.NoSpeechProb, seg.AvgLogProb)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'machine', ?, ?, ?, ?)`, sessionID, id, seq, pos, seg.Start, seg.End, seg.Speaker, text, string(fj),
+		machine, seg.Speaker, seg.NoSpeechProb, seg.AvgLogProb)
 	if err != nil {
 		return Segment{}, fmt.Errorf("insert segment: %w", err)
 	}
-	g, err := getSegment(ctx, tx, sessionID, id)
+	g, err := s.getSegment(ctx, tx, sessionID, id)
 	if err != nil {
 		return Segment{}, err
 	}
@@ -116,13 +140,16 @@ func nextSeqPos(ctx context.Context, tx *sql.Tx, sessionID string) (int64, float
 	return seq, pos, nil
 }
 
-func getSegment(ctx context.Context, q queryer, sessionID, id string) (Segment, error) {
+func (s *Store) getSegment(ctx context.Context, q queryer, sessionID, id string) (Segment, error) {
 	g, err := scanSegment(q.QueryRowContext(ctx, `SELECT `+segCols+` FROM segments WHERE session_id = ? AND id = ?`, sessionID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Segment{}, fmt.Errorf("segment %q: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return Segment{}, fmt.Errorf("segment %q: %w", id, err)
+	}
+	if err := s.openSegment(sessionID, &g); err != nil {
+		return Segment{}, err
 	}
 	return g, nil
 }
@@ -143,6 +170,9 @@ func (s *Store) Segments(ctx context.Context, sessionID string, includeDeleted b
 	index := map[string]int{}
 	for rows.Next() {
 		g, err := scanSegment(rows)
+		if err == nil {
+			err = s.openSegment(sessionID, &g)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("list segments: %w", err)
 		}
@@ -166,7 +196,7 @@ func (s *Store) Segments(ctx context.Context, sessionID string, includeDeleted b
 
 // Segment returns one segment with its review flags.
 func (s *Store) Segment(ctx context.Context, sessionID, id string) (Segment, error) {
-	g, err := getSegment(ctx, s.db, sessionID, id)
+	g, err := s.getSegment(ctx, s.db, sessionID, id)
 	if err != nil {
 		return g, err
 	}
@@ -199,6 +229,7 @@ func snap(g Segment) *snapshot {
 // editTx is one edit in progress: it remembers the first state of every segment it
 // touches so the edit can be undone.
 type editTx struct {
+	s       *Store
 	ctx     context.Context
 	tx      *sql.Tx
 	session string
@@ -206,7 +237,7 @@ type editTx struct {
 	order   []string
 }
 
-func (e *editTx) get(id string) (Segment, error) { return getSegment(e.ctx, e.tx, e.session, id) }
+func (e *editTx) get(id string) (Segment, error) { return e.s.getSegment(e.ctx, e.tx, e.session, id) }
 
 // update writes g's editable fields and bumps its version.
 func (e *editTx) update(old, g Segment) error {
@@ -214,8 +245,12 @@ func (e *editTx) update(old, g Segment) error {
 		e.before[g.ID] = snap(old)
 		e.order = append(e.order, g.ID)
 	}
-	_, err := e.tx.ExecContext(e.ctx, `UPDATE segments SET pos = ?, start_s = ?, end_s = ?, speaker = ?, text = ?, deleted = ?, version = version + 1
-		WHERE session_id = ? AND id = ?`, g.Pos, g.Start, g.End, g.Speaker, g.Text, g.Deleted, e.session, g.ID)
+	text, err := e.s.sealSegmentText(e.session, g.ID, g.Text)
+	if err != nil {
+		return err
+	}
+	_, err = e.tx.ExecContext(e.ctx, `UPDATE segments SET pos = ?, start_s = ?, end_s = ?, speaker = ?, text = ?, deleted = ?, version = version + 1
+		WHERE session_id = ? AND id = ?`, g.Pos, g.Start, g.End, g.Speaker, text, g.Deleted, e.session, g.ID)
 	if err != nil {
 		return fmt.Errorf("update segment %s: %w", g.ID, err)
 	}
@@ -230,8 +265,12 @@ func (e *editTx) insert(g Segment) (Segment, error) {
 	}
 	g.Seq = seq
 	g.ID = fmt.Sprintf("s%d", seq)
+	text, err := e.s.sealSegmentText(e.session, g.ID, g.Text)
+	if err != nil {
+		return Segment{}, err
+	}
 	_, err = e.tx.ExecContext(e.ctx, `INSERT INTO segments(session_id, id, seq, pos, start_s, end_s, speaker, text, origin)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.session, g.ID, g.Seq, g.Pos, g.Start, g.End, g.Speaker, g.Text, g.Origin)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.session, g.ID, g.Seq, g.Pos, g.Start, g.End, g.Speaker, text, g.Origin)
 	if err != nil {
 		return Segment{}, fmt.Errorf("insert segment: %w", err)
 	}
@@ -261,14 +300,14 @@ func (s *Store) edit(ctx context.Context, sessionID string, userID int64, segmen
 		return nil, fmt.Errorf("%s: %w", kind, err)
 	}
 	defer tx.Rollback()
-	c, err := consultation(ctx, tx, sessionID)
+	c, err := s.consultation(ctx, tx, sessionID)
 	if err != nil {
 		return nil, err
 	}
 	if c.State == StateApproved {
 		return nil, ErrReadOnly
 	}
-	e := &editTx{ctx: ctx, tx: tx, session: sessionID, before: map[string]*snapshot{}}
+	e := &editTx{s: s, ctx: ctx, tx: tx, session: sessionID, before: map[string]*snapshot{}}
 	if err := fn(e); err != nil {
 		return nil, err
 	}
@@ -284,9 +323,19 @@ func (s *Store) edit(ctx context.Context, sessionID string, userID int64, segmen
 	}
 	bj, _ := json.Marshal(e.before)
 	aj, _ := json.Marshal(after)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO segment_edits(session_id, segment_id, user_id, at, kind, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		sessionID, segmentID, userID, ms(s.now()), kind, string(bj), string(aj)); err != nil {
+	// The row id names the ciphertexts, so the row is made first and sealed after.
+	res, err := tx.ExecContext(ctx, `INSERT INTO segment_edits(session_id, segment_id, user_id, at, kind, before, after) VALUES (?, ?, ?, ?, ?, '', '')`,
+		sessionID, segmentID, userID, ms(s.now()), kind)
+	if err != nil {
 		return nil, fmt.Errorf("%s: record edit: %w", kind, err)
+	}
+	editID, _ := res.LastInsertId()
+	if err := s.sealEdit(ctx, tx, editID, string(bj), string(aj)); err != nil {
+		return nil, fmt.Errorf("%s: record edit: %w", kind, err)
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Actor: usernameTx(ctx, tx, userID), Action: audit.ActionSegmentEdit, SessionID: sessionID,
+		Details: map[string]any{"segment_id": segmentID, "kind": kind, "edit_id": editID}}); err != nil {
+		return nil, fmt.Errorf("%s: %w", kind, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("%s: %w", kind, err)
@@ -532,6 +581,14 @@ func (s *Store) Edits(ctx context.Context, sessionID string) ([]Edit, error) {
 			return nil, fmt.Errorf("list edits: %w", err)
 		}
 		ed.At, ed.UndoneAt = fromMS(at), fromNullMS(undone)
+		eid := fmt.Sprint(ed.ID)
+		var err error
+		if bj, err = s.unseal("segment_edits", "before", eid, bj); err != nil {
+			return nil, err
+		}
+		if aj, err = s.unseal("segment_edits", "after", eid, aj); err != nil {
+			return nil, err
+		}
 		if err := json.Unmarshal([]byte(bj), &ed.Before); err != nil {
 			return nil, fmt.Errorf("edit %d: %w", ed.ID, err)
 		}
@@ -551,7 +608,7 @@ func (s *Store) Undo(ctx context.Context, sessionID string, userID int64) ([]Seg
 		return nil, fmt.Errorf("undo: %w", err)
 	}
 	defer tx.Rollback()
-	c, err := consultation(ctx, tx, sessionID)
+	c, err := s.consultation(ctx, tx, sessionID)
 	if err != nil {
 		return nil, err
 	}
@@ -565,6 +622,9 @@ func (s *Store) Undo(ctx context.Context, sessionID string, userID int64) ([]Seg
 		return nil, ErrNothingToUndo
 	}
 	if err != nil {
+		return nil, fmt.Errorf("undo: %w", err)
+	}
+	if bj, err = s.unseal("segment_edits", "before", fmt.Sprint(editID), bj); err != nil {
 		return nil, fmt.Errorf("undo: %w", err)
 	}
 	var before map[string]*snapshot
@@ -583,19 +643,27 @@ func (s *Store) Undo(ctx context.Context, sessionID string, userID int64) ([]Seg
 		if b == nil {
 			_, err = tx.ExecContext(ctx, `UPDATE segments SET deleted = 1, version = version + 1 WHERE session_id = ? AND id = ?`, sessionID, id)
 		} else {
+			var text string
+			if text, err = s.sealSegmentText(sessionID, id, b.Text); err != nil {
+				return nil, err
+			}
 			_, err = tx.ExecContext(ctx, `UPDATE segments SET pos = ?, start_s = ?, end_s = ?, speaker = ?, text = ?, deleted = ?, version = version + 1
-				WHERE session_id = ? AND id = ?`, b.Pos, b.Start, b.End, b.Speaker, b.Text, b.Deleted, sessionID, id)
+				WHERE session_id = ? AND id = ?`, b.Pos, b.Start, b.End, b.Speaker, text, b.Deleted, sessionID, id)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("undo edit %d: %w", editID, err)
 		}
-		g, err := getSegment(ctx, tx, sessionID, id)
+		g, err := s.getSegment(ctx, tx, sessionID, id)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, g)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE segment_edits SET undone_at = ?, undone_by = ? WHERE id = ?`, ms(s.now()), userID, editID); err != nil {
+		return nil, fmt.Errorf("undo: %w", err)
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Actor: usernameTx(ctx, tx, userID), Action: audit.ActionSegmentEdit, SessionID: sessionID,
+		Details: map[string]any{"kind": "undo", "edit_id": editID}}); err != nil {
 		return nil, fmt.Errorf("undo: %w", err)
 	}
 	return out, tx.Commit()
@@ -630,23 +698,30 @@ func (s *Store) AddFlag(ctx context.Context, sessionID, segmentID string, userID
 		return ReviewFlag{}, fmt.Errorf("flag: %w", err)
 	}
 	defer tx.Rollback()
-	c, err := consultation(ctx, tx, sessionID)
+	c, err := s.consultation(ctx, tx, sessionID)
 	if err != nil {
 		return ReviewFlag{}, err
 	}
 	if c.State == StateApproved {
 		return ReviewFlag{}, ErrReadOnly
 	}
-	if _, err := getSegment(ctx, tx, sessionID, segmentID); err != nil {
+	if _, err := s.getSegment(ctx, tx, sessionID, segmentID); err != nil {
 		return ReviewFlag{}, err
 	}
 	now := s.now()
-	res, err := tx.ExecContext(ctx, `INSERT INTO flags(session_id, segment_id, category, note, user_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		sessionID, segmentID, category, note, userID, ms(now))
+	res, err := tx.ExecContext(ctx, `INSERT INTO flags(session_id, segment_id, category, note, user_id, created_at) VALUES (?, ?, ?, '', ?, ?)`,
+		sessionID, segmentID, category, userID, ms(now))
 	if err != nil {
 		return ReviewFlag{}, fmt.Errorf("flag: %w", err)
 	}
 	id, _ := res.LastInsertId()
+	if err := s.sealFlagNote(ctx, tx, id, note); err != nil {
+		return ReviewFlag{}, fmt.Errorf("flag: %w", err)
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Actor: usernameTx(ctx, tx, userID), Action: audit.ActionSegmentFlag, SessionID: sessionID,
+		Details: map[string]any{"segment_id": segmentID, "flag": string(category), "flag_id": id}}); err != nil {
+		return ReviewFlag{}, fmt.Errorf("flag: %w", err)
+	}
 	if err := tx.Commit(); err != nil {
 		return ReviewFlag{}, fmt.Errorf("flag: %w", err)
 	}
@@ -669,6 +744,10 @@ func (s *Store) Flags(ctx context.Context, sessionID string) ([]ReviewFlag, erro
 			return nil, fmt.Errorf("list flags: %w", err)
 		}
 		f.CreatedAt = fromMS(at)
+		var err error
+		if f.Note, err = s.unseal("flags", "note", fmt.Sprint(f.ID), f.Note); err != nil {
+			return nil, err
+		}
 		out = append(out, f)
 	}
 	return out, rows.Err()
@@ -686,7 +765,7 @@ func (s *Store) Approve(ctx context.Context, sessionID string, userID int64, hoo
 		return Consultation{}, fmt.Errorf("approve: %w", err)
 	}
 	defer tx.Rollback()
-	c, err := consultation(ctx, tx, sessionID)
+	c, err := s.consultation(ctx, tx, sessionID)
 	if err != nil {
 		return Consultation{}, err
 	}
@@ -703,6 +782,9 @@ func (s *Store) Approve(ctx context.Context, sessionID string, userID int64, hoo
 	var segs []Segment
 	for rows.Next() {
 		g, err := scanSegment(rows)
+		if err == nil {
+			err = s.openSegment(sessionID, &g)
+		}
 		if err != nil {
 			rows.Close()
 			return Consultation{}, fmt.Errorf("approve: %w", err)
@@ -713,12 +795,19 @@ func (s *Store) Approve(ctx context.Context, sessionID string, userID int64, hoo
 	if err := rows.Err(); err != nil {
 		return Consultation{}, fmt.Errorf("approve: %w", err)
 	}
-	text := AssembleDocument(segs)
+	text, err := s.seal("consultations", "document_text", sessionID, AssembleDocument(segs))
+	if err != nil {
+		return Consultation{}, fmt.Errorf("approve: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE consultations SET state = 'approved', approved_at = ?, approved_by = ?, document_text = ? WHERE id = ?`,
 		ms(s.now()), userID, text, sessionID); err != nil {
 		return Consultation{}, fmt.Errorf("approve: %w", err)
 	}
-	c, err = consultation(ctx, tx, sessionID)
+	if err := s.auditTx(ctx, tx, audit.Event{Actor: usernameTx(ctx, tx, userID), Action: audit.ActionSessionApprove, SessionID: sessionID,
+		Details: map[string]any{"segments": len(segs)}}); err != nil {
+		return Consultation{}, fmt.Errorf("approve: %w", err)
+	}
+	c, err = s.consultation(ctx, tx, sessionID)
 	if err != nil {
 		return Consultation{}, err
 	}

@@ -17,6 +17,9 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+
+	"scribe/internal/audit"
+	"scribe/internal/keys"
 )
 
 //go:embed migrations/*.sql
@@ -36,13 +39,23 @@ var (
 
 // Store is a handle on the scribe database. It is safe for concurrent use.
 type Store struct {
-	db  *sql.DB
-	now func() time.Time
+	db    *sql.DB
+	now   func() time.Time
+	keys  *keys.Keyring // field encryption (protect.go)
+	audit *audit.Log
+	// KeyFileCreated is the key file Open generated for a new database ("" if none).
+	KeyFileCreated string
 }
 
 // Open opens (creating if needed) the SQLite database at path, in WAL mode with foreign
-// keys on, and applies any migrations it does not have yet.
+// keys on, and applies any migrations it does not have yet. The data key comes from
+// keys.Load with DefaultKeyFile(path) (see OpenWith).
 func Open(ctx context.Context, path string) (*Store, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith is Open with the data keys and audit settings given (see Options).
+func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
 	dsn := "file:" + filepath.ToSlash(path) + "?_journal_mode=WAL&_foreign_keys=on&_busy_timeout=5000&_synchronous=NORMAL&_txlock=immediate"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
@@ -54,6 +67,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	s := &Store{db: db, now: time.Now}
 	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.protect(ctx, path, opts); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/mattn/go-sqlite3"
 	"golang.org/x/crypto/argon2"
+
+	"scribe/internal/audit"
 )
 
 // Role is what a user may do. Clinicians record and review their own consultations;
@@ -143,7 +145,12 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		return User{}, err
 	}
 	now := s.now()
-	res, err := s.db.ExecContext(ctx, `INSERT INTO users(username, display_name, role, password_hash, gmc_number, sds_user_id, created_at)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return User{}, fmt.Errorf("create user: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO users(username, display_name, role, password_hash, gmc_number, sds_user_id, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, nu.Username, nu.DisplayName, nu.Role, h, nu.GMCNumber, nu.SDSUserID, ms(now))
 	if err != nil {
 		var se sqlite3.Error
@@ -153,6 +160,13 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		return User{}, fmt.Errorf("create user: %w", err)
 	}
 	id, _ := res.LastInsertId()
+	if err := s.auditTx(ctx, tx, audit.Event{Action: audit.ActionUserChange,
+		Details: map[string]any{"change": "user_created", "user_id": id, "username": nu.Username, "role": string(nu.Role)}}); err != nil {
+		return User{}, fmt.Errorf("create user: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return User{}, fmt.Errorf("create user: %w", err)
+	}
 	return s.User(ctx, id)
 }
 
@@ -165,7 +179,12 @@ func (s *Store) SetPassword(ctx context.Context, userID int64, pw string) error 
 	if err != nil {
 		return err
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, h, userID)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, h, userID)
 	if err != nil {
 		return fmt.Errorf("set password: %w", err)
 	}
@@ -173,8 +192,14 @@ func (s *Store) SetPassword(ctx context.Context, userID int64, pw string) error 
 		return fmt.Errorf("user %d: %w", userID, ErrNotFound)
 	}
 	// A new password ends every existing login.
-	_, err = s.db.ExecContext(ctx, `DELETE FROM login_sessions WHERE user_id = ?`, userID)
-	return err
+	if _, err = tx.ExecContext(ctx, `DELETE FROM login_sessions WHERE user_id = ?`, userID); err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Action: audit.ActionUserChange,
+		Details: map[string]any{"change": "password_set", "user_id": userID}}); err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	return tx.Commit()
 }
 
 const userCols = `id, username, display_name, role, gmc_number, sds_user_id, disabled, created_at`
@@ -239,6 +264,10 @@ func (s *Store) Authenticate(ctx context.Context, username, password string) (Us
 	err := s.db.QueryRowContext(ctx, `SELECT id, password_hash, disabled FROM users WHERE username = ?`, username).Scan(&id, &hash, &disabled)
 	if errors.Is(err, sql.ErrNoRows) {
 		hashPassword(password) // equalise timing with the known-user path
+		// The name typed is not kept: it may be a password typed into the wrong box.
+		if err := s.Audit(ctx, audit.Event{Actor: "unknown-user", Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "unknown username"}}); err != nil {
+			return User{}, fmt.Errorf("authenticate: %w", err)
+		}
 		return User{}, ErrBadCredential
 	}
 	if err != nil {
@@ -248,8 +277,20 @@ func (s *Store) Authenticate(ctx context.Context, username, password string) (Us
 	if err != nil {
 		return User{}, fmt.Errorf("authenticate %q: %w", username, err)
 	}
+	if locked, err := s.lockedOut(ctx, username); err != nil {
+		return User{}, err
+	} else if locked {
+		// Even the right password is refused while locked, so guessing gains nothing.
+		if err := s.Audit(ctx, audit.Event{Actor: username, Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "locked"}}); err != nil {
+			return User{}, fmt.Errorf("authenticate: %w", err)
+		}
+		return User{}, ErrLocked
+	}
 	if !ok || disabled {
-		return User{}, ErrBadCredential
+		return User{}, s.loginFailed(ctx, username, disabled)
+	}
+	if err := s.loginSucceeded(ctx, username); err != nil {
+		return User{}, err
 	}
 	return s.User(ctx, id)
 }
@@ -275,9 +316,20 @@ func (s *Store) CreateLogin(ctx context.Context, userID int64, p LoginPolicy) (s
 	token := base64.RawURLEncoding.EncodeToString(b)
 	now := s.now()
 	exp := now.Add(p.MaxAge)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO login_sessions(token_hash, user_id, created_at, last_seen_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("create login: %w", err)
+	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, `INSERT INTO login_sessions(token_hash, user_id, created_at, last_seen_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
 		tokenHash(token), userID, ms(now), ms(now), ms(exp))
 	if err != nil {
+		return "", time.Time{}, fmt.Errorf("create login: %w", err)
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Actor: usernameTx(ctx, tx, userID), Action: audit.ActionLogin}); err != nil {
+		return "", time.Time{}, fmt.Errorf("create login: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return "", time.Time{}, fmt.Errorf("create login: %w", err)
 	}
 	// Housekeeping: drop expired logins.
@@ -318,6 +370,24 @@ func (s *Store) LoginUser(ctx context.Context, token string, p LoginPolicy) (Use
 
 // DeleteLogin ends a login session (logout).
 func (s *Store) DeleteLogin(ctx context.Context, token string) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM login_sessions WHERE token_hash = ?`, tokenHash(token))
-	return err
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("logout: %w", err)
+	}
+	defer tx.Rollback()
+	var userID int64
+	err = tx.QueryRowContext(ctx, `SELECT user_id FROM login_sessions WHERE token_hash = ?`, tokenHash(token)).Scan(&userID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // already gone: nothing to end, nothing to record
+	}
+	if err != nil {
+		return fmt.Errorf("logout: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM login_sessions WHERE token_hash = ?`, tokenHash(token)); err != nil {
+		return fmt.Errorf("logout: %w", err)
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Actor: usernameTx(ctx, tx, userID), Action: audit.ActionLogout}); err != nil {
+		return fmt.Errorf("logout: %w", err)
+	}
+	return tx.Commit()
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"scribe/internal/domain"
@@ -35,30 +36,40 @@ type Config struct {
 	// ShrinkAudioCtx sizes the encoder to short utterances (much faster; whisper.cpp
 	// documents a small accuracy cost).
 	ShrinkAudioCtx bool
+	// MaxQueuedPerRoom bounds the committed utterances one room may have waiting for a
+	// decoder; past it Transcribe returns ErrQueueFull instead of holding more audio.
+	// 0 means DefaultMaxQueuedPerRoom.
+	MaxQueuedPerRoom int
+	// Observe, when set, is told about every decode the scheduler ran (metrics: lag per
+	// room). It is called without locks held, from the decoding goroutine.
+	Observe func(Scheduled)
 }
 
 // DefaultConfig is greedy English decoding with fallback and the built-in vocabulary.
 func DefaultConfig() Config {
 	voc, _ := ParseVocabulary(strings.NewReader(DefaultVocabulary))
 	return Config{
-		Language:       "en",
-		Threads:        2,
-		Temperature:    0,
-		TemperatureInc: 0.2,
-		Thresholds:     DefaultThresholds(),
-		Vocabulary:     voc,
-		Attribution:    DefaultAttribution(),
-		ModelAudioCtx:  1500,
-		ShrinkAudioCtx: true,
+		Language:         "en",
+		Threads:          2,
+		Temperature:      0,
+		TemperatureInc:   0.2,
+		Thresholds:       DefaultThresholds(),
+		Vocabulary:       voc,
+		Attribution:      DefaultAttribution(),
+		ModelAudioCtx:    1500,
+		ShrinkAudioCtx:   true,
+		MaxQueuedPerRoom: DefaultMaxQueuedPerRoom,
 	}
 }
 
-// Engine transcribes utterances on a pool of decoders that share one model.
+// Engine transcribes utterances on a pool of decoders that share one model. The
+// decoders are handed out by a scheduler shared by every room (see scheduler.go).
 type Engine struct {
-	cfg    Config
+	cfg   Config
+	sched *scheduler
+
+	mu     sync.RWMutex // guards prompt (SetVocabulary)
 	prompt string
-	pool   chan Decoder
-	size   int
 }
 
 // NewEngine makes an engine over the given decoders (one per concurrent utterance).
@@ -69,18 +80,30 @@ func NewEngine(cfg Config, decoders []Decoder) (*Engine, error) {
 	if cfg.ModelAudioCtx <= 0 {
 		cfg.ModelAudioCtx = 1500
 	}
-	pool := make(chan Decoder, len(decoders))
-	for _, d := range decoders {
-		pool <- d
+	if cfg.MaxQueuedPerRoom <= 0 {
+		cfg.MaxQueuedPerRoom = DefaultMaxQueuedPerRoom
 	}
-	return &Engine{cfg: cfg, prompt: BuildPrompt(cfg.Vocabulary), pool: pool, size: len(decoders)}, nil
+	return &Engine{cfg: cfg, prompt: BuildPrompt(cfg.Vocabulary), sched: newScheduler(decoders, cfg.MaxQueuedPerRoom)}, nil
 }
 
 // Prompt is the vocabulary hint given to the decoder.
-func (e *Engine) Prompt() string { return e.prompt }
+func (e *Engine) Prompt() string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.prompt
+}
+
+// SetVocabulary replaces the vocabulary hint for utterances decoded from now on (an
+// admin published a new term list). The prompt is still built from the terms alone.
+func (e *Engine) SetVocabulary(terms []string) {
+	p := BuildPrompt(terms)
+	e.mu.Lock()
+	e.prompt = p
+	e.mu.Unlock()
+}
 
 // Workers is the number of decoders.
-func (e *Engine) Workers() int { return e.size }
+func (e *Engine) Workers() int { return e.sched.size }
 
 // minDecodeSamples: libwhisper refuses input under one second, so shorter utterances are
 // padded with silence to this length.
@@ -104,29 +127,43 @@ func AudioCtxFor(seconds float64, full int) int {
 // second, so 10 a second plus a margin never cuts real speech but stops a runaway loop.
 func MaxTokensFor(seconds float64) int { return int(math.Ceil(seconds*10)) + 16 }
 
-// ErrBusy is returned by TryTranscribe when every decoder is in use.
-var ErrBusy = errors.New("transcribe: all decoders busy")
-
-// Transcribe waits for a decoder and transcribes u.
+// Transcribe waits for a decoder and transcribes u: a committed utterance. Waiting
+// utterances are served committed-first and round-robin by room (the room comes from
+// WithRoom on ctx). Cancelling ctx while waiting or decoding returns promptly with an
+// error wrapping ctx.Err() and frees the decoder.
 func (e *Engine) Transcribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
-	select {
-	case d := <-e.pool:
-		defer func() { e.pool <- d }()
-		return e.run(ctx, d, u)
-	case <-ctx.Done():
-		return nil, 0, ctx.Err()
+	room := RoomOf(ctx)
+	d, wait, err := e.sched.acquire(ctx, room)
+	if err != nil {
+		return nil, 0, err
 	}
+	defer e.sched.release(d)
+	segs, took, err := e.run(ctx, d, u)
+	e.observe(Scheduled{Room: room, Final: true, Wait: wait, Decode: took, AudioSeconds: u.End - u.Start, Err: err})
+	return segs, took, err
 }
 
-// TryTranscribe transcribes u only if a decoder is free right now: provisional updates
-// are dropped under load rather than queued.
+// TryTranscribe transcribes u only if a decoder is free right now and no committed
+// utterance of any room is waiting for one: provisional updates are dropped under load
+// (ErrBusy) rather than queued, so they never delay committed text.
 func (e *Engine) TryTranscribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
-	select {
-	case d := <-e.pool:
-		defer func() { e.pool <- d }()
-		return e.run(ctx, d, u)
-	default:
+	room := RoomOf(ctx)
+	d, ok := e.sched.tryAcquire(room)
+	if !ok {
 		return nil, 0, ErrBusy
+	}
+	defer e.sched.release(d)
+	segs, took, err := e.run(ctx, d, u)
+	e.observe(Scheduled{Room: room, Decode: took, AudioSeconds: u.End - u.Start, Err: err})
+	return segs, took, err
+}
+
+// Stats is a snapshot of the scheduler: free decoders and, per room, queue and lag.
+func (e *Engine) Stats() Stats { return e.sched.stats() }
+
+func (e *Engine) observe(s Scheduled) {
+	if e.cfg.Observe != nil {
+		e.cfg.Observe(s)
 	}
 }
 
@@ -150,7 +187,7 @@ func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]doma
 		// Whisper's skip rule is turned off (threshold above any probability): we flag
 		// instead of dropping, in guard().
 		NoSpeechThold:     2,
-		Prompt:            e.prompt,
+		Prompt:            e.Prompt(),
 		SuppressNonSpeech: true,
 	}
 	opts.MaxTokens = MaxTokensFor(float64(len(mono)) / domain.SampleRate)

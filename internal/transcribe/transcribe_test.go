@@ -195,7 +195,10 @@ func TestShortUtterancesArePaddedAndSized(t *testing.T) {
 
 func TestTryTranscribeDropsWhenBusy(t *testing.T) {
 	e := engine(t, &scriptedDecoder{})
-	d := <-e.pool // occupy the only decoder
+	d, _, err := e.sched.acquire(context.Background(), "other room") // occupy the only decoder
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := e.TryTranscribe(context.Background(), utter(1, 1)); err != ErrBusy {
 		t.Fatalf("want ErrBusy, got %v", err)
 	}
@@ -204,5 +207,5 @@ func TestTryTranscribeDropsWhenBusy(t *testing.T) {
 	if _, _, err := e.Transcribe(ctx, utter(1, 1)); err == nil {
 		t.Fatal("Transcribe on a cancelled context waited for a decoder")
 	}
-	e.pool <- d
+	e.sched.release(d)
 }

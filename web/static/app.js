@@ -24,6 +24,9 @@ function status(msg, bad) {
 
 async function api(method, path, body) {
   const opt = { method, headers: {}, credentials: "same-origin" };
+  // CSRF: the server wants the login's token (set by /api/login in a readable cookie) back in a header.
+  const csrf = document.cookie.match(/(?:^|;\s*)__Host-scribe_csrf=([^;]+)/);
+  if (method !== "GET" && csrf) opt.headers["X-CSRF-Token"] = csrf[1];
   if (body !== undefined) {
     opt.headers["Content-Type"] = "application/json";
     opt.body = JSON.stringify(body);
@@ -319,7 +322,9 @@ function fillSegment(li, g) {
         edit(g.id, () => api("POST", seg(g.id) + "/split", { version: g.version, offset: [...ta.value.slice(0, off)].length })); } }, "Split at cursor"),
       el("button", { type: "button", onclick: () => { S.editing = null; render(true); } }, "Cancel")));
   } else {
-    kids.push(el("p", { class: "seg-text" }, g.text));
+    // Speech the decoder produced no words for stays visible, for the clinician to fill in.
+    kids.push(g.text ? el("p", { class: "seg-text" }, g.text)
+      : el("p", { class: "seg-text no-text" }, "[speech heard — no text recognised: type what was said, or delete]"));
     kids.push(el("div", { class: "seg-actions" },
       el("button", { type: "button", class: "edit", onclick: () => { S.editing = g.id; render(true); const t = $(`text-${g.id}`); if (t) t.focus(); } }, "Edit text"),
       el("button", { type: "button", onclick: () => edit(g.id, () => api("POST", seg(g.id) + "/merge", { version: g.version })) }, "Merge with next"),

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"scribe/internal/app"
+	"scribe/internal/bench"
+	"scribe/internal/config"
+	"scribe/internal/corpus"
+)
+
+func init() {
+	register("bench", "measure speed, capacity and accuracy (file, live, capacity, frontend, accuracy)", cmdBench)
+}
+
+const benchUsage = `usage: scribe bench SUBCOMMAND [flags]
+
+  file --vs whisper-cli [--model M] [--runs N] [--threads T] FILE
+                          wall time and real-time factor against whisper-cli
+  live --rooms N [--seconds S]   N rooms replaying rendered consultations at real time
+  capacity [--bound 2s] [--max-rooms N] [--seconds S]   most rooms within the p95 bound
+  frontend [--rooms N]           clean-up + VAD throughput and memory per room
+  accuracy --model M --corpus DIR   WER, speaker and VAD accuracy against ground truth
+
+Every subcommand writes JSON to --out (default stdout) and a PNG bar chart to --chart.`
+
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, benchUsage)
+		return errUsagef("missing subcommand")
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlags("bench "+sub, stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, benchUsage); fs.PrintDefaults() }
+	var mf modelFlags
+	mf.add(fs)
+	out := fs.String("out", "", "JSON output file (default stdout)")
+	chart := fs.String("chart", "", "PNG chart file (none when empty)")
+	corpusDir := fs.String("corpus", "", "rendered consultations (*.truth.json) or a PriMock57 tree")
+	switch sub {
+	case "file":
+		vs := fs.String("vs", "whisper-cli", "the tool to compare with (whisper-cli)")
+		runs := fs.Int("runs", 3, "runs of each tool")
+		pos, err := parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return errUsagef("bench file: want exactly one WAV file")
+		}
+		cli, err := exec.LookPath(*vs)
+		if err != nil {
+			return fmt.Errorf("bench file: %s not found (Debian whisper.cpp-tools): %w", *vs, err)
+		}
+		cfg, err := mf.load()
+		if err != nil {
+			return err
+		}
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		rep, err := bench.RunFile(ctx, bench.FileOptions{Scribe: self, WhisperCLI: cli, Model: cfg.Models.Whisper,
+			VADModel: cfg.Models.VAD, Threads: cfg.Models.Threads, Runs: *runs, File: pos[0]})
+		if err != nil {
+			return err
+		}
+		return writeBench(stdout, *out, *chart, rep, rep.Chart())
+	case "live", "capacity":
+		rooms := fs.Int("rooms", 1, "rooms replaying at once (live)")
+		seconds := fs.Float64("seconds", 60, "seconds of each consultation to replay")
+		bound := fs.Duration("bound", 2e9, "p95 delay bound (capacity)")
+		maxRooms := fs.Int("max-rooms", 8, "stop the capacity search here")
+		if _, err := parse(fs, args); err != nil {
+			return err
+		}
+		cfg, recs, err := benchSetup(ctx, &mf, *corpusDir, *seconds)
+		if err != nil {
+			return err
+		}
+		cfg.Transcription.TemperatureInc = 0 // see benchSetup
+		rt, err := app.Load(cfg, app.Options{})
+		if err != nil {
+			return err
+		}
+		defer rt.Close()
+		opt := bench.LiveOptions{Rooms: *rooms, Seconds: *seconds, Pace: 1, Recordings: recs}
+		if sub == "live" {
+			rep, err := bench.RunLive(ctx, rt, opt)
+			if err != nil {
+				return err
+			}
+			limit := 1.0
+			if *rooms > 1 {
+				limit = 2
+			}
+			return writeBench(stdout, *out, *chart, rep, rep.Chart(limit))
+		}
+		rep, err := bench.RunCapacity(ctx, rt, opt, bound.Seconds(), *maxRooms)
+		if err != nil {
+			return err
+		}
+		return writeBench(stdout, *out, *chart, rep, rep.Chart())
+	case "frontend":
+		rooms := fs.Int("rooms", 4, "front ends held at once for the memory figure")
+		if _, err := parse(fs, args); err != nil {
+			return err
+		}
+		cfg, recs, err := benchSetup(ctx, &mf, *corpusDir, 0)
+		if err != nil {
+			return err
+		}
+		rep, err := bench.RunFrontEnd(cfg, recs[0], *rooms)
+		if err != nil {
+			return err
+		}
+		return writeBench(stdout, *out, *chart, rep, rep.Chart())
+	case "accuracy":
+		if _, err := parse(fs, args); err != nil {
+			return err
+		}
+		cfg, err := mf.load()
+		if err != nil {
+			return err
+		}
+		dir := *corpusDir
+		if dir == "" {
+			dir = "testdata/audio"
+		}
+		rt, err := app.Load(cfg, app.Options{})
+		if err != nil {
+			return err
+		}
+		defer rt.Close()
+		rep, err := bench.RunAccuracy(ctx, rt, dir)
+		if err != nil {
+			return err
+		}
+		if rep.TestModel {
+			fmt.Fprintln(stderr, "scribe bench accuracy:", rep.Note)
+		}
+		return writeBench(stdout, *out, *chart, rep, rep.Chart())
+	}
+	fmt.Fprintln(stderr, benchUsage)
+	return errUsagef("unknown bench subcommand %q", sub)
+}
+
+// benchSetup loads the configuration and the recordings to replay: the rendered
+// consultations in corpusDir, else testdata/audio, else a fresh render of PriMock57's
+// first consultation (espeak-ng) into the corpus cache. Temperature fallback is off for
+// live benches: on the weightless test model every decode would be redone five times.
+func benchSetup(ctx context.Context, mf *modelFlags, corpusDir string, seconds float64) (config.Config, []bench.Recording, error) {
+	cfg, err := mf.load()
+	if err != nil {
+		return cfg, nil, err
+	}
+	if mf.workers == 1 && mf.threads == 0 {
+		// The default split of the cores, not the file-transcription default of one worker.
+		cfg.Models.Workers, cfg.Models.Threads = 0, 0
+		cfg.Models.Workers, cfg.Models.Threads = cfg.Parallelism()
+	}
+	if mf.config == "" {
+		cfg.Transcription.TemperatureInc = 0
+	}
+	var paths []string
+	for _, dir := range []string{corpusDir, "testdata/audio"} {
+		if dir == "" {
+			continue
+		}
+		if paths, err = bench.FindRendered(dir); err != nil {
+			return cfg, nil, err
+		}
+		if len(paths) > 0 {
+			break
+		}
+	}
+	if len(paths) == 0 {
+		cache, _ := os.UserCacheDir()
+		r, err := corpus.Render(ctx, filepath.Join("..", "shared", "corpus", "primock57"), corpus.DefaultIDs[0],
+			corpus.RenderOptions{OutDir: filepath.Join(cache, "scribe", "corpus"), MaxSeconds: seconds})
+		if err != nil {
+			return cfg, nil, fmt.Errorf("bench: no rendered consultations (make corpus): %w", err)
+		}
+		paths = []string{r.TruthPath}
+	}
+	var recs []bench.Recording
+	for _, p := range paths {
+		if strings.Contains(filepath.Base(p), "dB.") {
+			continue // noisy variants: the clean renders measure speed
+		}
+		rec, err := bench.LoadRendered(p)
+		if err != nil {
+			return cfg, nil, err
+		}
+		recs = append(recs, rec)
+	}
+	if len(recs) == 0 {
+		return cfg, nil, fmt.Errorf("bench: only noisy renders found")
+	}
+	return cfg, recs, nil
+}
+
+func writeBench(stdout io.Writer, out, chartPath string, rep any, chart bench.Chart) error {
+	w := stdout
+	if out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		return err
+	}
+	return bench.WriteChart(chartPath, chart)
+}

@@ -1,0 +1,207 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"scribe/internal/app"
+	"scribe/internal/config"
+	"scribe/internal/corpus"
+	"scribe/internal/domain"
+)
+
+func TestSummarise(t *testing.T) {
+	s := Summarise([]float64{5, 1, 4, 2, 3, 6, 7, 8, 9, 10})
+	if s.N != 10 || s.Min != 1 || s.Max != 10 || s.P50 != 5 || s.P95 != 10 || s.Mean != 5.5 {
+		t.Errorf("%+v", s)
+	}
+	if math.Abs(s.Stddev-math.Sqrt(8.25)) > 1e-9 {
+		t.Errorf("stddev %v", s.Stddev)
+	}
+	if (Summarise(nil) != Summary{}) {
+		t.Error("empty sample")
+	}
+}
+
+func TestProcFigures(t *testing.T) {
+	cpu, err := parseStatCPU([]byte("1234 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0"))
+	if err != nil || cpu != 3 {
+		t.Errorf("cpu %v %v", cpu, err)
+	}
+	if _, err := parseStatCPU([]byte("1234 cmd")); err == nil {
+		t.Error("garbage accepted")
+	}
+	if rss, err := RSSMB(); err != nil || rss <= 0 {
+		t.Errorf("rss %v %v", rss, err)
+	}
+	if c, err := CPUSeconds(); err != nil || c < 0 {
+		t.Errorf("cpu %v %v", c, err)
+	}
+}
+
+func TestChartDraws(t *testing.T) {
+	var buf bytes.Buffer
+	c := Chart{Groups: [][]float64{{0.5, 1.2}, {0.7, 2.5}, {0.1, 0.2}}, Limit: 2}
+	if err := c.Draw(&buf); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() < 200 || b.Dy() != 300 {
+		t.Errorf("size %v", b)
+	}
+	// The tallest bar (2.5, group 1 series 1) reaches higher than the shortest.
+	if err := (Chart{}).Draw(&buf); err == nil {
+		t.Error("empty chart drawn")
+	}
+	if err := (Chart{Groups: [][]float64{{math.NaN()}}}).Draw(&buf); err == nil {
+		t.Error("NaN drawn")
+	}
+}
+
+func TestExcerptRotatesAudioAndTruth(t *testing.T) {
+	n := 10 * domain.SampleRate
+	ch := make([]float32, n)
+	for i := range ch {
+		ch[i] = float32(i)
+	}
+	rec := Recording{Name: "r", Channels: [][]float32{ch}, Truth: []corpus.TruthUtterance{
+		{Start: 1, End: 2, Text: "one"}, {Start: 4.5, End: 5.5, Text: "cut"}, {Start: 7, End: 8, Text: "seven"}}}
+	ex := rec.Excerpt(5, 8)
+	if ex.Seconds() != 8 || ex.Channels[0][0] != float32(5*domain.SampleRate) {
+		t.Fatalf("excerpt %v s starting at sample %v", ex.Seconds(), ex.Channels[0][0])
+	}
+	if len(ex.Truth) != 2 || ex.Truth[0].Text != "seven" || ex.Truth[0].Start != 2 || ex.Truth[1].Text != "one" || ex.Truth[1].Start != 6 {
+		t.Errorf("truth %+v", ex.Truth)
+	}
+}
+
+func TestDelaysUseLastOverlappingCommit(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	truth := []corpus.TruthUtterance{{Start: 1, End: 3}, {Start: 5, End: 6}, {Start: 9, End: 10}}
+	events := []emitted{
+		{seg: domain.Segment{Start: 0.8, End: 2}, at: t0.Add(3200 * time.Millisecond)},
+		{seg: domain.Segment{Start: 2, End: 3.2}, at: t0.Add(3500 * time.Millisecond)},
+		{seg: domain.Segment{Start: 4.8, End: 6.2}, at: t0.Add(7 * time.Second)},
+	}
+	d, missed := Delays(truth, events, t0, 1)
+	if missed != 1 || len(d) != 2 || math.Abs(d[0]-0.5) > 1e-9 || math.Abs(d[1]-1) > 1e-9 {
+		t.Errorf("delays %v, missed %d", d, missed)
+	}
+}
+
+func TestScore(t *testing.T) {
+	truth := []corpus.TruthUtterance{
+		{Speaker: domain.SpeakerClinician, Start: 0, End: 2, Text: "how can I help"},
+		{Speaker: domain.SpeakerPatient, Start: 3, End: 5, Text: "I have a cough"}}
+	tr := &domain.Transcript{AudioSeconds: 6,
+		Speech: []domain.Interval{{Start: 0, End: 2}, {Start: 3, End: 6}},
+		Segments: []domain.Segment{
+			{Start: 0, End: 2, Speaker: domain.SpeakerClinician, Text: "How can I help?"},
+			{Start: 3, End: 5, Speaker: domain.SpeakerClinician, Text: "I have a cold"}}}
+	f := Score(truth, tr)
+	if f.RefWords != 8 || f.WER.Errors() != 1 || f.SpeakerAccuracy != 0.5 || f.VADRecall != 1 || math.Abs(f.VADPrecision-0.8) > 1e-9 {
+		t.Errorf("%+v", f)
+	}
+}
+
+// realRuntime loads the weightless test model with the real Silero VAD.
+func realRuntime(t *testing.T) *app.Runtime {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Models.Whisper = config.SharedTestModel("for-tests-ggml-tiny.en.bin")
+	cfg.Models.VAD = config.SharedTestModel("for-tests-silero-v6.2.0-ggml.bin")
+	for _, p := range []string{cfg.Models.Whisper, cfg.Models.VAD} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("test model missing: %v", err)
+		}
+	}
+	cfg.Models.Workers, cfg.Models.Threads = 1, 2
+	cfg.Transcription.TemperatureInc = 0
+	cfg.DataDir = t.TempDir()
+	rt, err := app.Load(cfg, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rt.Close)
+	return rt
+}
+
+func renderedExcerpt(t *testing.T) string {
+	p, _ := filepath.Abs("../../testdata/audio/day1_consultation01-60s.truth.json")
+	if _, err := os.Stat(p); err != nil {
+		t.Skip("rendered excerpt missing (scripts/make-test-audio)")
+	}
+	return p
+}
+
+// Two rooms, a few seconds each, replayed 8× faster than real time: checks the report's
+// structure, not its speed.
+func TestRunLiveStructure(t *testing.T) {
+	rec, err := LoadRendered(renderedExcerpt(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := realRuntime(t)
+	rep, err := RunLive(context.Background(), rt, LiveOptions{Rooms: 2, Seconds: 16, Pace: 8, Recordings: []Recording{rec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.PerRoom) != 2 || rep.PerRoom[0].Room == rep.PerRoom[1].Room || rep.RSSPeakMB <= 0 || rep.CPUCores <= 0 {
+		t.Fatalf("%+v", rep)
+	}
+	for _, r := range rep.PerRoom {
+		if r.Utterances == 0 || r.Delay.N+r.Missed != r.Utterances {
+			t.Errorf("room %+v", r)
+		}
+	}
+	b, err := json.Marshal(rep)
+	if err != nil || !bytes.Contains(b, []byte(`"worst_room_p95_s"`)) {
+		t.Errorf("json %s %v", b, err)
+	}
+	var png bytes.Buffer
+	if err := rep.Chart(1).Draw(&png); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunAccuracyLabelsTestModel(t *testing.T) {
+	src := renderedExcerpt(t)
+	dir := t.TempDir()
+	base := filepath.Base(src[:len(src)-len(".truth.json")])
+	for _, ext := range []string{".truth.json", ".stereo.wav"} {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(src), base+ext))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, base+ext), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt := realRuntime(t)
+	rep, err := RunAccuracy(context.Background(), rt, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.TestModel || rep.Note == "" || len(rep.Files) != 1 {
+		t.Fatalf("%+v", rep)
+	}
+	f := rep.Files[0]
+	// The test model decodes no words, so every reference word is deleted; the VAD and
+	// speaker figures are real and the speech is rendered cleanly.
+	if f.RefWords == 0 || f.HypWords != 0 || f.WERValue != 1 || f.VADRecall < 0.5 || f.VADPrecision < 0.5 || f.SpeakerSeconds == 0 {
+		t.Errorf("%+v", f)
+	}
+	if _, err := RunAccuracy(context.Background(), rt, t.TempDir()); err == nil {
+		t.Error("empty corpus accepted")
+	}
+}

@@ -1,0 +1,353 @@
+// Package doctor checks that a scribe installation can work and explains, one line per
+// item, what is wrong: model files and checksums, the VAD model, audio devices, disk space
+// and data directory permissions, the data key, the TLS certificate, the clock, the EPR's
+// FHIR endpoint, and how many rooms this machine can transcribe live.
+package doctor
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"scribe/internal/config"
+	"scribe/internal/keys"
+	"scribe/internal/models"
+	"scribe/internal/store"
+	"scribe/internal/whisper"
+)
+
+// Status is a check's verdict. Only Fail makes the doctor exit non-zero: a Warn is
+// something to know about that does not stop scribe working.
+type Status int
+
+// The verdicts, in increasing severity.
+const (
+	OK Status = iota
+	Warn
+	Fail
+)
+
+func (s Status) String() string {
+	switch s {
+	case OK:
+		return "OK"
+	case Warn:
+		return "WARN"
+	default:
+		return "FAIL"
+	}
+}
+
+// Result is one line of the report.
+type Result struct {
+	Check  string `json:"check"`
+	Status Status `json:"-"`
+	Detail string `json:"detail"`
+}
+
+// MarshalJSON spells the status as a word.
+func (r Result) MarshalJSON() ([]byte, error) {
+	type plain Result
+	return json.Marshal(struct {
+		plain
+		Status string `json:"status"`
+	}{plain(r), r.Status.String()})
+}
+
+// Options say what to check.
+type Options struct {
+	Config  config.Config
+	KeyFile string // data key file; the systemd credential and SCRIBE_DATA_KEY are tried first
+	// Bench runs the short decoding benchmark (loads the whisper model: seconds).
+	Bench bool
+	// Devices lists audio input devices; nil skips the check (tests, machines without PortAudio).
+	Devices func() (names []string, err error)
+	// HTTPClient reaches the EPR; nil uses one with a 5 s timeout.
+	HTTPClient *http.Client
+	// BuildTime is when this binary was built: the clock must not be earlier. Zero skips that.
+	BuildTime time.Time
+	// MinFreeBytes below which the disk check fails; 0 = 1 GiB.
+	MinFreeBytes uint64
+}
+
+// Run runs every check, writes one line per check to w as it finishes, and returns the
+// results. The error is non-nil when any check failed.
+func Run(ctx context.Context, opt Options, w io.Writer) ([]Result, error) {
+	opt = opt.withDefaults()
+	checks := []func(context.Context, Options) Result{
+		checkWhisperModel, checkVADModel, checkDevices, checkDataDir, checkDisk, checkDatabase,
+		checkKey, checkTLS, checkClock, checkEPR, checkBench,
+	}
+	var out []Result
+	failed := 0
+	for _, c := range checks {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		r := c(ctx, opt)
+		if r.Check == "" {
+			continue // not applicable
+		}
+		out = append(out, r)
+		if r.Status == Fail {
+			failed++
+		}
+		if w != nil {
+			fmt.Fprintf(w, "%-4s  %-9s %s\n", r.Status, r.Check, r.Detail)
+		}
+	}
+	if failed > 0 {
+		return out, fmt.Errorf("%d check(s) failed", failed)
+	}
+	return out, nil
+}
+
+func (opt Options) withDefaults() Options {
+	if opt.HTTPClient == nil {
+		opt.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	if opt.MinFreeBytes == 0 {
+		opt.MinFreeBytes = 1 << 30
+	}
+	return opt
+}
+
+func ok(check, format string, a ...any) Result {
+	return Result{Check: check, Status: OK, Detail: fmt.Sprintf(format, a...)}
+}
+func warn(check, format string, a ...any) Result {
+	return Result{Check: check, Status: Warn, Detail: fmt.Sprintf(format, a...)}
+}
+func fail(check, format string, a ...any) Result {
+	return Result{Check: check, Status: Fail, Detail: fmt.Sprintf(format, a...)}
+}
+
+// checkModelFile checks the file exists and identifies it against the manifest. A file
+// that is not in the manifest (a practice's own fine-tune, the test models) is a warning:
+// it may be fine, but nobody has vouched for its digest.
+func checkModelFile(check, path, pullName string) (Result, bool) {
+	if path == "" {
+		return fail(check, "no model configured (models.%s in the config)", check), false
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fail(check, "%s is missing (%v): run `scribe model pull %s`", path, errors.Unwrap(err), pullName), false
+	}
+	if !fi.Mode().IsRegular() {
+		return fail(check, "%s is not a regular file", path), false
+	}
+	e, err := models.VerifyAny(path)
+	switch {
+	case err == nil:
+		return ok(check, "%s is %s (size and sha256 match the manifest)", path, e.Name), true
+	case errors.Is(err, models.ErrUnknownModel):
+		return warn(check, "%s: unknown model (not in manifest), checksum not verified", path), true
+	default:
+		return fail(check, "%s: %v", path, err), false
+	}
+}
+
+func checkWhisperModel(_ context.Context, opt Options) Result {
+	r, _ := checkModelFile("whisper", opt.Config.Models.Whisper, "base.en")
+	return r
+}
+
+func checkVADModel(_ context.Context, opt Options) Result {
+	r, usable := checkModelFile("vad", opt.Config.Models.VAD, "silero-v6.2.0")
+	if !usable {
+		return r
+	}
+	v, err := whisper.LoadVAD(opt.Config.Models.VAD, 1)
+	if err != nil {
+		return fail("vad", "%s does not load as a Silero VAD model: %v", opt.Config.Models.VAD, err)
+	}
+	defer v.Close()
+	// About a second of silence (whole 512-sample windows) through the network proves it runs, not just parses.
+	if _, err := v.Probs(make([]float32, 32*512)); err != nil {
+		return fail("vad", "%s loads but does not run: %v", opt.Config.Models.VAD, err)
+	}
+	r.Detail += "; loads and runs"
+	return r
+}
+
+func checkDevices(_ context.Context, opt Options) Result {
+	if opt.Devices == nil {
+		return Result{}
+	}
+	names, err := opt.Devices()
+	if err != nil || len(names) == 0 {
+		return warn("audio", "no input device usable here (%v): fine for a gateway whose rooms use the browser microphone; a room with source \"device\" needs one", err)
+	}
+	return ok("audio", "%d input device(s): %s", len(names), strings.Join(names, "; "))
+}
+
+func checkDataDir(_ context.Context, opt Options) Result {
+	dir := opt.Config.DataDir
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return warn("data dir", "%s does not exist yet; scribe serve creates it (mode 0700)", dir)
+	}
+	if err != nil {
+		return fail("data dir", "%s: %v", dir, err)
+	}
+	if !fi.IsDir() {
+		return fail("data dir", "%s is not a directory", dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o007 != 0 {
+		return fail("data dir", "%s has mode %04o: other users can reach patient data (chmod 700 %s)", dir, perm, dir)
+	}
+	f, err := os.CreateTemp(dir, ".doctor-*")
+	if err != nil {
+		return fail("data dir", "%s is not writable by this user: %v", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	os.Remove(name)
+	return ok("data dir", "%s exists, is writable and is private (mode %04o)", dir, fi.Mode().Perm())
+}
+
+func checkDisk(_ context.Context, opt Options) Result {
+	dir := existingParent(opt.Config.DataDir)
+	free, err := freeBytes(dir)
+	if err != nil {
+		return fail("disk", "cannot measure free space on %s: %v", dir, err)
+	}
+	gib := float64(free) / (1 << 30)
+	switch {
+	case free < opt.MinFreeBytes:
+		return fail("disk", "%.1f GiB free on %s: too little for the database and models (need %.1f GiB)", gib, dir, float64(opt.MinFreeBytes)/(1<<30))
+	case free < 5*opt.MinFreeBytes:
+		return warn("disk", "%.1f GiB free on %s: getting low", gib, dir)
+	}
+	return ok("disk", "%.1f GiB free on %s", gib, dir)
+}
+
+func existingParent(dir string) string {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
+			return d
+		}
+	}
+}
+
+// checkDatabase opens the database read-only (no migrations run) and compares its schema
+// with what this binary knows.
+func checkDatabase(ctx context.Context, opt Options) Result {
+	path := filepath.Join(opt.Config.DataDir, "scribe.db")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return ok("database", "%s not created yet (scribe serve creates it)", path)
+	}
+	db, err := sql.Open("sqlite3", "file:"+filepath.ToSlash(path)+"?mode=ro&_busy_timeout=5000")
+	if err != nil {
+		return fail("database", "%s: %v", path, err)
+	}
+	defer func() {
+		db.Close()
+		store.ChownSidecars(path) // root running the doctor must not take the -wal/-shm files
+	}()
+	var version int
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&version); err != nil {
+		return fail("database", "%s is not a readable scribe database: %v", path, err)
+	}
+	var integrity string
+	if err := db.QueryRowContext(ctx, `PRAGMA quick_check`).Scan(&integrity); err != nil || integrity != "ok" {
+		return fail("database", "%s fails SQLite's integrity check: %v %s (restore a backup)", path, err, integrity)
+	}
+	known := store.SchemaVersion()
+	switch {
+	case version > known:
+		return fail("database", "%s is at schema %d but this scribe knows only %d: run a newer scribe or restore a backup", path, version, known)
+	case version < known:
+		return ok("database", "%s at schema %d; scribe serve will migrate it to %d", path, version, known)
+	}
+	return ok("database", "%s at schema %d, integrity ok", path, version)
+}
+
+func checkKey(_ context.Context, opt Options) Result {
+	kr, err := keys.Load(opt.KeyFile)
+	switch {
+	case errors.Is(err, keys.ErrInsecureFile):
+		return fail("data key", "%v", err)
+	case errors.Is(err, os.ErrNotExist) && !fileExists(filepath.Join(opt.Config.DataDir, "scribe.db")):
+		return warn("data key", "key file %s does not exist yet; scribe serve creates one with a new database", opt.KeyFile)
+	case errors.Is(err, os.ErrNotExist):
+		return fail("data key", "key file %s does not exist (scripts/install creates /etc/scribe/data.key)", opt.KeyFile)
+	case err != nil:
+		return fail("data key", "%v", err)
+	}
+	// A round trip proves the key is usable, not just well-formed.
+	ct, err := kr.Encrypt([]byte("doctor"), []byte("doctor"))
+	if err == nil {
+		_, err = kr.Decrypt(ct, []byte("doctor"))
+	}
+	if err != nil {
+		return fail("data key", "key from %s does not encrypt and decrypt: %v", kr.Source(), err)
+	}
+	return ok("data key", "from %s, versions %v (encrypting with v%d)", kr.Source(), kr.Versions(), kr.Current())
+}
+
+func checkEPR(ctx context.Context, opt Options) Result {
+	base := strings.TrimRight(opt.Config.EPR.FHIRBaseURL, "/")
+	if base == "" {
+		return warn("epr", "no epr.fhir_base_url configured: approved notes are not written to the patient record")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metadata", nil)
+	if err != nil {
+		return fail("epr", "epr.fhir_base_url %q is not a URL: %v", base, err)
+	}
+	req.Header.Set("Accept", "application/fhir+json")
+	resp, err := opt.HTTPClient.Do(req)
+	if err != nil {
+		return fail("epr", "cannot reach the FHIR server at %s: %v", base, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return fail("epr", "%s/metadata refused us (%s): check the EPR credentials", base, resp.Status)
+	case resp.StatusCode != http.StatusOK:
+		return fail("epr", "%s/metadata answered %s", base, resp.Status)
+	}
+	var cs struct {
+		ResourceType string `json:"resourceType"`
+		FHIRVersion  string `json:"fhirVersion"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&cs); err != nil || cs.ResourceType == "" {
+		return fail("epr", "%s/metadata did not answer with a FHIR resource (%v): is this the FHIR base URL?", base, err)
+	}
+	if cs.ResourceType != "CapabilityStatement" {
+		// Reachable and speaking FHIR, but without the capability statement every FHIR
+		// server should publish we cannot check its version.
+		return warn("epr", "%s is reachable and answers FHIR, but /metadata is a %s, not a CapabilityStatement: FHIR version unchecked", base, cs.ResourceType)
+	}
+	if !strings.HasPrefix(cs.FHIRVersion, "4.0") {
+		return fail("epr", "%s speaks FHIR %q; scribe writes FHIR R4 (4.0.x)", base, cs.FHIRVersion)
+	}
+	return ok("epr", "%s is a FHIR %s server", base, cs.FHIRVersion)
+}
+
+// roomsFor estimates how many rooms can be transcribed live. A decode with threads
+// threads keeps that many cores busy, so the box has cores/threads decoders running at
+// once; each turns audioSec of speech into text in decodeSec. Half the capacity is kept
+// in reserve because speech in different rooms bunches up and provisional text also
+// needs decodes:
+//
+//	rooms ≈ (cores / threads) × (audioSec / decodeSec) × 0.5
+func roomsFor(cores, threads int, audioSec, decodeSec float64) int {
+	if decodeSec <= 0 || threads <= 0 {
+		return 0
+	}
+	return int(math.Floor(float64(cores) / float64(threads) * audioSec / decodeSec * 0.5))
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

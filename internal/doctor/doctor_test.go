@@ -1,0 +1,262 @@
+package doctor
+
+import (
+	"context"
+	"database/sql"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"scribe/internal/capture"
+	"scribe/internal/config"
+	"scribe/internal/fhir/fhirtest"
+	"scribe/internal/keys"
+	"scribe/internal/server"
+	"scribe/internal/store"
+)
+
+// testSetup is a working installation on the test models: a data directory with a
+// migrated database and a generated TLS certificate, a private key file.
+func testSetup(t *testing.T) Options {
+	t.Helper()
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	t.Setenv(keys.EnvVar, "")
+	cfg := config.Default()
+	cfg.Models.Whisper = config.SharedTestModel("for-tests-ggml-tiny.en.bin")
+	cfg.Models.VAD = config.SharedTestModel("for-tests-silero-v6.2.0-ggml.bin")
+	if cfg.Models.Whisper == "" || cfg.Models.VAD == "" {
+		t.Skip("../shared/models not available")
+	}
+	cfg.Transcription.TemperatureInc = 0
+	cfg.Models.Workers, cfg.Models.Threads = 1, 2
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(cfg.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), filepath.Join(cfg.DataDir, "scribe.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	tlsDir := filepath.Join(cfg.DataDir, "tls")
+	os.Mkdir(tlsDir, 0o700)
+	if err := server.GenerateSelfSigned(filepath.Join(tlsDir, "cert.pem"), filepath.Join(tlsDir, "key.pem")); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "data.key")
+	if err := keys.GenerateKeyFile(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	return Options{Config: cfg, KeyFile: keyFile, BuildTime: time.Now().Add(-time.Hour),
+		Devices: func() ([]string, error) {
+			devs, err := capture.Devices()
+			var names []string
+			for _, d := range devs {
+				names = append(names, d.Name)
+			}
+			return names, err
+		}}
+}
+
+func byCheck(rs []Result) map[string]Result {
+	m := map[string]Result{}
+	for _, r := range rs {
+		m[r.Check] = r
+	}
+	return m
+}
+
+func run(t *testing.T, opt Options) (map[string]Result, string, error) {
+	t.Helper()
+	var out strings.Builder
+	rs, err := Run(context.Background(), opt, &out)
+	t.Logf("doctor report:\n%s", out.String())
+	if lines := strings.Count(out.String(), "\n"); lines != len(rs) {
+		t.Errorf("%d lines for %d results", lines, len(rs))
+	}
+	return byCheck(rs), out.String(), err
+}
+
+func wantStatus(t *testing.T, rs map[string]Result, check string, want Status, detail ...string) {
+	t.Helper()
+	r, ok := rs[check]
+	if !ok {
+		t.Errorf("no %q check in the report", check)
+		return
+	}
+	if r.Status != want {
+		t.Errorf("%s: %s (%s), want %s", check, r.Status, r.Detail, want)
+	}
+	for _, d := range detail {
+		if !strings.Contains(r.Detail, d) {
+			t.Errorf("%s: %q does not explain %q", check, r.Detail, d)
+		}
+	}
+}
+
+// On the test setup — test models, a real FHIR server, a private key — nothing fails; the
+// test models are reported as unknown to the manifest, and the benchmark gives a room count.
+func TestDoctorPassesOnTestSetup(t *testing.T) {
+	opt := testSetup(t)
+	fhirSrv := fhirtest.Start(t)
+	opt.Config.EPR.FHIRBaseURL = fhirSrv.BaseURL
+	opt.Bench = true
+	rs, out, err := run(t, opt)
+	if err != nil {
+		t.Fatalf("doctor failed on a working setup: %v\n%s", err, out)
+	}
+	wantStatus(t, rs, "whisper", Warn, "unknown model (not in manifest)")
+	wantStatus(t, rs, "vad", OK, "silero-v6.2.0", "loads and runs")
+	wantStatus(t, rs, "data dir", OK, "writable", "0700")
+	wantStatus(t, rs, "database", OK, "integrity ok")
+	wantStatus(t, rs, "data key", OK, "versions [1]")
+	wantStatus(t, rs, "tls", OK, "valid until")
+	// The in-memory test server (Medplum's router) answers /metadata with a Bundle, so
+	// reachability is all that can be shown; a real EPR gives OK with its FHIR version.
+	if r := rs["epr"]; r.Status == Fail || !strings.Contains(r.Detail, fhirSrv.BaseURL) {
+		t.Errorf("epr: %s %s", r.Status, r.Detail)
+	}
+	// The room count depends on the machine and its load at the moment, so only check
+	// that the benchmark ran and reported its figures.
+	if r := rs["bench"]; r.Status == Fail || !strings.Contains(r.Detail, "decoded 5 s in") || !strings.Contains(r.Detail, "room(s) live") {
+		t.Errorf("bench: %s %s", r.Status, r.Detail)
+	}
+	if _, ok := rs["audio"]; !ok {
+		t.Error("no audio device check")
+	}
+	for _, c := range []string{"disk", "clock"} {
+		if rs[c].Status == Fail {
+			t.Errorf("%s failed: %s", c, rs[c].Detail)
+		}
+	}
+}
+
+// A missing model is a failure that says how to get it, and the benchmark cannot run.
+func TestDoctorReportsMissingModel(t *testing.T) {
+	opt := testSetup(t)
+	opt.Config.Models.Whisper = filepath.Join(t.TempDir(), "ggml-base.en.bin")
+	opt.Bench = true
+	rs, _, err := run(t, opt)
+	if err == nil {
+		t.Fatal("doctor passed with the whisper model missing")
+	}
+	wantStatus(t, rs, "whisper", Fail, "is missing", "scribe model pull base.en")
+	wantStatus(t, rs, "bench", Fail, "missing")
+	wantStatus(t, rs, "vad", OK)
+}
+
+// An EPR that does not answer (a closed port) is a clear failure naming the URL.
+func TestDoctorReportsUnreachableEPR(t *testing.T) {
+	opt := testSetup(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + l.Addr().String() + "/fhir/R4"
+	l.Close()
+	opt.Config.EPR.FHIRBaseURL = base
+	rs, _, err := run(t, opt)
+	if err == nil {
+		t.Fatal("doctor passed with the EPR unreachable")
+	}
+	wantStatus(t, rs, "epr", Fail, "cannot reach", base, "connection refused")
+}
+
+// A key file other users can read fails, saying how to fix it.
+func TestDoctorReportsBadKeyPermissions(t *testing.T) {
+	opt := testSetup(t)
+	if err := os.Chmod(opt.KeyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rs, _, err := run(t, opt)
+	if err == nil {
+		t.Fatal("doctor passed with a world-readable key file")
+	}
+	wantStatus(t, rs, "data key", Fail, "0644", "chmod 600")
+
+	opt.KeyFile = filepath.Join(t.TempDir(), "none.key")
+	rs, _, _ = run(t, opt)
+	wantStatus(t, rs, "data key", Fail, "does not exist")
+}
+
+// Other broken items: a data directory others can read, a database from a newer scribe,
+// a certificate that does not match its key.
+func TestDoctorReportsOtherBrokenItems(t *testing.T) {
+	opt := testSetup(t)
+	os.Chmod(opt.Config.DataDir, 0o755)
+	db, err := sql.Open("sqlite3", filepath.Join(opt.Config.DataDir, "scribe.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO schema_migrations(version, name, applied_at) VALUES (99999, '99999_future.sql', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	other := t.TempDir()
+	if err := server.GenerateSelfSigned(filepath.Join(other, "c.pem"), filepath.Join(other, "k.pem")); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(filepath.Join(other, "k.pem"), filepath.Join(opt.Config.DataDir, "tls", "key.pem"))
+	rs, _, err := run(t, opt)
+	if err == nil {
+		t.Fatal("doctor passed")
+	}
+	wantStatus(t, rs, "data dir", Fail, "0755", "chmod 700")
+	wantStatus(t, rs, "database", Fail, "schema 99999", "newer scribe")
+	wantStatus(t, rs, "tls", Fail, "private key does not match")
+}
+
+func TestRoomsFormula(t *testing.T) {
+	for _, c := range []struct {
+		cores, threads int
+		audio, decode  float64
+		want           int
+	}{
+		{2, 2, 5, 1, 2},  // one decoder at 5× real time, half kept in reserve
+		{8, 2, 5, 1, 10}, // four decoders
+		{4, 4, 5, 5, 0},  // real time on the whole box: not enough headroom
+		{2, 1, 5, 0.5, 10},
+		{2, 1, 5, 0, 0},
+	} {
+		if got := roomsFor(c.cores, c.threads, c.audio, c.decode); got != c.want {
+			t.Errorf("roomsFor(%d, %d, %g, %g) = %d, want %d", c.cores, c.threads, c.audio, c.decode, got, c.want)
+		}
+	}
+}
+
+// Answers the in-memory FHIR server cannot give: refused credentials, a non-FHIR page, a
+// proper R4 capability statement, and another FHIR version.
+func TestDoctorEPRAnswers(t *testing.T) {
+	opt := testSetup(t)
+	for _, c := range []struct {
+		status int
+		body   string
+		want   Status
+		detail string
+	}{
+		{401, `{"resourceType":"OperationOutcome"}`, Fail, "check the EPR credentials"},
+		{200, `<html>login</html>`, Fail, "is this the FHIR base URL"},
+		{200, `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1"}`, OK, "FHIR 4.0.1 server"},
+		{200, `{"resourceType":"CapabilityStatement","fhirVersion":"5.0.0"}`, Fail, "scribe writes FHIR R4"},
+	} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/fhir/metadata" {
+				http.NotFound(w, r)
+				return
+			}
+			w.WriteHeader(c.status)
+			w.Write([]byte(c.body))
+		}))
+		opt.Config.EPR.FHIRBaseURL = ts.URL + "/fhir/"
+		r := checkEPR(context.Background(), opt.withDefaults())
+		ts.Close()
+		if r.Status != c.want || !strings.Contains(r.Detail, c.detail) {
+			t.Errorf("%d %s: got %s %q, want %s containing %q", c.status, c.body, r.Status, r.Detail, c.want, c.detail)
+		}
+	}
+}

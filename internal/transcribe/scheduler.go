@@ -1,0 +1,269 @@
+package transcribe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// DefaultMaxQueuedPerRoom bounds one room's waiting committed utterances. A live stream
+// has at most one committed utterance in the engine at a time (its pipeline queues the
+// rest, with back-pressure), so the bound only bites when several streams share a room
+// name or a caller misbehaves.
+const DefaultMaxQueuedPerRoom = 8
+
+// maxRoomsKept bounds the per-room statistics kept for rooms with nothing waiting: each
+// live stream gets its own name, so without a bound a long-running box would keep one
+// entry per session forever.
+const maxRoomsKept = 256
+
+// ErrBusy is returned by TryTranscribe when no decoder is free for provisional work.
+var ErrBusy = errors.New("transcribe: all decoders busy")
+
+// ErrQueueFull is returned by Transcribe when the room already has
+// MaxQueuedPerRoom committed utterances waiting.
+var ErrQueueFull = errors.New("transcribe: room's decode queue is full")
+
+type roomCtxKey struct{}
+
+// WithRoom names the room (or stream) whose work ctx carries: the scheduler shares
+// decoders fairly between rooms and reports lag per room.
+func WithRoom(ctx context.Context, room string) context.Context {
+	return context.WithValue(ctx, roomCtxKey{}, room)
+}
+
+// RoomOf is the room named on ctx by WithRoom, or "" when none is.
+func RoomOf(ctx context.Context) string {
+	r, _ := ctx.Value(roomCtxKey{}).(string)
+	return r
+}
+
+// Scheduled describes one decode the scheduler ran, for metrics.
+type Scheduled struct {
+	Room         string
+	Final        bool          // committed (true) or provisional
+	Wait         time.Duration // time queued for a decoder (the room's scheduling lag)
+	Decode       time.Duration
+	AudioSeconds float64
+	Err          error
+}
+
+// RoomStats is one room's scheduling figures since it was first seen.
+type RoomStats struct {
+	Room     string        `json:"room"`
+	Waiting  int           `json:"waiting"`  // committed utterances queued now
+	Served   int           `json:"served"`   // committed utterances given a decoder
+	Dropped  int           `json:"dropped"`  // provisional updates refused (ErrBusy)
+	Rejected int           `json:"rejected"` // committed utterances refused (ErrQueueFull)
+	LastWait time.Duration `json:"last_wait_ns"`
+	MaxWait  time.Duration `json:"max_wait_ns"`
+	// MaxQueued is the longest the room's queue has been.
+	MaxQueued int       `json:"max_queued"`
+	lastSeen  time.Time // for evicting idle rooms
+}
+
+// Stats is a snapshot of the scheduler.
+type Stats struct {
+	Workers int         `json:"workers"`
+	Free    int         `json:"free"`
+	Waiting int         `json:"waiting"`
+	Rooms   []RoomStats `json:"rooms"` // sorted by name
+}
+
+// Room returns the named room's figures (zero when unknown).
+func (s Stats) Room(name string) RoomStats {
+	for _, r := range s.Rooms {
+		if r.Room == name {
+			return r
+		}
+	}
+	return RoomStats{Room: name}
+}
+
+// request is one committed utterance waiting for a decoder.
+type request struct {
+	room   string
+	queued time.Time
+	ready  chan Decoder // buffered: the scheduler never blocks handing a decoder over
+}
+
+type roomState struct {
+	RoomStats
+	queue []*request
+}
+
+// scheduler hands decoders to rooms: committed work before provisional, rooms served
+// round-robin when several wait, each room's queue bounded.
+type scheduler struct {
+	mu       sync.Mutex
+	size     int
+	maxQueue int
+	free     []Decoder
+	rooms    map[string]*roomState
+	ring     []string // rooms with waiting requests, in the order they will be served
+	waiting  int
+}
+
+func newScheduler(decoders []Decoder, maxQueue int) *scheduler {
+	return &scheduler{
+		size:     len(decoders),
+		maxQueue: maxQueue,
+		free:     append([]Decoder(nil), decoders...),
+		rooms:    map[string]*roomState{},
+	}
+}
+
+// room returns the room's state, creating it (and evicting idle rooms past the bound).
+func (s *scheduler) room(name string) *roomState {
+	rs, ok := s.rooms[name]
+	if !ok {
+		if len(s.rooms) >= maxRoomsKept {
+			s.evictIdle()
+		}
+		rs = &roomState{RoomStats: RoomStats{Room: name}}
+		s.rooms[name] = rs
+	}
+	rs.lastSeen = time.Now()
+	return rs
+}
+
+// evictIdle drops the least recently seen half of the rooms with nothing waiting.
+func (s *scheduler) evictIdle() {
+	var idle []*roomState
+	for _, rs := range s.rooms {
+		if len(rs.queue) == 0 {
+			idle = append(idle, rs)
+		}
+	}
+	sort.Slice(idle, func(i, j int) bool { return idle[i].lastSeen.Before(idle[j].lastSeen) })
+	for _, rs := range idle[:len(idle)/2+len(idle)%2] {
+		delete(s.rooms, rs.Room)
+	}
+}
+
+// acquire waits for a decoder for a committed utterance of room.
+func (s *scheduler) acquire(ctx context.Context, room string) (Decoder, time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	s.mu.Lock()
+	rs := s.room(room)
+	if len(s.free) > 0 && s.waiting == 0 {
+		d := s.popFree()
+		rs.Served++
+		rs.LastWait = 0
+		s.mu.Unlock()
+		return d, 0, nil
+	}
+	if len(rs.queue) >= s.maxQueue {
+		rs.Rejected++
+		s.mu.Unlock()
+		return nil, 0, fmt.Errorf("room %q: %d waiting: %w", room, len(rs.queue), ErrQueueFull)
+	}
+	req := &request{room: room, queued: time.Now(), ready: make(chan Decoder, 1)}
+	if len(rs.queue) == 0 {
+		s.ring = append(s.ring, room)
+	}
+	rs.queue = append(rs.queue, req)
+	rs.Waiting = len(rs.queue)
+	rs.MaxQueued = max(rs.MaxQueued, len(rs.queue))
+	s.waiting++
+	s.mu.Unlock()
+
+	select {
+	case d := <-req.ready:
+		return d, time.Since(req.queued), nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		removed := s.remove(req)
+		s.mu.Unlock()
+		if !removed {
+			// The decoder was handed over just as ctx ended: pass it on.
+			s.release(<-req.ready)
+		}
+		return nil, 0, ctx.Err()
+	}
+}
+
+// tryAcquire takes a free decoder for provisional work, unless committed work waits.
+func (s *scheduler) tryAcquire(room string) (Decoder, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rs := s.room(room)
+	if len(s.free) == 0 || s.waiting > 0 {
+		rs.Dropped++
+		return nil, false
+	}
+	return s.popFree(), true
+}
+
+func (s *scheduler) popFree() Decoder {
+	d := s.free[len(s.free)-1]
+	s.free = s.free[:len(s.free)-1]
+	return d
+}
+
+// release gives d to the next waiting room in round-robin order, or back to the pool.
+func (s *scheduler) release(d Decoder) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ring) == 0 {
+		s.free = append(s.free, d)
+		return
+	}
+	name := s.ring[0]
+	s.ring = s.ring[1:]
+	rs := s.rooms[name]
+	req := rs.queue[0]
+	rs.queue = rs.queue[1:]
+	rs.Waiting = len(rs.queue)
+	if len(rs.queue) > 0 {
+		s.ring = append(s.ring, name) // back of the line: other rooms go first
+	}
+	s.waiting--
+	wait := time.Since(req.queued)
+	rs.Served++
+	rs.LastWait = wait
+	rs.MaxWait = max(rs.MaxWait, wait)
+	req.ready <- d
+}
+
+// remove takes a cancelled request out of its room's queue; false if it was already served.
+func (s *scheduler) remove(req *request) bool {
+	rs := s.rooms[req.room]
+	if rs == nil {
+		return false
+	}
+	for i, r := range rs.queue {
+		if r != req {
+			continue
+		}
+		rs.queue = append(rs.queue[:i], rs.queue[i+1:]...)
+		rs.Waiting = len(rs.queue)
+		s.waiting--
+		if len(rs.queue) == 0 {
+			for j, n := range s.ring {
+				if n == req.room {
+					s.ring = append(s.ring[:j], s.ring[j+1:]...)
+					break
+				}
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func (s *scheduler) stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Workers: s.size, Free: len(s.free), Waiting: s.waiting}
+	for _, rs := range s.rooms {
+		st.Rooms = append(st.Rooms, rs.RoomStats)
+	}
+	sort.Slice(st.Rooms, func(i, j int) bool { return st.Rooms[i].Room < st.Rooms[j].Room })
+	return st
+}

@@ -1,0 +1,133 @@
+package transcribe
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"scribe/internal/domain"
+)
+
+// gateDecoder blocks each decode until the test lets it finish, so the order in which
+// the scheduler serves rooms can be read exactly. (The real-libwhisper scheduler tests
+// are in internal/app; this one pins the order without timing.)
+type gateDecoder struct {
+	started chan string
+	finish  chan struct{}
+}
+
+func (g *gateDecoder) Decode(ctx context.Context, _ []float32, _ domain.DecodeOptions) ([]domain.DecodedSegment, error) {
+	g.started <- RoomOf(ctx)
+	select {
+	case <-g.finish:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func waitForQueue(t *testing.T, e *Engine, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Stats().Waiting != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue never reached %d (stats %+v)", n, e.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestSchedulerRoundRobinsRoomsAndBoundsQueues(t *testing.T) {
+	g := &gateDecoder{started: make(chan string, 32), finish: make(chan struct{})}
+	cfg := DefaultConfig()
+	cfg.MaxQueuedPerRoom = 3
+	e, err := NewEngine(cfg, []Decoder{g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	submit := func(room string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := e.Transcribe(WithRoom(context.Background(), room), utter(1, 1)); err != nil {
+				t.Errorf("%s: %v", room, err)
+			}
+		}()
+	}
+	submit("blocker")
+	if r := <-g.started; r != "blocker" {
+		t.Fatalf("first decode for %q", r)
+	}
+	// Room a queues its whole burst before b and c: FIFO would serve a, a, a first.
+	for i, room := range []string{"a", "a", "a", "b", "b", "b", "c", "c", "c"} {
+		submit(room)
+		waitForQueue(t, e, i+1)
+	}
+	if _, _, err := e.Transcribe(WithRoom(context.Background(), "a"), utter(1, 1)); !errors.Is(err, ErrQueueFull) {
+		t.Errorf("a fourth queued utterance of room a: %v, want ErrQueueFull", err)
+	}
+	if _, _, err := e.TryTranscribe(WithRoom(context.Background(), "d"), utter(1, 1)); !errors.Is(err, ErrBusy) {
+		t.Errorf("provisional work while committed waits: %v, want ErrBusy", err)
+	}
+	var order []string
+	for range 9 {
+		g.finish <- struct{}{}
+		order = append(order, <-g.started)
+	}
+	g.finish <- struct{}{}
+	wg.Wait()
+	want := []string{"a", "b", "c", "a", "b", "c", "a", "b", "c"}
+	for i := range want {
+		if order[i] != want[i] {
+			t.Fatalf("served %v, want %v", order, want)
+		}
+	}
+	st := e.Stats()
+	if st.Free != 1 || st.Waiting != 0 {
+		t.Errorf("after the burst: %+v", st)
+	}
+	if a := st.Room("a"); a.Served != 3 || a.Rejected != 1 || a.MaxQueued != 3 || a.MaxWait <= 0 {
+		t.Errorf("room a stats %+v", a)
+	}
+	if d := st.Room("d"); d.Dropped != 1 {
+		t.Errorf("room d stats %+v", d)
+	}
+}
+
+func TestSchedulerCancelledWaiterLeavesQueue(t *testing.T) {
+	g := &gateDecoder{started: make(chan string, 4), finish: make(chan struct{})}
+	e, err := NewEngine(DefaultConfig(), []Decoder{g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := e.Transcribe(WithRoom(context.Background(), "busy"), utter(1, 1))
+		done <- err
+	}()
+	<-g.started
+	ctx, cancel := context.WithCancel(WithRoom(context.Background(), "stopped"))
+	waited := make(chan error, 1)
+	go func() {
+		_, _, err := e.Transcribe(ctx, utter(1, 1))
+		waited <- err
+	}()
+	waitForQueue(t, e, 1)
+	cancel()
+	if err := <-waited; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled waiter returned %v", err)
+	}
+	if st := e.Stats(); st.Waiting != 0 || len(st.Rooms) != 2 || st.Room("stopped").Waiting != 0 {
+		t.Errorf("after cancel: %+v", st)
+	}
+	g.finish <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := e.Stats(); st.Free != 1 {
+		t.Errorf("decoder not returned: %+v", st)
+	}
+}
