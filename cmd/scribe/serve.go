@@ -71,7 +71,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if st.KeyFileCreated != "" {
 		fmt.Fprintf(stderr, "created the data key %s (mode 0600): transcripts are encrypted with it. Back it up apart from the database; without it the transcripts cannot be read.\n", st.KeyFileCreated)
 	}
-	wb, err := newWriteBack(ctx, cfg, st.DB())
+	wb, err := newWriteBack(ctx, cfg, st.DB(), st.Keyring())
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"scribe/internal/config"
 	"scribe/internal/fhir"
+	"scribe/internal/keys"
 	"scribe/internal/outbox"
 	"scribe/internal/server"
 )
@@ -22,9 +23,12 @@ type writeBack struct {
 	worker *outbox.Worker
 }
 
-func newWriteBack(ctx context.Context, cfg config.Config, db *sql.DB) (*writeBack, error) {
+func newWriteBack(ctx context.Context, cfg config.Config, db *sql.DB, kr *keys.Keyring) (*writeBack, error) {
 	if err := outbox.EnsureSchema(ctx, db); err != nil {
 		return nil, err
+	}
+	if kr != nil {
+		outbox.UseSealer(kr) // queued notes hold the approved text and NHS number
 	}
 	sink, err := newSink(cfg)
 	if err != nil {

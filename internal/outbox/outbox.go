@@ -12,7 +12,6 @@ package outbox
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -98,7 +97,7 @@ func Enqueue(ctx context.Context, tx Execer, n fhir.Note) (int64, error) {
 	if n.DocumentID == "" {
 		return 0, fmt.Errorf("enqueue note: no document id")
 	}
-	b, err := json.Marshal(n)
+	b, err := encodeNote(n)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue note: encode: %w", err)
 	}
@@ -106,7 +105,7 @@ func Enqueue(ctx context.Context, tx Execer, n fhir.Note) (int64, error) {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO fhir_outbox
 		(document_id, session_id, note_json, state, next_attempt_at, created_at, updated_at)
 		VALUES (?, ?, ?, 'queued', ?, ?, ?) ON CONFLICT (document_id) DO NOTHING`,
-		n.DocumentID, n.SessionID, string(b), ms, ms, ms); err != nil {
+		n.DocumentID, n.SessionID, b, ms, ms, ms); err != nil {
 		return 0, fmt.Errorf("enqueue note: %w", err)
 	}
 	var id int64
@@ -130,7 +129,7 @@ func scanItem(s scanner) (Item, error) {
 		&next, &created, &updated, &sent, &it.Location); err != nil {
 		return Item{}, err
 	}
-	if err := json.Unmarshal([]byte(noteJSON), &it.Note); err != nil {
+	if err := decodeNote(noteJSON, it.DocumentID, &it.Note); err != nil {
 		return Item{}, fmt.Errorf("outbox entry %d: decode note: %w", it.ID, err)
 	}
 	it.NextAttemptAt, it.CreatedAt, it.UpdatedAt = time.UnixMilli(next), time.UnixMilli(created), time.UnixMilli(updated)
@@ -210,13 +209,13 @@ func Retry(ctx context.Context, db Execer, id int64) error {
 // clinician corrected the NHS number) and queues it again. The document id must not change.
 func ReplaceNote(ctx context.Context, db Execer, id int64, n fhir.Note) error {
 	now := time.Now()
-	b, err := json.Marshal(n)
+	b, err := encodeNote(n)
 	if err != nil {
 		return fmt.Errorf("replace outbox note: encode: %w", err)
 	}
 	res, err := db.ExecContext(ctx, `UPDATE fhir_outbox SET note_json = ?, state = 'queued', reason = '', attempts = 0,
 		next_attempt_at = ?, updated_at = ? WHERE id = ? AND document_id = ? AND state IN ('held', 'failed')`,
-		string(b), now.UnixMilli(), now.UnixMilli(), id, n.DocumentID)
+		b, now.UnixMilli(), now.UnixMilli(), id, n.DocumentID)
 	if err != nil {
 		return fmt.Errorf("replace outbox note %d: %w", id, err)
 	}

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -26,6 +27,7 @@ import (
 
 	"scribe/internal/fhir"
 	"scribe/internal/fhir/fhirtest"
+	"scribe/internal/keys"
 )
 
 func TestMain(m *testing.M) {
@@ -547,5 +549,41 @@ func TestFolderSinkThroughWorker(t *testing.T) {
 	}
 	if _, err := os.Stat(it.Location); err != nil {
 		t.Error(err)
+	}
+}
+
+// With a data key loaded, the stored note (approved text, NHS number) is ciphertext and
+// still reads back; rows written before the key was loaded stay readable.
+func TestStoredNotesAreSealed(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "o.db"))
+	ctx := context.Background()
+	plain := note("9434765919")
+	if _, err := Enqueue(ctx, db, plain); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keys.New(map[int][]byte{1: bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	UseSealer(kr)
+	t.Cleanup(func() { sealer.Store(nil) })
+	sealed := note("9434765919")
+	id, err := Enqueue(ctx, db, sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw string
+	db.QueryRowContext(ctx, `SELECT note_json FROM fhir_outbox WHERE id = ?`, id).Scan(&raw)
+	if strings.Contains(raw, "9434765919") || strings.Contains(raw, sealed.Text) {
+		t.Fatalf("stored note holds plaintext: %q", raw)
+	}
+	items, err := List(ctx, db, Filter{})
+	if err != nil || len(items) != 2 {
+		t.Fatalf("list: %v, %d items", err, len(items))
+	}
+	for _, it := range items {
+		if it.Note.NHSNumber != "9434765919" {
+			t.Errorf("entry %d did not read back: %+v", it.ID, it.Note)
+		}
 	}
 }
