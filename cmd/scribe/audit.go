@@ -41,6 +41,16 @@ func (d dataFlags) load() (config.Config, error) {
 	return cfg, nil
 }
 
+// openStore loads the configuration and opens the database of an installed scribe.
+func (d dataFlags) openStore(ctx context.Context) (*store.Store, config.Config, error) {
+	cfg, err := d.load()
+	if err != nil {
+		return nil, cfg, err
+	}
+	st, err := openExistingStore(ctx, cfg)
+	return st, cfg, err
+}
+
 // openExistingStore opens the database of an installed scribe, refusing to create one.
 func openExistingStore(ctx context.Context, cfg config.Config) (*store.Store, error) {
 	db := filepath.Join(cfg.DataDir, "scribe.db")
@@ -59,11 +69,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	cfg, err := df.load()
-	if err != nil {
-		return err
-	}
-	st, err := openExistingStore(ctx, cfg)
+	st, _, err := df.openStore(ctx)
 	if err != nil {
 		return err
 	}

@@ -29,11 +29,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("NHS number: %w", err)
 	}
-	cfg, err := df.load()
-	if err != nil {
-		return err
-	}
-	st, err := openExistingStore(ctx, cfg)
+	st, _, err := df.openStore(ctx)
 	if err != nil {
 		return err
 	}

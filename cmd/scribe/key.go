@@ -21,12 +21,8 @@ func cmdKey(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if _, err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	cfg, err := df.load()
-	if err != nil {
-		return err
-	}
 	// Open first: this checks the current key matches the database before anything changes.
-	st, err := openExistingStore(ctx, cfg)
+	st, cfg, err := df.openStore(ctx)
 	if err != nil {
 		return err
 	}

@@ -24,11 +24,7 @@ func cmdPurge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *days < 1 {
 		return errUsagef("--retention-days must be at least 1")
 	}
-	cfg, err := df.load()
-	if err != nil {
-		return err
-	}
-	st, err := openExistingStore(ctx, cfg)
+	st, _, err := df.openStore(ctx)
 	if err != nil {
 		return err
 	}
