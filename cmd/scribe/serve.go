@@ -75,7 +75,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	tr, safety, logger := safetyWiring(rt, st) // serve_safety.go: metrics, vocabulary, language groups
+	tr, safety, logger := safetyWiring(rt, st, wb) // serve_safety.go: metrics, vocabulary, language groups
+	wb.metrics = safety.Metrics
 	srv, err := server.New(scfg, server.Deps{
 		Transcriber:   tr,
 		Safety:        safety,

@@ -45,8 +45,9 @@ func (t roomTranscriber) Transcribe(ctx context.Context, src domain.AudioSource,
 
 // safetyWiring builds the metrics (reading gauges from st), the per-room transcriber,
 // the safety options and a logger that counts errors in the metrics.
-func safetyWiring(rt *app.Runtime, st *store.Store) (tr server.Transcriber, opts server.SafetyOptions, logger *slog.Logger) {
-	m := metrics.New(time.Now(), metrics.Sources{ActiveSessions: st.ActiveSessionCount, OpenFlags: st.OpenFlagCount})
+func safetyWiring(rt *app.Runtime, st *store.Store, wb *writeBack) (tr server.Transcriber, opts server.SafetyOptions, logger *slog.Logger) {
+	m := metrics.New(time.Now(), metrics.Sources{ActiveSessions: st.ActiveSessionCount, OpenFlags: st.OpenFlagCount,
+		OutboxBacklog: wb.Backlog, OutboxFailed: wb.Failed})
 	opts = server.SafetyOptions{Metrics: m, MetricsToken: os.Getenv(envMetricsToken), SetVocabulary: rt.Engine.SetVocabulary}
 	for _, g := range strings.Split(os.Getenv(envLanguageGroups), ",") {
 		if g = strings.TrimSpace(g); g != "" {

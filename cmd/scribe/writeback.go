@@ -12,6 +12,7 @@ import (
 	"scribe/internal/config"
 	"scribe/internal/fhir"
 	"scribe/internal/keys"
+	"scribe/internal/metrics"
 	"scribe/internal/outbox"
 	"scribe/internal/server"
 )
@@ -19,8 +20,35 @@ import (
 // writeBack connects approval to the EPR: the approval transaction enqueues the note in
 // the outbox, and the worker delivers it through the configured sink, exactly once.
 type writeBack struct {
-	db     *sql.DB
-	worker *outbox.Worker
+	db      *sql.DB
+	worker  *outbox.Worker
+	metrics *metrics.Metrics // nil: no metrics
+}
+
+// countingSink tells the metrics about every delivery attempt.
+type countingSink struct {
+	fhir.Sink
+	wb *writeBack
+}
+
+func (c countingSink) Deliver(ctx context.Context, n fhir.Note) (fhir.Receipt, error) {
+	rc, err := c.Sink.Deliver(ctx, n)
+	if err != nil && c.wb.metrics != nil {
+		c.wb.metrics.OutboxFailure()
+	}
+	return rc, err
+}
+
+// Backlog counts approved notes not yet in the record: queued, sending or held.
+func (wb *writeBack) Backlog(ctx context.Context) (int, error) {
+	c, err := outbox.Counts(ctx, wb.db)
+	return c[outbox.StateQueued] + c[outbox.StateSending] + c[outbox.StateHeld], err
+}
+
+// Failed counts notes whose delivery gave up.
+func (wb *writeBack) Failed(ctx context.Context) (int, error) {
+	c, err := outbox.Counts(ctx, wb.db)
+	return c[outbox.StateFailed], err
 }
 
 func newWriteBack(ctx context.Context, cfg config.Config, db *sql.DB, kr *keys.Keyring) (*writeBack, error) {
@@ -34,7 +62,9 @@ func newWriteBack(ctx context.Context, cfg config.Config, db *sql.DB, kr *keys.K
 	if err != nil {
 		return nil, err
 	}
-	return &writeBack{db: db, worker: outbox.NewWorker(db, sink, slog.Default().With("component", "outbox"))}, nil
+	wb := &writeBack{db: db}
+	wb.worker = outbox.NewWorker(db, countingSink{Sink: sink, wb: wb}, slog.Default().With("component", "outbox"))
+	return wb, nil
 }
 
 func fhirConfig(cfg config.Config) fhir.Config {
@@ -90,7 +120,8 @@ func (wb *writeBack) onApproved(ctx context.Context, tx *sql.Tx, n server.Approv
 			n.RoomName, n.ClinicianName),
 	})
 	if err == nil {
-		// Delivery starts once the approval has committed; an early wake only polls.
+		// Delivery starts once the approval has committed (the request's context ends
+		// after the handler returns); an early wake would only find nothing to do.
 		context.AfterFunc(ctx, wb.worker.Wake)
 	}
 	return err

@@ -201,6 +201,26 @@ epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001, lookup_patient: true}
 		t.Fatalf("a held note reached the EPR (%d copies)", n)
 	}
 
+	metric := func(name string) string {
+		resp, err := a.c.Get(base + "metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("/metrics has no %s", name)
+		}
+		return string(m[1])
+	}
+	if got := metric("scribe_outbox_backlog"); got != "1" {
+		t.Errorf("outbox backlog %s with one held note", got)
+	}
+	if got := metric("scribe_outbox_failures_total"); got != "1" {
+		t.Errorf("outbox failures %s after one held attempt", got)
+	}
+
 	// The practice registers the patient on the EPR; an admin retries the held note.
 	patient := fs.SeedPatient(t, nhs, "Testpatient")
 	st, err := store.Open(context.Background(), filepath.Join(dir, "data", "scribe.db"))
@@ -229,6 +249,9 @@ epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001, lookup_patient: true}
 		t.Fatalf("retry: %d", st)
 	}
 	waitDelivery("sent")
+	if got := metric("scribe_outbox_backlog"); got != "0" {
+		t.Errorf("outbox backlog %s after delivery", got)
+	}
 	if sess.DocumentText == "" {
 		t.Fatal("approved session has no document text")
 	}

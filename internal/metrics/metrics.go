@@ -65,6 +65,10 @@ type Metrics struct {
 type Sources struct {
 	ActiveSessions func(ctx context.Context) (int, error)
 	OpenFlags      func(ctx context.Context) (int, error)
+	// OutboxBacklog and OutboxFailed, when set, are read at scrape time instead of the
+	// values given to SetOutbox.
+	OutboxBacklog func(ctx context.Context) (int, error)
+	OutboxFailed  func(ctx context.Context) (int, error)
 }
 
 // New makes the collectors. now is the process start (uptime counts from it).
@@ -93,19 +97,28 @@ func New(start time.Time, src Sources) *Metrics {
 		Help: "Errors logged, by kind (the log message)."}, []string{"kind"})
 	m.vocabulary = prometheus.NewGauge(prometheus.GaugeOpts{Name: NameVocabularyInUse,
 		Help: "Version of the admin-managed vocabulary hint list in use (0: configured file or built-in list)."})
-	m.reg.MustRegister(m.lag, m.rtf, m.decode, m.queue, m.utterances, m.outboxBacklog, m.outboxFailed, m.outboxFailures, m.errors, m.vocabulary,
+	if src.OutboxBacklog == nil {
+		m.reg.MustRegister(m.outboxBacklog)
+	}
+	if src.OutboxFailed == nil {
+		m.reg.MustRegister(m.outboxFailed)
+	}
+	m.reg.MustRegister(m.lag, m.rtf, m.decode, m.queue, m.utterances, m.outboxFailures, m.errors, m.vocabulary,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: NameUptime, Help: "Seconds since scribe started."},
 			func() float64 { return time.Since(m.start).Seconds() }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	for name, fn := range map[string]func(context.Context) (int, error){NameActiveSessions: src.ActiveSessions, NameOpenFlags: src.OpenFlags} {
+	for name, fn := range map[string]func(context.Context) (int, error){NameActiveSessions: src.ActiveSessions, NameOpenFlags: src.OpenFlags,
+		NameOutboxBacklog: src.OutboxBacklog, NameOutboxFailed: src.OutboxFailed} {
 		if fn == nil {
 			continue
 		}
 		help := map[string]string{
 			NameActiveSessions: "Consultations recording or paused.",
 			NameOpenFlags:      "Clinician flags not yet closed by the Clinical Safety Officer.",
+			NameOutboxBacklog:  "Approved notes waiting to be written to the patient record (queued, sending or held).",
+			NameOutboxFailed:   "Approved notes whose write-back failed permanently and needs a person.",
 		}[name]
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -224,3 +224,22 @@ func ReplaceNote(ctx context.Context, db Execer, id int64, n fhir.Note) error {
 	}
 	return nil
 }
+
+// Counts returns how many entries are in each state.
+func Counts(ctx context.Context, db Querier) (map[State]int, error) {
+	rows, err := db.QueryContext(ctx, `SELECT state, COUNT(*) FROM fhir_outbox GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("outbox counts: %w", err)
+	}
+	defer rows.Close()
+	out := map[State]int{}
+	for rows.Next() {
+		var st State
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("outbox counts: %w", err)
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
+}
