@@ -39,6 +39,82 @@ func artifactDir() string {
 	return os.TempDir()
 }
 
+// startChromium starts headless Chromium with a fresh profile for the test and returns
+// its context; it is shut down when the test ends. logf receives the browser's log (nil: dropped).
+func startChromium(t *testing.T, logf func(string, ...any)) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("browser test needs Chromium at %s (present in the sid root where `make test` runs): %v", chromiumPath, err)
+	}
+	// Chromium's helper processes may still write to their profile for a moment after the
+	// browser exits, so the profile is removed by hand, tolerating that, not by t.TempDir.
+	profile, err := os.MkdirTemp("", "scribe-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 20 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("ignore-certificate-errors", true), // the server's self-signed certificate
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(1280, 1000),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	var copts []chromedp.ContextOption
+	if logf != nil {
+		copts = append(copts, chromedp.WithLogf(logf))
+	}
+	bctx, cancelBrowser := chromedp.NewContext(actx, copts...)
+	t.Cleanup(cancelBrowser)
+	if err := chromedp.Run(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return bctx
+}
+
+// runDemoServer runs a demo-mode server on a free loopback port until the test ends and
+// returns its URL and the demo clinician's password, as printed at start.
+func runDemoServer(t *testing.T, cfg Config, deps Deps) (url, password string) {
+	t.Helper()
+	out := &syncBuffer{}
+	cfg.Listen, cfg.Demo, deps.Stdout = "127.0.0.1:0", true, out
+	srv, err := New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	m := demoPassword.FindStringSubmatch(out.String())
+	if m == nil || !strings.Contains(out.String(), "scribe is running at https://localhost:") {
+		t.Fatalf("server output lacks the URL or demo login: %q", out.String())
+	}
+	return srv.URL(), m[1]
+}
+
 // runBrowserFlow logs in, starts a session in the room, watches provisional and committed
 // text arrive, stops, edits a segment's text and another's speaker, flags one, scrolls to
 // the end, confirms, approves, and checks the page is read-only. On failure it saves a
@@ -54,43 +130,13 @@ func runBrowserFlow(t *testing.T, f browserFlow) {
 	if f.NewText == "" {
 		f.NewText = "Good morning, what brings you in today?"
 	}
-	// Chromium's helper processes may still write to their profile for a moment after the
-	// browser exits, so the profile is removed by hand, tolerating that, not by t.TempDir.
-	profile, err := os.MkdirTemp("", "scribe-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for range 20 {
-			if os.RemoveAll(profile) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("ignore-certificate-errors", true), // the server's self-signed certificate
-		chromedp.UserDataDir(profile),
-		chromedp.WindowSize(1280, 1000),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
 	var logMu sync.Mutex
 	var consoleLog []string
-	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(func(format string, args ...any) {
+	bctx := startChromium(t, func(format string, args ...any) {
 		logMu.Lock()
 		consoleLog = append(consoleLog, fmt.Sprintf(format, args...))
 		logMu.Unlock()
-	}))
-	defer cancelBrowser()
-	if err := chromedp.Run(bctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	})
 	defer func() {
 		if !t.Failed() {
 			return
@@ -262,29 +308,7 @@ func TestBrowserDemoFlow(t *testing.T) {
 	}
 	dir := t.TempDir()
 	wav := writeTone(t, dir, 300, 12)
-	out := &syncBuffer{}
-	srv, err := New(Config{Listen: "127.0.0.1:0", DataDir: dir, Demo: true, DemoWAVs: []string{wav}, WAVSpeed: 2, ShutdownTimeout: 10 * time.Second},
-		Deps{Transcriber: fakeTranscriber{segSeconds: 1.5}, Stdout: out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
-	m := demoPassword.FindStringSubmatch(out.String())
-	if m == nil || !strings.Contains(out.String(), "scribe is running at https://localhost:") {
-		t.Fatalf("server output lacks the URL or demo login: %q", out.String())
-	}
-	runBrowserFlow(t, browserFlow{URL: srv.URL(), Username: DemoUsername, Password: m[1], RoomName: "Demo room 1"})
+	url, password := runDemoServer(t, Config{DataDir: dir, DemoWAVs: []string{wav}, WAVSpeed: 2, ShutdownTimeout: 10 * time.Second},
+		Deps{Transcriber: fakeTranscriber{segSeconds: 1.5}})
+	runBrowserFlow(t, browserFlow{URL: url, Username: DemoUsername, Password: password, RoomName: "Demo room 1"})
 }

@@ -68,31 +68,9 @@ func TestBrowserFlowWithRealTranscriber(t *testing.T) {
 	}
 	r := rendered(t, "day1_consultation01", 45)
 	rt := realRuntime(t, 1, 2)
-	out := &syncBuffer{}
-	srv, err := New(Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Demo: true, DemoWAVs: []string{r.StereoPath}, WAVSpeed: 2, ShutdownTimeout: 20 * time.Second},
-		Deps{Transcriber: rt.Pipeline, Stdout: out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
-	m := demoPassword.FindStringSubmatch(out.String())
-	if m == nil {
-		t.Fatalf("no demo login in %q", out.String())
-	}
-	runBrowserFlow(t, browserFlow{URL: srv.URL(), Username: DemoUsername, Password: m[1], RoomName: "Demo room 1", FirstCommit: 90 * time.Second})
+	url, password := runDemoServer(t, Config{DataDir: t.TempDir(), DemoWAVs: []string{r.StereoPath}, WAVSpeed: 2, ShutdownTimeout: 20 * time.Second},
+		Deps{Transcriber: rt.Pipeline})
+	runBrowserFlow(t, browserFlow{URL: url, Username: DemoUsername, Password: password, RoomName: "Demo room 1", FirstCommit: 90 * time.Second})
 }
 
 // Three rooms replay three different rendered consultations at once through one shared

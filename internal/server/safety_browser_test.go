@@ -74,29 +74,7 @@ func TestBrowserFlagTriageAndDashboard(t *testing.T) {
 	seedSession(t, st, roomB, b.ID, []string{"alpha beta gamma delta"}, []string{"alpha beta"})
 	review := seedSession(t, st, roomA, a.ID, []string{"good morning how are you", "please take ramipril daily"}, nil)
 
-	profile, err := os.MkdirTemp("", "scribe-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for range 20 {
-			if os.RemoveAll(profile) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath), chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 1000))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	if err := chromedp.Run(bctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	bctx := startChromium(t, nil)
 	defer func() {
 		if !t.Failed() {
 			return

@@ -92,18 +92,11 @@ func (s *Store) InsertCommitted(ctx context.Context, sessionID string, seg domai
 		flags = []domain.Flag{}
 	}
 	fj, _ := json.Marshal(flags)
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return Segment{}, fmt.Errorf("insert segment: %w", err)
-	}
-	defer tx.Rollback()
-	c, err := s.consultation(ctx, tx, sessionID)
+	tx, err := s.beginEditable(ctx, sessionID, "insert segment")
 	if err != nil {
 		return Segment{}, err
 	}
-	if c.State == StateApproved {
-		return Segment{}, ErrReadOnly
-	}
+	defer tx.Rollback()
 	seq, pos, err := nextSeqPos(ctx, tx, sessionID)
 	if err != nil {
 		return Segment{}, err
@@ -292,21 +285,32 @@ func (e *editTx) nextPos(pos float64) (float64, error) {
 	return next.Float64, nil
 }
 
+// beginEditable starts a transaction on a session that still accepts changes: an
+// approved session is read-only. The caller rolls the transaction back or commits it.
+func (s *Store) beginEditable(ctx context.Context, sessionID, what string) (*sql.Tx, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	c, err := s.consultation(ctx, tx, sessionID)
+	if err == nil && c.State == StateApproved {
+		err = ErrReadOnly
+	}
+	if err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	return tx, nil
+}
+
 // edit runs fn as one undoable edit by userID on the session, after checking the session
 // still accepts edits. It returns the touched segments in their new state.
 func (s *Store) edit(ctx context.Context, sessionID string, userID int64, segmentID, kind string, fn func(e *editTx) error) ([]Segment, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", kind, err)
-	}
-	defer tx.Rollback()
-	c, err := s.consultation(ctx, tx, sessionID)
+	tx, err := s.beginEditable(ctx, sessionID, kind)
 	if err != nil {
 		return nil, err
 	}
-	if c.State == StateApproved {
-		return nil, ErrReadOnly
-	}
+	defer tx.Rollback()
 	e := &editTx{s: s, ctx: ctx, tx: tx, session: sessionID, before: map[string]*snapshot{}}
 	if err := fn(e); err != nil {
 		return nil, err
@@ -603,18 +607,11 @@ func (s *Store) Edits(ctx context.Context, sessionID string) ([]Edit, error) {
 // Undo reverts the session's most recent edit that is not undone yet, and returns the
 // segments it touched in their restored state. Segments the edit created are hidden.
 func (s *Store) Undo(ctx context.Context, sessionID string, userID int64) ([]Segment, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("undo: %w", err)
-	}
-	defer tx.Rollback()
-	c, err := s.consultation(ctx, tx, sessionID)
+	tx, err := s.beginEditable(ctx, sessionID, "undo")
 	if err != nil {
 		return nil, err
 	}
-	if c.State == StateApproved {
-		return nil, ErrReadOnly
-	}
+	defer tx.Rollback()
 	var editID int64
 	var bj string
 	err = tx.QueryRowContext(ctx, `SELECT id, before FROM segment_edits WHERE session_id = ? AND undone_at IS NULL ORDER BY id DESC LIMIT 1`, sessionID).Scan(&editID, &bj)
@@ -693,18 +690,11 @@ func (s *Store) AddFlag(ctx context.Context, sessionID, segmentID string, userID
 	if utf8.RuneCountInString(note) > MaxFlagNote || !utf8.ValidString(note) {
 		return ReviewFlag{}, fmt.Errorf("%w: flag note must be valid text of at most %d characters", ErrInvalid, MaxFlagNote)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return ReviewFlag{}, fmt.Errorf("flag: %w", err)
-	}
-	defer tx.Rollback()
-	c, err := s.consultation(ctx, tx, sessionID)
+	tx, err := s.beginEditable(ctx, sessionID, "flag")
 	if err != nil {
 		return ReviewFlag{}, err
 	}
-	if c.State == StateApproved {
-		return ReviewFlag{}, ErrReadOnly
-	}
+	defer tx.Rollback()
 	if _, err := s.getSegment(ctx, tx, sessionID, segmentID); err != nil {
 		return ReviewFlag{}, err
 	}

@@ -188,7 +188,16 @@ func (p *numberParse) feed(w string) bool {
 		p.last, p.started = "unit", true
 		return true
 	}
-	if v, ok := numberTeens[w]; ok {
+	// Teens and tens start a number or follow a hundred or a scale word ("one hundred
+	// twenty", "two thousand fifteen"); only tens may then take a unit.
+	for _, class := range []struct {
+		words map[string]int
+		last  string
+	}{{numberTeens, "teen"}, {numberTens, "tens"}} {
+		v, ok := class.words[w]
+		if !ok {
+			continue
+		}
 		switch {
 		case !p.started:
 			p.group = v
@@ -197,19 +206,7 @@ func (p *numberParse) feed(w string) bool {
 		default:
 			return false
 		}
-		p.last, p.started = "teen", true
-		return true
-	}
-	if v, ok := numberTens[w]; ok {
-		switch {
-		case !p.started:
-			p.group = v
-		case p.last == "hundred" || p.last == "scale":
-			p.group += v
-		default:
-			return false
-		}
-		p.last, p.started = "tens", true
+		p.last, p.started = class.last, true
 		return true
 	}
 	if w == "hundred" {
