@@ -29,7 +29,7 @@ func TestStaticIsSelfContained(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"static/index.html", "static/app.js", "static/style.css", "static/mic-worklet.js"} {
+	for _, want := range []string{"static/index.html", "static/api.js", "static/app.js", "static/style.css", "static/mic-worklet.js"} {
 		if !strings.Contains(strings.Join(names, " "), want) {
 			t.Errorf("embedded files %v lack %s", names, want)
 		}

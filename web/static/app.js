@@ -23,24 +23,12 @@ function status(msg, bad) {
 }
 
 async function api(method, path, body) {
-  const opt = { method, headers: {}, credentials: "same-origin" };
-  // CSRF: the server wants the login's token (set by /api/login in a readable cookie) back in a header.
-  const csrf = document.cookie.match(/(?:^|;\s*)__Host-scribe_csrf=([^;]+)/);
-  if (method !== "GET" && csrf) opt.headers["X-CSRF-Token"] = csrf[1];
-  if (body !== undefined) {
-    opt.headers["Content-Type"] = "application/json";
-    opt.body = JSON.stringify(body);
-  }
-  const r = await fetch(path, opt);
-  let data = null;
-  try { data = await r.json(); } catch (_) { data = null; }
-  if (r.status === 401 && path !== "/api/login") { me = null; show("login"); }
-  if (!r.ok) {
-    const err = new Error((data && data.error) || r.statusText);
-    err.status = r.status;
+  try {
+    return await apiRequest(method, path, body);
+  } catch (err) {
+    if (err.status === 401 && path !== "/api/login") { me = null; show("login"); }
     throw err;
   }
-  return data;
 }
 
 function show(view) {

@@ -29,25 +29,7 @@ function status(msg, bad) {
   $("status").classList.toggle("bad", !!bad);
 }
 
-async function api(method, path, body) {
-  const opt = { method, headers: {}, credentials: "same-origin" };
-  // CSRF (server/protection.go): send back the login's token from its readable cookie.
-  const csrf = document.cookie.match(/(?:^|;\s*)__Host-scribe_csrf=([^;]+)/);
-  if (method !== "GET" && csrf) opt.headers["X-CSRF-Token"] = csrf[1];
-  if (body !== undefined) {
-    opt.headers["Content-Type"] = "application/json";
-    opt.body = JSON.stringify(body);
-  }
-  const r = await fetch(path, opt);
-  let data = null;
-  try { data = await r.json(); } catch (_) { data = null; }
-  if (!r.ok) {
-    const err = new Error((data && data.error) || r.statusText);
-    err.status = r.status;
-    throw err;
-  }
-  return data;
-}
+const api = apiRequest;
 
 const pct = (v) => `${(100 * (v || 0)).toFixed(1)}%`;
 const label = (s) => String(s || "").replaceAll("_", " ");

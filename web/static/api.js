@@ -1,0 +1,25 @@
+"use strict";
+// The JSON API client both pages use. Loaded before app.js and cso.js.
+
+// apiRequest sends a JSON request and returns the decoded answer, or throws an Error
+// carrying the server's message and the HTTP status.
+async function apiRequest(method, path, body) {
+  const opt = { method, headers: {}, credentials: "same-origin" };
+  // CSRF (server/protection.go): the server wants the login's token, set by /api/login in
+  // a readable cookie, back in a header on every state-changing request.
+  const csrf = document.cookie.match(/(?:^|;\s*)__Host-scribe_csrf=([^;]+)/);
+  if (method !== "GET" && csrf) opt.headers["X-CSRF-Token"] = csrf[1];
+  if (body !== undefined) {
+    opt.headers["Content-Type"] = "application/json";
+    opt.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, opt);
+  let data = null;
+  try { data = await r.json(); } catch (_) { data = null; }
+  if (!r.ok) {
+    const err = new Error((data && data.error) || r.statusText);
+    err.status = r.status;
+    throw err;
+  }
+  return data;
+}
