@@ -4,14 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,51 +153,6 @@ func startServeProt(t *testing.T, bin, cfgFile, dir string) (*exec.Cmd, string, 
 	return nil, "", nil
 }
 
-type protClient struct {
-	t    *testing.T
-	base string
-	http *http.Client
-}
-
-func newProtClient(t *testing.T, base, user string) *protClient {
-	jar, _ := cookiejar.New(nil)
-	c := &protClient{t: t, base: strings.TrimSuffix(base, "/"), http: &http.Client{Jar: jar, Timeout: 30 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
-	if st := c.do("POST", "/api/login", map[string]string{"username": user, "password": testPassword}, nil); st != 200 {
-		t.Fatalf("login: %d", st)
-	}
-	return c
-}
-
-func (c *protClient) do(method, path string, body, out any) int {
-	c.t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, c.base+path, r)
-	req.Header.Set("Content-Type", "application/json")
-	u, _ := url.Parse(c.base)
-	for _, ck := range c.http.Jar.Cookies(u) {
-		if ck.Name == "__Host-scribe_csrf" {
-			req.Header.Set("X-CSRF-Token", ck.Value)
-		}
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			c.t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, data)
-		}
-	}
-	return resp.StatusCode
-}
-
 type protSessionOut struct {
 	Session struct {
 		ID          string `json:"id"`
@@ -248,11 +198,11 @@ func TestKillDashNineMidSessionThenRestart(t *testing.T) {
 	st.Close()
 
 	cmd, base, stderr := startServeProt(t, bin, cfgFile, dir)
-	c := newProtClient(t, base, "gp")
+	c := newAPIClient(t, base, "gp", testPassword)
 	var started struct {
 		ID string `json:"id"`
 	}
-	if code := c.do("POST", fmt.Sprintf("/api/rooms/%d/sessions", room.ID), map[string]any{"consent": true, "nhs_number": "9434765919"}, &started); code != 201 {
+	if code := c.call("POST", fmt.Sprintf("/api/rooms/%d/sessions", room.ID), map[string]any{"consent": true, "nhs_number": "9434765919"}, &started); code != 201 {
 		t.Fatalf("start session: %d", code)
 	}
 	var before protSessionOut
@@ -262,7 +212,7 @@ func TestKillDashNineMidSessionThenRestart(t *testing.T) {
 			t.Fatalf("no committed segment within 60 s:\n%s", stderr.String())
 		}
 		time.Sleep(200 * time.Millisecond)
-		c.do("GET", "/api/sessions/"+started.ID, nil, &before)
+		c.call("GET", "/api/sessions/"+started.ID, nil, &before)
 	}
 	if before.Session.State != store.StateRecording {
 		t.Fatalf("session is %s before the kill; the kill must land mid-recording", before.Session.State)
@@ -273,9 +223,9 @@ func TestKillDashNineMidSessionThenRestart(t *testing.T) {
 	cmd.Wait()
 
 	cmd2, base2, stderr2 := startServeProt(t, bin, cfgFile, dir)
-	c2 := newProtClient(t, base2, "gp")
+	c2 := newAPIClient(t, base2, "gp", testPassword)
 	var after protSessionOut
-	if code := c2.do("GET", "/api/sessions/"+started.ID, nil, &after); code != 200 {
+	if code := c2.call("GET", "/api/sessions/"+started.ID, nil, &after); code != 200 {
 		t.Fatalf("session after restart: %d", code)
 	}
 	if after.Session.State != store.StatePaused || !after.Session.Interrupted {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,18 @@ type apiClient struct {
 	c    *http.Client
 }
 
+// newAPIClient logs user in at the server at base (its printed URL).
+func newAPIClient(t *testing.T, base, user, password string) *apiClient {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	a := &apiClient{t: t, base: strings.TrimSuffix(base, "/"), c: &http.Client{Jar: jar, Timeout: 30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
+	if st := a.call("POST", "/api/login", map[string]string{"username": user, "password": password}, nil); st != 200 {
+		t.Fatalf("login as %s: %d", user, st)
+	}
+	return a
+}
+
 func (a *apiClient) call(method, path string, body, out any) int {
 	a.t.Helper()
 	var r io.Reader
@@ -41,7 +54,7 @@ func (a *apiClient) call(method, path string, body, out any) int {
 	}
 	req, _ := http.NewRequest(method, a.base+path, r)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Origin", a.base[:len(a.base)-1])
+	req.Header.Set("Origin", a.base)
 	// The CSRF token is double-submitted: read from its cookie, sent in a header.
 	if u, err := url.Parse(a.base); err == nil {
 		for _, c := range a.c.Jar.Cookies(u) {
@@ -125,12 +138,7 @@ epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001, lookup_patient: true}
 	if pw == nil {
 		t.Fatalf("no demo password in %q", out)
 	}
-	jar, _ := cookiejar.New(nil)
-	a := &apiClient{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 30 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
-	if st := a.call("POST", "/api/login", map[string]string{"username": "demo", "password": pw[1]}, nil); st != 200 {
-		t.Fatalf("login: %d", st)
-	}
+	a := newAPIClient(t, base, "demo", pw[1])
 	var rooms []struct {
 		ID int64 `json:"id"`
 	}
@@ -202,7 +210,7 @@ epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001, lookup_patient: true}
 	}
 
 	metric := func(name string) string {
-		resp, err := a.c.Get(base + "metrics")
+		resp, err := a.c.Get(a.base + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,11 +240,7 @@ epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001, lookup_patient: true}
 	if err != nil {
 		t.Fatal(err)
 	}
-	jar2, _ := cookiejar.New(nil)
-	admin := &apiClient{t: t, base: base, c: &http.Client{Jar: jar2, Timeout: 30 * time.Second, Transport: a.c.Transport}}
-	if st := admin.call("POST", "/api/login", map[string]string{"username": "itadmin", "password": "a long admin password"}, nil); st != 200 {
-		t.Fatalf("admin login: %d", st)
-	}
+	admin := newAPIClient(t, base, "itadmin", "a long admin password")
 	var held []struct {
 		ID        int64  `json:"id"`
 		SessionID string `json:"session_id"`
