@@ -20,7 +20,7 @@ else
 NATIVE := yes
 endif
 
-.PHONY: all build test run exec corpus bench fuzz vet clean sidroot node-deps install
+.PHONY: all build test run exec corpus bench fuzz vet clean sidroot node-deps install install-agent
 
 ifeq ($(NATIVE),yes)
 # ---- inside the sid root, or on a host with libwhisper ----
@@ -90,6 +90,10 @@ node-deps:
 # (scripts/install; DESTDIR=/some/root stages into another root instead).
 install: build
 	scripts/install $(BIN)
+
+# The room agent on a room box (Pi 5, mini-PC): scribe-agent.service, groups audio and gpio.
+install-agent: build
+	scripts/install --agent $(BIN)
 
 clean:
 	rm -rf bin

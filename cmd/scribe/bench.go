@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"scribe/internal/app"
@@ -17,15 +18,19 @@ import (
 )
 
 func init() {
-	register("bench", "measure speed, capacity and accuracy (file, live, capacity, frontend, accuracy)", cmdBench)
+	register("bench", "measure speed, capacity and accuracy (file, live, capacity, rooms-memory, frontend, accuracy)", cmdBench)
 }
 
 const benchUsage = `usage: scribe bench SUBCOMMAND [flags]
 
   file --vs whisper-cli [--model M] [--runs N] [--threads T] FILE
                           wall time and real-time factor against whisper-cli
-  live --rooms N [--seconds S]   N rooms replaying rendered consultations at real time
+  live --rooms N [--seconds S]   N rooms replaying rendered consultations at real time into
+                          a real server; delay from each utterance's end to its committed
+                          text at a websocket client; CPU and RSS
   capacity [--bound 2s] [--max-rooms N] [--seconds S]   most rooms within the p95 bound
+  rooms-memory [--rooms N] [--seconds S]   RSS with N−1 and N rooms (separate processes),
+                          and the front end's throughput and memory per room
   frontend [--rooms N]           clean-up + VAD throughput and memory per room
   accuracy --model M --corpus DIR   WER, speaker and VAD accuracy against ground truth
 
@@ -108,6 +113,32 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		return writeBench(stdout, *out, *chart, rep, rep.Chart())
+	case "rooms-memory":
+		rooms := fs.Int("rooms", 2, "compare N−1 rooms with N")
+		seconds := fs.Float64("seconds", 60, "seconds of each consultation to replay")
+		if _, err := parse(fs, args); err != nil {
+			return err
+		}
+		cfg, recs, err := benchSetup(ctx, &mf, *corpusDir, *seconds)
+		if err != nil {
+			return err
+		}
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		run := func(k int) (*bench.LiveReport, error) {
+			return childLive(ctx, self, &mf, *corpusDir, k, *seconds, stderr)
+		}
+		fe, err := bench.RunFrontEnd(cfg, recs[0], 4)
+		if err != nil {
+			return err
+		}
+		rep, err := bench.RoomsMemory(*rooms, *seconds, run, fe)
+		if err != nil {
+			return err
+		}
+		return writeBench(stdout, *out, *chart, rep, rep.Chart())
 	case "frontend":
 		rooms := fs.Int("rooms", 4, "front ends held at once for the memory figure")
 		if _, err := parse(fs, args); err != nil {
@@ -150,6 +181,31 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintln(stderr, benchUsage)
 	return errUsagef("unknown bench subcommand %q", sub)
+}
+
+// childLive runs scribe bench live with rooms rooms in a fresh process and reads its report.
+func childLive(ctx context.Context, self string, mf *modelFlags, corpusDir string, rooms int, seconds float64, stderr io.Writer) (*bench.LiveReport, error) {
+	args := []string{"bench", "live", "--rooms", strconv.Itoa(rooms), "--seconds", strconv.FormatFloat(seconds, 'f', -1, 64),
+		"--workers", strconv.Itoa(mf.workers), "--threads", strconv.Itoa(mf.threads)}
+	for flag, v := range map[string]string{"--config": mf.config, "--model": mf.model, "--vad-model": mf.vadModel, "--corpus": corpusDir} {
+		if v != "" {
+			args = append(args, flag, v)
+		}
+	}
+	if mf.noDSP {
+		args = append(args, "--no-clean")
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Stderr = stderr
+	b, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("scribe %s: %w", strings.Join(args, " "), err)
+	}
+	var rep bench.LiveReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("scribe bench live: report: %w", err)
+	}
+	return &rep, nil
 }
 
 // benchSetup loads the configuration and the recordings to replay: the rendered

@@ -142,6 +142,92 @@ func TestInstallIntoStagingRootAndVerifyUnits(t *testing.T) {
 	}
 }
 
+// scripts/install --agent (make install-agent) lays out a room box: the binary, the user
+// in groups audio and gpio, the udev rule for the GPIO chips and scribe-agent.service,
+// which passes systemd-analyze verify, may write nowhere and may open sound cards and
+// GPIO chips only. Nothing of the gateway's (data key, data directory, unit) is installed.
+func TestInstallAgentIntoStagingRootAndVerifyUnit(t *testing.T) {
+	requireTool(t, "systemd-analyze")
+	requireTool(t, "systemd-sysusers")
+	bin := scribeBinary(t)
+	root := t.TempDir()
+	for range 2 { // and again: a reinstall keeps working
+		cmd := exec.Command("../../scripts/install", "--agent", bin)
+		cmd.Env = append(os.Environ(), "DESTDIR="+root)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("scripts/install --agent: %v\n%s", err, out)
+		}
+	}
+	modes := map[string]os.FileMode{
+		"usr/local/bin/scribe":                    0o755,
+		"etc/systemd/system/scribe-agent.service": 0o644,
+		"etc/udev/rules.d/60-scribe-gpio.rules":   0o644,
+		"etc/scribe":                              0o750 | os.ModeDir,
+	}
+	for p, want := range modes {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if err != nil {
+			t.Errorf("%s not installed: %v", p, err)
+			continue
+		}
+		if got := fi.Mode() & (os.ModePerm | os.ModeDir); got != want {
+			t.Errorf("%s: mode %v, want %v", p, got, want)
+		}
+	}
+	for _, p := range []string{"etc/systemd/system/scribe.service", "etc/scribe/data.key", "etc/scribe/scribe.yaml", "var/lib/scribe"} {
+		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
+			t.Errorf("the agent install made the gateway's %s", p)
+		}
+	}
+	for _, g := range []string{"audio", "gpio"} {
+		if !hasLine(t, filepath.Join(root, "etc/group"), func(l string) bool {
+			return strings.HasPrefix(l, g+":") && strings.Contains(l, "scribe")
+		}) {
+			t.Errorf("scribe is not in the %s group", g)
+		}
+	}
+	rule, _ := os.ReadFile(filepath.Join(root, "etc/udev/rules.d/60-scribe-gpio.rules"))
+	if !strings.Contains(string(rule), `KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"`) {
+		t.Errorf("udev rule does not give group gpio the GPIO chips: %q", rule)
+	}
+
+	unit := "/etc/systemd/system/scribe-agent.service"
+	if out, err := systemdVerify(t, root, unit); err != nil || out != "" {
+		t.Errorf("systemd-analyze verify scribe-agent.service: %v\n%s", err, out)
+	}
+	body, _ := os.ReadFile(filepath.Join(root, unit))
+	for _, d := range []string{"NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "ProtectHome=yes",
+		"User=scribe", "SupplementaryGroups=audio gpio", "DevicePolicy=closed", "DeviceAllow=char-alsa rw",
+		"DeviceAllow=char-gpiochip rw", "CapabilityBoundingSet=", "MemoryDenyWriteExecute=yes",
+		"ExecStart=/usr/local/bin/scribe agent run --config /etc/scribe/agent.json"} {
+		if !strings.Contains(string(body), "\n"+d+"\n") {
+			t.Errorf("scribe-agent.service lacks %s", d)
+		}
+	}
+	// The agent keeps audio in memory only: it gets no writable path at all.
+	for _, d := range []string{"ReadWritePaths=", "StateDirectory=", "CacheDirectory=", "LogsDirectory=", "RuntimeDirectory="} {
+		if strings.Contains(string(body), "\n"+d) {
+			t.Errorf("scribe-agent.service has %s; the agent writes nothing", d)
+		}
+	}
+
+	// Installing the gateway on the same box afterwards (all-in-one) keeps the agent's
+	// gpio membership and both units verify.
+	cmd := exec.Command("../../scripts/install", bin)
+	cmd.Env = append(os.Environ(), "DESTDIR="+root)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/install: %v\n%s", err, out)
+	}
+	if !hasLine(t, filepath.Join(root, "etc/group"), func(l string) bool { return strings.HasPrefix(l, "gpio:") && strings.Contains(l, "scribe") }) {
+		t.Error("installing the gateway dropped scribe from the gpio group")
+	}
+	for _, u := range []string{"scribe.service", "scribe-agent.service"} {
+		if out, err := systemdVerify(t, root, "/etc/systemd/system/"+u); err != nil || out != "" {
+			t.Errorf("systemd-analyze verify %s on an all-in-one box: %v\n%s", u, err, out)
+		}
+	}
+}
+
 func hasLine(t *testing.T, path string, match func(string) bool) bool {
 	t.Helper()
 	f, err := os.Open(path)

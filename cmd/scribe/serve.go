@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"scribe/internal/app"
 	"scribe/internal/capture"
@@ -54,6 +55,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	scfg := server.Config{
 		Listen: cfg.Listen, DataDir: cfg.DataDir, TLSCert: cfg.TLS.Cert, TLSKey: cfg.TLS.Key,
 		PlainHTTP: *plain, Demo: *demo, DemoWAVs: cfg.Demo.WAVs,
+		AudioRetention: cfg.Audio.Retention, AudioTTL: cfg.Audio.RetentionTTL, SpoolDir: spoolDir(cfg),
+		TranscriptRetention: time.Duration(cfg.Retention.TranscriptDays) * 24 * time.Hour, PurgeInterval: cfg.Retention.PurgeInterval,
 	}
 	if *demo && len(scfg.DemoWAVs) == 0 {
 		if scfg.DemoWAVs, err = demoAudio(ctx, cfg.DataDir, stderr); err != nil {
@@ -77,6 +80,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	tr, safety, logger := safetyWiring(rt, st, wb) // serve_safety.go: metrics, vocabulary, language groups
 	wb.metrics = safety.Metrics
+	if cfg.Transcription.SecondPassModel != "" {
+		sp, err := rt.NewSecondPass(tr, app.SecondPassOptions{})
+		if err != nil {
+			return err
+		}
+		defer sp.Close() // before the store closes: refinements are written to it
+		tr = sp
+	}
+	wb.worker.Audit = st.AuditTx // writeback_attempt / writeback_result, in the outbox's own transactions
 	srv, err := server.New(scfg, server.Deps{
 		Transcriber:   tr,
 		Safety:        safety,
@@ -101,10 +113,30 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			slog.Error("outbox worker stopped", "err", err)
 		}
 	}()
-	err = srv.Run(ctx)
+	err = srv.Run(ctx) // on SIGTERM: sessions stopped safely, transcription drained
 	stopWorker()
 	<-workerDone
+	flushOutbox(wb)
 	return err
+}
+
+// outboxFlushTimeout bounds the last delivery round at shutdown. With the server's 30 s
+// for stopping sessions it stays inside the unit's TimeoutStopSec=60; a second signal
+// ends it at once.
+const outboxFlushTimeout = 20 * time.Second
+
+// flushOutbox gives approved notes still queued a last chance to reach the record before
+// the process exits; what it cannot deliver stays queued for the next start.
+func flushOutbox(wb *writeBack) {
+	ctx, cancel := context.WithTimeout(context.Background(), outboxFlushTimeout)
+	defer cancel()
+	left, err := wb.worker.Flush(ctx)
+	switch {
+	case err != nil:
+		slog.Error("outbox: flush at shutdown failed; queued notes stay queued for the next start", "err", err)
+	case left > 0:
+		slog.Warn("outbox: notes not yet in the record stay queued for the next start", "count", left)
+	}
 }
 
 // deviceSource opens a room's microphone: source_config {"device": N, "channels": 1|2}.

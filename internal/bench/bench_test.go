@@ -93,7 +93,7 @@ func TestDelaysUseLastOverlappingCommit(t *testing.T) {
 		{seg: domain.Segment{Start: 2, End: 3.2}, at: t0.Add(3500 * time.Millisecond)},
 		{seg: domain.Segment{Start: 4.8, End: 6.2}, at: t0.Add(7 * time.Second)},
 	}
-	d, missed := Delays(truth, events, t0, 1)
+	d, missed := Delays(truth, events, func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) })
 	if missed != 1 || len(d) != 2 || math.Abs(d[0]-0.5) > 1e-9 || math.Abs(d[1]-1) > 1e-9 {
 		t.Errorf("delays %v, missed %d", d, missed)
 	}
@@ -144,8 +144,8 @@ func renderedExcerpt(t *testing.T) string {
 	return p
 }
 
-// Two rooms, a few seconds each, replayed 8× faster than real time: checks the report's
-// structure, not its speed.
+// Two rooms, a few seconds each, replayed 8× faster than real time into a real server
+// watched over its websocket: checks the report's structure, not its speed.
 func TestRunLiveStructure(t *testing.T) {
 	rec, err := LoadRendered(renderedExcerpt(t))
 	if err != nil {
@@ -162,6 +162,11 @@ func TestRunLiveStructure(t *testing.T) {
 	for _, r := range rep.PerRoom {
 		if r.Utterances == 0 || r.Delay.N+r.Missed != r.Utterances {
 			t.Errorf("room %+v", r)
+		}
+		// Each segment reaches the websocket client after the pipeline emitted it, so
+		// every order statistic of the websocket delays is at least the pipeline's.
+		if r.PipelineDelay.N != r.Delay.N || r.Delay.P50 < r.PipelineDelay.P50 || r.Delay.Max < r.PipelineDelay.Max || len(r.Slowest) == 0 {
+			t.Errorf("websocket vs pipeline delays: %+v vs %+v", r.Delay, r.PipelineDelay)
 		}
 	}
 	b, err := json.Marshal(rep)
@@ -203,5 +208,37 @@ func TestRunAccuracyLabelsTestModel(t *testing.T) {
 	}
 	if _, err := RunAccuracy(context.Background(), rt, t.TempDir()); err == nil {
 		t.Error("empty corpus accepted")
+	}
+}
+
+func TestRoomsMemoryComparesNMinusOneWithN(t *testing.T) {
+	var asked []int
+	run := func(k int) (*LiveReport, error) {
+		asked = append(asked, k)
+		return &LiveReport{Rooms: k, RSSSteadyMB: 300 + 7*float64(k), RSSPeakMB: 320 + 9*float64(k)}, nil
+	}
+	rep, err := RoomsMemory(3, 10, run, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 2 || asked[0] != 2 || asked[1] != 3 || rep.PerExtraRoomMB != 7 || rep.PerExtraRoomPeakMB != 9 {
+		t.Errorf("asked %v, report %+v", asked, rep)
+	}
+	if _, err := RoomsMemory(1, 10, run, nil); err == nil {
+		t.Error("one room accepted: there is no N−1 run to compare with")
+	}
+}
+
+func TestSpeechRunsMergeOverlapsAndShortPauses(t *testing.T) {
+	truth := []corpus.TruthUtterance{{Start: 2.5, End: 10}, {Start: 3.9, End: 4.9}, {Start: 12.6, End: 23.2}, {Start: 23.5, End: 25}, {Start: 26, End: 27}}
+	runs := SpeechRuns(truth, 0.6)
+	want := [][2]float64{{2.5, 10}, {12.6, 25}, {26, 27}}
+	if len(runs) != len(want) {
+		t.Fatalf("runs %+v", runs)
+	}
+	for i, w := range want {
+		if runs[i].Start != w[0] || runs[i].End != w[1] {
+			t.Errorf("run %d: %+v, want %v", i, runs[i], w)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -40,6 +41,11 @@ type Config struct {
 		TemperatureInc float32 `yaml:"temperature_inc"`
 		Vocabulary     string  `yaml:"vocabulary"` // term file; empty = built-in list
 		ShrinkAudioCtx bool    `yaml:"shrink_audio_ctx"`
+		// SecondPassModel, when set, re-transcribes committed utterances with this
+		// (larger) model when the box is idle; SecondPassQueue bounds the utterances
+		// whose audio waits in memory for it (0 = 32).
+		SecondPassModel string `yaml:"second_pass_model"`
+		SecondPassQueue int    `yaml:"second_pass_queue"`
 	} `yaml:"transcription"`
 	Audio struct {
 		HighPass         bool    `yaml:"high_pass"`
@@ -49,7 +55,15 @@ type Config struct {
 		MaxUtterance     float64 `yaml:"max_utterance"`
 		Padding          float64 `yaml:"padding"`
 		Retention        string  `yaml:"retention"` // "none" (default) or "until-approved"
+		// RetentionTTL bounds how long until-approved audio is held (default and max 24h).
+		RetentionTTL time.Duration `yaml:"retention_ttl"`
 	} `yaml:"audio"`
+	// Retention of transcripts: purged TranscriptDays after approval (and write-back),
+	// checked at start and every PurgeInterval (default 6h) while serving.
+	Retention struct {
+		TranscriptDays int           `yaml:"transcript_days"`
+		PurgeInterval  time.Duration `yaml:"purge_interval"`
+	} `yaml:"retention"`
 	Demo struct {
 		WAVs []string `yaml:"wavs"` // rooms that replay these files in --demo mode
 	} `yaml:"demo"`
@@ -97,6 +111,9 @@ func Default() Config {
 	c.Audio.MaxUtterance = 20
 	c.Audio.Padding = 0.2
 	c.Audio.Retention = "none"
+	c.Audio.RetentionTTL = 24 * time.Hour
+	c.Retention.TranscriptDays = 30
+	c.Retention.PurgeInterval = 6 * time.Hour
 	c.EPR.Sink = "folder"
 	c.EPR.LookupPatient = true
 	return c
@@ -166,6 +183,12 @@ func (c Config) Validate() error {
 		return errors.New("config: models.workers and models.threads must be ≥ 0")
 	case c.Audio.Retention != "none" && c.Audio.Retention != "until-approved":
 		return fmt.Errorf("config: audio.retention %q must be none or until-approved", c.Audio.Retention)
+	case c.Audio.RetentionTTL <= 0 || c.Audio.RetentionTTL > 24*time.Hour:
+		return fmt.Errorf("config: audio.retention_ttl %v must be positive and at most 24h", c.Audio.RetentionTTL)
+	case c.Retention.TranscriptDays < 1:
+		return fmt.Errorf("config: retention.transcript_days %d must be at least 1", c.Retention.TranscriptDays)
+	case c.Retention.PurgeInterval < time.Second:
+		return fmt.Errorf("config: retention.purge_interval %v must be at least 1s", c.Retention.PurgeInterval)
 	case (c.TLS.Cert == "") != (c.TLS.Key == ""):
 		return errors.New("config: tls.cert and tls.key must be set together")
 	case c.EPR.Sink != "folder" && c.EPR.Sink != "fhir":

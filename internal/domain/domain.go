@@ -45,6 +45,7 @@ const (
 	FlagFallback      Flag = "fallback"       // decoded only after temperature fallback
 	FlagTruncated     Flag = "truncated"      // utterance hit the maximum length and was cut
 	FlagOverlap       Flag = "overlap"        // both channels active: speaker uncertain
+	FlagSecondPass    Flag = "second_pass"    // re-transcribed by the larger second-pass model
 
 	// Review flags (raised by a clinician).
 	FlagWrongWords    Flag = "wrong_words"
@@ -170,6 +171,9 @@ type LiveEventKind string
 const (
 	EventProvisional LiveEventKind = "provisional"
 	EventCommitted   LiveEventKind = "committed"
+	// EventRefined replaces an utterance's committed segments (Replaces) with a second,
+	// larger model's (Refined), unless the clinician has edited them meanwhile.
+	EventRefined LiveEventKind = "refined"
 )
 
 // LiveEvent is what a live pipeline emits. A committed event for an utterance replaces
@@ -179,6 +183,12 @@ type LiveEvent struct {
 	Kind      LiveEventKind `json:"kind"`
 	Utterance int           `json:"utterance"`
 	Segment   Segment       `json:"segment"`
+	// Audio is the utterance's audio, on the last committed event of each utterance, for
+	// a second pass to keep in memory (never on disk); nil otherwise.
+	Audio *Utterance `json:"-"`
+	// Replaces and Refined belong to EventRefined.
+	Replaces []Segment `json:"replaces,omitempty"`
+	Refined  []Segment `json:"refined,omitempty"`
 }
 
 // FlagUntranscribed marks an utterance in which the VAD heard speech but the decoder

@@ -143,7 +143,7 @@ func (s *ServerSink) Deliver(ctx context.Context, n Note) (Receipt, error) {
 	if err := s.classify(resp, "the patient record refused the document"); err != nil {
 		return Receipt{}, err
 	}
-	rc := Receipt{Created: resp.status == http.StatusCreated, Location: s.location(resp, "DocumentReference")}
+	rc := Receipt{Created: resp.status == http.StatusCreated, Location: s.location(resp, "DocumentReference"), HTTPStatus: resp.status}
 	if old != nil && old["status"] != "superseded" {
 		if err := s.supersede(ctx, old); err != nil {
 			return Receipt{}, err
@@ -298,8 +298,18 @@ func (s *ServerSink) do(ctx context.Context, method, target string, hdr http.Hea
 	return response{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
 
-// classify maps an HTTP status to nil, a retryable or a permanent error.
+// classify maps an HTTP status to nil, a retryable or a permanent error that carries
+// the status (for the write-back audit trail).
 func (s *ServerSink) classify(r response, what string) error {
+	err := s.classifyStatus(r, what)
+	var de *DeliveryError
+	if errors.As(err, &de) {
+		de.HTTPStatus = r.status
+	}
+	return err
+}
+
+func (s *ServerSink) classifyStatus(r response, what string) error {
 	switch {
 	case r.status >= 200 && r.status < 300:
 		return nil

@@ -20,6 +20,8 @@ type Receipt struct {
 	Location string `json:"location"`
 	// Created is false when the document was already there (a repeated delivery).
 	Created bool `json:"created"`
+	// HTTPStatus is the EPR's answer to the create (0 for sinks that are not HTTP).
+	HTTPStatus int `json:"http_status,omitempty"`
 }
 
 // DeliveryError classifies a failed delivery for the outbox: Permanent failures are held
@@ -31,6 +33,8 @@ type DeliveryError struct {
 	// Reason is shown to clinicians and administrators; it names the problem and what to do.
 	Reason string
 	Err    error
+	// HTTPStatus is the status of the EPR reply that failed, 0 when there was none.
+	HTTPStatus int
 }
 
 func (e *DeliveryError) Error() string {
@@ -70,6 +74,15 @@ func RetryAfter(err error) (time.Duration, bool) {
 		return de.RetryAfter, true
 	}
 	return 0, false
+}
+
+// HTTPStatus returns the HTTP status of the reply behind a failed delivery, 0 if none.
+func HTTPStatus(err error) int {
+	var de *DeliveryError
+	if errors.As(err, &de) {
+		return de.HTTPStatus
+	}
+	return 0
 }
 
 // Reason returns the user-facing text for a failed delivery.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"scribe/internal/audit"
 	"scribe/internal/fhir"
 )
 
@@ -46,6 +47,11 @@ type Worker struct {
 	PollInterval time.Duration
 	// DeliveryTimeout bounds one Deliver call.
 	DeliveryTimeout time.Duration
+	// Audit, when set, appends a writeback_attempt event in the transaction that claims a
+	// note and a writeback_result event in the one that records the outcome, so the trail
+	// and the outbox cannot disagree (store.Store.AuditTx: same database, no second
+	// handle). Events carry ids, outcome and HTTP status, never the note's text.
+	Audit func(ctx context.Context, tx *sql.Tx, ev audit.Event) error
 
 	// Now, Sleep and Rand are the clock, the wait and the jitter source; tests replace them.
 	Now   func() time.Time
@@ -168,12 +174,14 @@ func (w *Worker) RunOnce(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("outbox: pick next note: %w", err)
 	}
-	res, err := w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'sending', attempts = attempts + 1, updated_at = ?
+	n, err := w.execAudited(ctx, func() audit.Event {
+		return w.event(audit.ActionWritebackAttempt, it, map[string]any{"attempt": it.Attempts + 1})
+	}, `UPDATE fhir_outbox SET state = 'sending', attempts = attempts + 1, updated_at = ?
 		WHERE id = ? AND state = 'queued'`, now.UnixMilli(), it.ID)
 	if err != nil {
 		return false, fmt.Errorf("outbox: claim note %d: %w", it.ID, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n == 0 {
 		return true, nil // changed under us (an admin action); look again
 	}
 	it.Attempts++
@@ -192,18 +200,34 @@ func (w *Worker) record(ctx context.Context, it Item, rc fhir.Receipt, derr erro
 	now := w.Now()
 	ms := now.UnixMilli()
 	var err error
+	result := func(outcome string) func() audit.Event {
+		return func() audit.Event {
+			d := map[string]any{"outcome": outcome, "attempts": it.Attempts}
+			status := rc.HTTPStatus
+			if derr != nil {
+				status = fhir.HTTPStatus(derr)
+			}
+			if status != 0 {
+				d["http_status"] = status
+			}
+			if derr == nil {
+				d["created"] = rc.Created
+			}
+			return w.event(audit.ActionWritebackResult, it, d)
+		}
+	}
 	switch {
 	case derr == nil:
-		_, err = w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'sent', reason = '', sent_at = ?, location = ?,
+		_, err = w.execAudited(ctx, result("sent"), `UPDATE fhir_outbox SET state = 'sent', reason = '', sent_at = ?, location = ?,
 			updated_at = ? WHERE id = ?`, ms, rc.Location, ms, it.ID)
 		// Patient data stays out of logs: ids and states only.
 		w.Log.Info("outbox: note delivered", "outbox_id", it.ID, "attempts", it.Attempts, "created", rc.Created)
 	case fhir.IsPermanent(derr):
-		_, err = w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'held', reason = ?, updated_at = ? WHERE id = ?`,
+		_, err = w.execAudited(ctx, result("held"), `UPDATE fhir_outbox SET state = 'held', reason = ?, updated_at = ? WHERE id = ?`,
 			fhir.Reason(derr), ms, it.ID)
 		w.Log.Warn("outbox: note held for attention", "outbox_id", it.ID, "attempts", it.Attempts)
 	case it.Attempts >= w.MaxAttempts:
-		_, err = w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?`,
+		_, err = w.execAudited(ctx, result("failed"), `UPDATE fhir_outbox SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?`,
 			fmt.Sprintf("gave up after %d attempts: %s", it.Attempts, fhir.Reason(derr)), ms, it.ID)
 		w.Log.Error("outbox: note failed after repeated attempts", "outbox_id", it.ID, "attempts", it.Attempts)
 	default:
@@ -211,7 +235,7 @@ func (w *Worker) record(ctx context.Context, it Item, rc fhir.Receipt, derr erro
 		if ra, ok := fhir.RetryAfter(derr); ok && ra > delay {
 			delay = ra
 		}
-		_, err = w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'queued', reason = ?, next_attempt_at = ?,
+		_, err = w.execAudited(ctx, result("retry"), `UPDATE fhir_outbox SET state = 'queued', reason = ?, next_attempt_at = ?,
 			updated_at = ? WHERE id = ?`, "will retry: "+fhir.Reason(derr), now.Add(delay).UnixMilli(), ms, it.ID)
 		w.Log.Info("outbox: delivery will be retried", "outbox_id", it.ID, "attempts", it.Attempts, "delay", delay)
 	}
@@ -219,4 +243,71 @@ func (w *Worker) record(ctx context.Context, it Item, rc fhir.Receipt, derr erro
 		return fmt.Errorf("outbox: record result for note %d: %w", it.ID, err)
 	}
 	return nil
+}
+
+// event is a write-back audit event for it with details d (ids and outcome only).
+func (w *Worker) event(action audit.Action, it Item, d map[string]any) audit.Event {
+	d["document_id"] = it.DocumentID
+	d["outbox_id"] = it.ID
+	return audit.Event{Actor: "system", Action: action, SessionID: it.SessionID, Details: d}
+}
+
+// execAudited runs one outbox update and, when it changed a row and w.Audit is set, the
+// audit event ev describes, in one transaction. It returns the rows changed.
+func (w *Worker) execAudited(ctx context.Context, ev func() audit.Event, q string, args ...any) (int64, error) {
+	if w.Audit == nil {
+		res, err := w.DB.ExecContext(ctx, q, args...)
+		if err != nil {
+			return 0, err
+		}
+		n, _ := res.RowsAffected()
+		return n, nil
+	}
+	tx, err := w.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	if n > 0 {
+		if err := w.Audit(ctx, tx, ev()); err != nil {
+			return 0, err
+		}
+	}
+	return n, tx.Commit()
+}
+
+// Flush gives every queued note a delivery attempt now, even one waiting out a backoff
+// or a Retry-After, and returns when nothing is due any more or ctx ends (an attempt in
+// progress is then cut short and recorded as retryable). A note that fails is
+// rescheduled by its backoff as usual, so it is tried again only if that comes round
+// before the deadline. It is the last step of a graceful shutdown: the EPR may be back,
+// and the next start may be hours away. It reports how many notes are still queued for
+// the next start. Call it only after Run has returned: one worker per database.
+func (w *Worker) Flush(ctx context.Context) (left int, err error) {
+	if _, err := w.Recover(ctx); err != nil {
+		return 0, err
+	}
+	// Everything queued is due now; RunOnce takes them oldest-due first.
+	if _, err := w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET next_attempt_at = ? WHERE state = 'queued'`,
+		w.Now().UnixMilli()); err != nil {
+		return 0, fmt.Errorf("outbox: flush: %w", err)
+	}
+	for ctx.Err() == nil {
+		did, err := w.RunOnce(ctx)
+		if err != nil {
+			w.Log.Error("outbox: delivery during shutdown failed", "err", err)
+			break
+		}
+		if !did {
+			break
+		}
+	}
+	err = w.DB.QueryRowContext(context.WithoutCancel(ctx),
+		`SELECT COUNT(*) FROM fhir_outbox WHERE state IN ('queued', 'sending')`).Scan(&left)
+	return left, err
 }

@@ -91,6 +91,15 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 	return &Pipeline{cfg: cfg, deps: deps}, nil
 }
 
+type cleanedKey struct{}
+
+// WithoutCleanup marks a stream whose audio was cleaned before it arrived (a room agent
+// cleans before sending): Transcribe skips its own clean-up, which would otherwise run
+// twice.
+func WithoutCleanup(ctx context.Context) context.Context {
+	return context.WithValue(ctx, cleanedKey{}, true)
+}
+
 // streamSeq numbers streams whose caller gave no room name.
 var streamSeq atomic.Int64
 
@@ -122,7 +131,7 @@ func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offse
 		return err
 	}
 	var cleaners []Cleaner
-	if p.deps.NewCleaner != nil {
+	if p.deps.NewCleaner != nil && ctx.Value(cleanedKey{}) == nil {
 		for range nch {
 			cleaners = append(cleaners, p.deps.NewCleaner())
 		}
@@ -172,6 +181,9 @@ func (p *Pipeline) read(ctx context.Context, src domain.AudioSource, seg *vad.Se
 				prov.set(u)
 				continue
 			}
+			// The utterance a provisional decode is working on has just ended: its
+			// committed decode supersedes it, so stop it now rather than let the final wait.
+			prov.supersede()
 			select {
 			case finals <- heard{u: u, at: time.Now()}:
 			case <-ctx.Done():
@@ -247,13 +259,18 @@ func (p *Pipeline) decode(ctx context.Context, offset float64, finals <-chan hea
 			if !ok || u.Seq <= committed {
 				continue
 			}
-			segs, took, err := p.deps.Engine.TryTranscribe(ctx, u)
+			pctx := prov.begin(ctx)
+			segs, took, err := p.deps.Engine.TryTranscribe(pctx, u)
+			superseded := prov.end()
 			if errors.Is(err, transcribe.ErrBusy) {
-				continue // dropped under load; a newer snapshot or the commit follows
+				continue // dropped or preempted under load; a newer snapshot or the commit follows
 			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
+				}
+				if superseded {
+					continue // the utterance ended mid-decode: its commit follows
 				}
 				p.deps.Logger.Warn("provisional decode failed", "err", err)
 				continue
@@ -279,10 +296,15 @@ func (p *Pipeline) commit(ctx context.Context, h heard, offset float64, queued i
 			Speaker: domain.SpeakerUnknown, Flags: []domain.Flag{domain.FlagUntranscribed}}}
 	}
 	p.observe(Observation{Final: true, Interval: u.Interval, AudioSeconds: u.End - u.Start, Decode: took, Lag: time.Since(h.at), Queued: queued})
-	for _, s := range segs {
+	for i, s := range segs {
 		s.Start += offset
 		s.End += offset
-		emit(domain.LiveEvent{Kind: domain.EventCommitted, Utterance: u.Seq, Segment: s})
+		ev := domain.LiveEvent{Kind: domain.EventCommitted, Utterance: u.Seq, Segment: s}
+		if i == len(segs)-1 {
+			// For a second pass; dropped with the event unless one keeps it.
+			ev.Audio = &u
+		}
+		emit(ev)
 	}
 	return nil
 }
@@ -315,12 +337,49 @@ func joinProvisional(segs []domain.Segment, offset float64) domain.Segment {
 	return out
 }
 
-// latest holds only the newest provisional snapshot: older ones are coalesced away.
+// latest holds only the newest provisional snapshot: older ones are coalesced away. It
+// also holds the cancel function of the provisional decode in flight, so the reader can
+// stop it when the utterance ends.
 type latest struct {
-	mu   sync.Mutex
-	u    domain.Utterance
-	ok   bool
-	wake chan struct{}
+	mu         sync.Mutex
+	u          domain.Utterance
+	ok         bool
+	wake       chan struct{}
+	cancel     context.CancelFunc // of the provisional decode in flight, if any
+	superseded bool
+}
+
+// begin starts a provisional decode: its context is cancelled by supersede.
+func (l *latest) begin(ctx context.Context) context.Context {
+	c, cancel := context.WithCancel(ctx)
+	l.mu.Lock()
+	l.cancel, l.superseded = cancel, false
+	l.mu.Unlock()
+	return c
+}
+
+// end finishes the provisional decode begun last; true if supersede cancelled it.
+func (l *latest) end() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cancel != nil {
+		l.cancel()
+		l.cancel = nil
+	}
+	return l.superseded
+}
+
+// supersede cancels the provisional decode in flight and drops the pending snapshot: a
+// finished utterance is about to be committed.
+func (l *latest) supersede() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cancel != nil {
+		l.cancel()
+		l.cancel = nil
+		l.superseded = true
+	}
+	l.u, l.ok = domain.Utterance{}, false
 }
 
 func (l *latest) set(u domain.Utterance) {

@@ -172,3 +172,82 @@ func TestCloseCommitsPendingSpeech(t *testing.T) {
 		t.Fatal("speech in progress at Stop was not committed")
 	}
 }
+
+// gatedEngine's provisional decodes never finish by themselves: they end only when their
+// context is cancelled. Committed decodes return at once.
+type gatedEngine struct {
+	provStarted chan struct{}
+	provErr     chan error
+}
+
+func (g *gatedEngine) Transcribe(_ context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+	return []domain.Segment{{ID: "c", Start: u.Start, End: u.End}}, 0, nil
+}
+
+func (g *gatedEngine) TryTranscribe(ctx context.Context, _ domain.Utterance) ([]domain.Segment, time.Duration, error) {
+	select {
+	case g.provStarted <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	g.provErr <- ctx.Err()
+	return nil, 0, ctx.Err()
+}
+
+// heldSource plays the first part of a clip, then holds back the rest until release is
+// closed, so a test can arrange for the utterance to end while a provisional decode runs.
+type heldSource struct {
+	first, rest *source.Clip
+	release     chan struct{}
+	inRest      bool
+}
+
+func (h *heldSource) Channels() int { return 1 }
+func (h *heldSource) Close() error  { return h.rest.Close() }
+func (h *heldSource) Read(ctx context.Context) ([][]float32, error) {
+	if !h.inRest {
+		c, err := h.first.Read(ctx)
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		h.inRest = true
+	}
+	return h.rest.Read(ctx)
+}
+
+// When an utterance ends while a provisional decode of it is still running, that decode
+// is cancelled so the committed decode does not wait behind it.
+func TestUtteranceEndSupersedesProvisionalDecode(t *testing.T) {
+	audio := bursts(6, 6, 3) // 3 s of speech, 3 s of silence
+	first, _ := source.NewClip([][]float32{audio[:2*domain.SampleRate]}, 100*time.Millisecond, 0)
+	rest, _ := source.NewClip([][]float32{audio[2*domain.SampleRate:]}, 100*time.Millisecond, 0)
+	src := &heldSource{first: first, rest: rest, release: make(chan struct{})}
+	g := &gatedEngine{provStarted: make(chan struct{}, 1), provErr: make(chan error, 4)}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang, not a timing bound
+	defer cancel()
+	var events []domain.LiveEvent
+	done := make(chan error, 1)
+	go func() {
+		done <- newPipeline(t, g).Transcribe(ctx, src, 0, func(ev domain.LiveEvent) { events = append(events, ev) })
+	}()
+	select {
+	case <-g.provStarted:
+	case <-ctx.Done():
+		t.Fatal("no provisional decode started")
+	}
+	close(src.release) // the speech ends; the utterance is final
+	if err := <-done; err != nil {
+		t.Fatalf("pipeline: %v (the committed decode waited behind the provisional one)", err)
+	}
+	if err := <-g.provErr; !errors.Is(err, context.Canceled) {
+		t.Errorf("provisional decode ended with %v, want cancelled", err)
+	}
+	if len(events) != 1 || events[0].Kind != domain.EventCommitted || events[0].Segment.End-events[0].Segment.Start < 3 {
+		t.Errorf("events %+v, want the one committed utterance", events)
+	}
+}

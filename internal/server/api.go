@@ -174,10 +174,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/sessions/{id}/edits", s.handle(s.listEdits, store.RoleClinician))
 	mux.HandleFunc("POST /api/sessions/{id}/approve", s.handle(s.approve, store.RoleClinician))
 	mux.HandleFunc("GET /api/sessions/{id}/live", s.handle(s.liveSocket, store.RoleClinician))
-	mux.HandleFunc("GET /api/sessions/{id}/audio", s.handle(s.audioSocket, store.RoleClinician))
+	mux.HandleFunc("GET /api/sessions/{id}/audio", s.handle(s.audioRoute, store.RoleClinician)) // retention.go: mic websocket or re-listen
+	mux.HandleFunc("POST /api/sessions/{id}/discard-audio", s.handle(s.discardAudio, store.RoleClinician))
 	s.safetyRoutes(mux) // safety.go
 	// protection.go: audit API, logout everywhere, CSRF guard, CSO access audit.
 	s.protectionRoutes(mux)
+	s.agentRoutes(mux) // agents.go: room agents
 	return securityHeaders(s.accessLog(s.csrfGuard(s.auditTranscriptAccess(mux))))
 }
 
@@ -363,6 +365,7 @@ type sessionView struct {
 	ClinicianName  string `json:"clinician_name,omitempty"`
 	DeliveryState  string `json:"delivery_state,omitempty"`
 	DeliveryReason string `json:"delivery_reason,omitempty"`
+	AudioHeld      bool   `json:"audio_held"` // audio can be re-listened to (retention.go)
 }
 
 func (s *Server) viewOf(ctx context.Context, c store.Consultation) (sessionView, error) {
@@ -375,6 +378,7 @@ func (s *Server) viewOf(ctx context.Context, c store.Consultation) (sessionView,
 	if u, err := s.store.User(ctx, c.ClinicianID); err == nil {
 		v.ClinicianName = u.DisplayName
 	}
+	v.AudioHeld = s.audioHeld(c.ID)
 	if c.State == store.StateApproved && s.deps.DeliveryState != nil {
 		v.DeliveryState, v.DeliveryReason = s.deps.DeliveryState(ctx, c.ID)
 	}
@@ -712,6 +716,10 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 		})
 		if err != nil {
 			return message{}, err
+		}
+		// Approval ends the need to re-listen: the held audio goes now (retention.go).
+		if _, err := s.deleteAudio(r.Context(), c.ID, AudioDeletedApproved); err != nil {
+			s.log.Error("audio not deleted at approval", "session", c.ID, "err", err)
 		}
 		view, err := s.viewOf(r.Context(), approved)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"scribe/internal/domain"
+	"scribe/internal/pipeline"
 	"scribe/internal/store"
 )
 
@@ -29,6 +30,7 @@ type message struct {
 	Reason      string            `json:"reason,omitempty"`
 	Code        string            `json:"code,omitempty"`
 	Message     string            `json:"message,omitempty"`
+	Replaces    []string          `json:"replaces,omitempty"` // "refined": segment ids Segments replace
 }
 
 // liveSegment is either a provisional segment (no id, no version) or a stored one.
@@ -269,6 +271,8 @@ func (m *manager) openSource(ctx context.Context, ls *liveSession, room store.Ro
 		return b, nil
 	case store.SourceDevice:
 		return nil, errors.New("audio devices are not available in this build of the server")
+	case store.SourceAgent:
+		return m.s.agents.openRun(room) // agents.go
 	}
 	return nil, fmt.Errorf("room %q has an unknown audio source kind %q", room.Name, room.SourceKind)
 }
@@ -291,7 +295,11 @@ func (m *manager) startRun(ctx context.Context, ls *liveSession, c store.Consult
 	if err != nil {
 		return fmt.Errorf("%w: cannot open the room's audio: %w", store.ErrBadState, err)
 	}
+	src = m.s.spoolTee(c, src) // retention.go: also spooled, encrypted, when audio is retained
 	runCtx, cancel := context.WithCancel(withRoom(m.runCtx, room.Name))
+	if room.SourceKind == store.SourceAgent {
+		runCtx = pipeline.WithoutCleanup(runCtx) // the agent cleaned the audio before sending it
+	}
 	run := &pipelineRun{src: &countingSource{AudioSource: src}, cancel: cancel, done: make(chan struct{})}
 	ls.run = run
 	offset := c.AudioSeconds
@@ -343,6 +351,19 @@ func (m *manager) handleEvent(ls *liveSession, ev domain.LiveEvent) {
 		if err != nil {
 			m.s.log.Error("committed segment not stored", "session", h.sessionID, "utterance", u, "err", err)
 		}
+	case domain.EventRefined: // second pass (internal/secondpass): only unedited segments change
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := h.mutate(func() (message, error) {
+			old, segs, err := m.s.store.ReplaceSecondPass(ctx, h.sessionID, ev.Replaces, ev.Refined)
+			if err != nil || len(segs) == 0 {
+				return message{}, err
+			}
+			return message{Type: "refined", Utterance: &u, Segments: segs, Replaces: old}, nil
+		})
+		if err != nil && !errors.Is(err, store.ErrReadOnly) {
+			m.s.log.Warn("second-pass text not stored; the first-pass text stands", "session", h.sessionID, "utterance", u, "err", err)
+		}
 	}
 }
 
@@ -383,6 +404,9 @@ func (m *manager) endedByItself(ls *liveSession, run *pipelineRun, id string) {
 		return
 	}
 	state, reason := store.StateStopped, "the audio source ended"
+	if r, ok := run.src.AudioSource.(interface{ EndReason() string }); ok && r.EndReason() != "" {
+		reason = r.EndReason() // e.g. a room agent away longer than its buffer
+	}
 	if run.err != nil {
 		state, reason = store.StatePaused, "transcription failed; resume to try again"
 	}
@@ -501,6 +525,9 @@ func (m *manager) shutdown(ctx context.Context) {
 	wg.Wait()
 	m.cancelRun()
 	m.wg.Wait()
+	if m.s.agents != nil {
+		m.s.agents.close()
+	}
 	for _, ls := range all {
 		h := ls.hub
 		h.mu.Lock()

@@ -191,16 +191,21 @@ func pcmWindows(chans [][]float32) map[[16]byte]bool {
 	for _, ch := range chans {
 		f := make([]byte, 4*len(ch))
 		s := make([]byte, 2*len(ch))
+		r := make([]byte, 2*len(ch)) // rounded, as internal/audio writes WAVs
 		for i, v := range ch {
+			v = max(-1, min(1, v))
 			binary.LittleEndian.PutUint32(f[4*i:], math.Float32bits(v))
-			binary.LittleEndian.PutUint16(s[2*i:], uint16(int16(max(-1, min(1, v))*32767)))
+			binary.LittleEndian.PutUint16(s[2*i:], uint16(int16(v*32767)))
+			binary.LittleEndian.PutUint16(r[2*i:], uint16(int16(math.Round(float64(v)*32767))))
 		}
 		for i := 0; i+16 <= len(f); i += 4 {
 			out[[16]byte(f[i:i+16])] = true
 		}
-		for i := 0; i+16 <= len(s); i += 2 {
-			if w := [16]byte(s[i : i+16]); w != ([16]byte{}) { // digital silence is not a signature
-				out[w] = true
+		for _, b := range [][]byte{s, r} {
+			for i := 0; i+16 <= len(b); i += 2 {
+				if w := [16]byte(b[i : i+16]); w != ([16]byte{}) { // digital silence is not a signature
+					out[w] = true
+				}
 			}
 		}
 	}

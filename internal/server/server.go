@@ -69,6 +69,13 @@ type Config struct {
 	MaxBodyBytes    int64         // JSON request limit, default 64 KiB
 	LiveLogSize     int           // messages kept per session for resume, default 2048
 	ViewerQueue     int           // per-viewer send queue, default 256
+
+	// Audio retention and transcript purge (retention.go).
+	AudioRetention      string        // "none" (default) or "until-approved"
+	AudioTTL            time.Duration // until-approved audio is deleted after this; default and max 24h
+	SpoolDir            string        // encrypted audio spools; default DataDir/spool
+	TranscriptRetention time.Duration // transcripts purged this long after approval; default 30 days
+	PurgeInterval       time.Duration // how often the purge runs after the one at start; default 6h
 }
 
 // Deps are the parts the server is given rather than builds.
@@ -98,6 +105,8 @@ type Server struct {
 	ownsDB  bool
 	log     *slog.Logger
 	live    *manager
+	agents  *agentHub  // room agents (agents.go)
+	ret     *retention // retention.go
 	handler http.Handler
 	policy  store.LoginPolicy
 
@@ -161,6 +170,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.store, s.ownsDB = st, true
 	}
 	s.live = newManager(s)
+	// Before serving: sweep spools left by a crash, start the TTL and purge goroutines.
+	if err := s.setUpRetention(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	// No passive listening: a session that was recording when the server went down stays
 	// paused until its clinician resumes it.
 	if err := s.live.pauseOrphans(ctx); err != nil {
@@ -201,6 +215,7 @@ func (s *Server) Close() error {
 	if s.live != nil {
 		s.live.shutdown(ctx)
 	}
+	s.stopRetention() // held audio is deleted (reason shutdown) while the store is open
 	if s.ownsDB {
 		return s.store.Close()
 	}
@@ -252,6 +267,7 @@ func (s *Server) Run(ctx context.Context) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	s.live.shutdown(shutCtx) // pipelines first: they commit, viewers get the last segments
+	s.stopRetention()        // then held audio is deleted (reason shutdown), evidenced
 	err = hs.Shutdown(shutCtx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		hs.Close()

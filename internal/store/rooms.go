@@ -42,10 +42,10 @@ type NewRoom struct {
 
 func checkSourceKind(k string) error {
 	switch k {
-	case SourceWAV, SourceBrowser, SourceDevice:
+	case SourceWAV, SourceBrowser, SourceDevice, SourceAgent:
 		return nil
 	}
-	return fmt.Errorf("%w: unknown audio source kind %q (want wav, browser or device)", ErrInvalid, k)
+	return fmt.Errorf("%w: unknown audio source kind %q (want wav, browser, device or agent)", ErrInvalid, k)
 }
 
 // CreateRoom adds a room.

@@ -84,6 +84,13 @@ func (s *Store) Close() error { return s.db.Close() }
 // (the write-back outbox).
 func (s *Store) DB() *sql.DB { return s.db }
 
+// AuditTx appends ev to the audit trail inside tx, a transaction on DB(), so a package
+// with its own tables (the outbox) records its changes and their audit entries atomically
+// without a second handle. An empty actor is taken from ctx.
+func (s *Store) AuditTx(ctx context.Context, tx *sql.Tx, ev audit.Event) error {
+	return s.auditTx(ctx, tx, ev)
+}
+
 type migration struct {
 	version int
 	name    string

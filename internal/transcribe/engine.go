@@ -145,17 +145,58 @@ func (e *Engine) Transcribe(ctx context.Context, u domain.Utterance) ([]domain.S
 
 // TryTranscribe transcribes u only if a decoder is free right now and no committed
 // utterance of any room is waiting for one: provisional updates are dropped under load
-// (ErrBusy) rather than queued, so they never delay committed text.
+// (ErrBusy) rather than queued, and a provisional decode still running when committed
+// work comes to wait for a decoder is cancelled (ErrPreempted, an ErrBusy), so they
+// never delay committed text by more than libwhisper takes to notice the cancellation.
 func (e *Engine) TryTranscribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
 	room := RoomOf(ctx)
-	d, ok := e.sched.tryAcquire(room)
+	d, work, preempted, ok := e.sched.tryAcquire(ctx, room)
 	if !ok {
 		return nil, 0, ErrBusy
 	}
 	defer e.sched.release(d)
-	segs, took, err := e.run(ctx, d, u)
+	segs, took, err := e.run(work, d, u)
+	if err != nil && ctx.Err() == nil && preempted() {
+		segs, err = nil, ErrPreempted
+	}
 	e.observe(Scheduled{Room: room, Decode: took, AudioSeconds: u.End - u.Start, Err: err})
 	return segs, took, err
+}
+
+// WhenIdle runs fn at the lowest priority of the scheduler: once every decoder is free,
+// no committed utterance waits and no live work (committed or provisional) has run for
+// quiet. fn does not get a decoder, only the right to use the machine (a second-pass model
+// has its own): it must work under the context it is given, which is cancelled as soon
+// as live work needs a decoder, and WhenIdle then returns ErrPreempted. Waiting ends with
+// ctx.
+func (e *Engine) WhenIdle(ctx context.Context, quiet time.Duration, fn func(ctx context.Context) error) error {
+	for {
+		d, work, preempted, wait, retry := e.sched.tryIdle(ctx, quiet)
+		if d != nil {
+			err := fn(work)
+			p := preempted()
+			e.sched.release(d)
+			if p && ctx.Err() == nil {
+				return ErrPreempted
+			}
+			return err
+		}
+		if wait != nil {
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
+		}
+		t := time.NewTimer(retry)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
 }
 
 // Stats is a snapshot of the scheduler: free decoders and, per room, queue and lag.

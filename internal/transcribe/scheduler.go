@@ -23,6 +23,11 @@ const maxRoomsKept = 256
 // ErrBusy is returned by TryTranscribe when no decoder is free for provisional work.
 var ErrBusy = errors.New("transcribe: all decoders busy")
 
+// ErrPreempted is returned by TryTranscribe when its provisional decode was cancelled so
+// that committed work waiting for a decoder could have it. It is an ErrBusy: the
+// provisional update is dropped, as if no decoder had been free.
+var ErrPreempted = fmt.Errorf("%w: provisional decode preempted by committed work", ErrBusy)
+
 // ErrQueueFull is returned by Transcribe when the room already has
 // MaxQueuedPerRoom committed utterances waiting.
 var ErrQueueFull = errors.New("transcribe: room's decode queue is full")
@@ -53,13 +58,16 @@ type Scheduled struct {
 
 // RoomStats is one room's scheduling figures since it was first seen.
 type RoomStats struct {
-	Room     string        `json:"room"`
-	Waiting  int           `json:"waiting"`  // committed utterances queued now
-	Served   int           `json:"served"`   // committed utterances given a decoder
-	Dropped  int           `json:"dropped"`  // provisional updates refused (ErrBusy)
-	Rejected int           `json:"rejected"` // committed utterances refused (ErrQueueFull)
-	LastWait time.Duration `json:"last_wait_ns"`
-	MaxWait  time.Duration `json:"max_wait_ns"`
+	Room    string `json:"room"`
+	Waiting int    `json:"waiting"` // committed utterances queued now
+	Served  int    `json:"served"`  // committed utterances given a decoder
+	Dropped int    `json:"dropped"` // provisional updates refused (ErrBusy)
+	// Preempted counts provisional decodes of this room cancelled mid-decode because
+	// committed work (of any room) was waiting for their decoder.
+	Preempted int           `json:"preempted"`
+	Rejected  int           `json:"rejected"` // committed utterances refused (ErrQueueFull)
+	LastWait  time.Duration `json:"last_wait_ns"`
+	MaxWait   time.Duration `json:"max_wait_ns"`
 	// MaxQueued is the longest the room's queue has been.
 	MaxQueued int       `json:"max_queued"`
 	lastSeen  time.Time // for evicting idle rooms
@@ -90,6 +98,16 @@ type request struct {
 	ready  chan Decoder // buffered: the scheduler never blocks handing a decoder over
 }
 
+// provHold is a decoder lent to provisional or idle-time work, which live work may take
+// back.
+type provHold struct {
+	room      string
+	since     time.Time
+	cancel    context.CancelFunc
+	preempted bool
+	lowest    bool // idle-time work (WhenIdle): below provisional text, taken back first
+}
+
 type roomState struct {
 	RoomStats
 	queue []*request
@@ -105,6 +123,9 @@ type scheduler struct {
 	rooms    map[string]*roomState
 	ring     []string // rooms with waiting requests, in the order they will be served
 	waiting  int
+	prov     map[Decoder]*provHold // decoders running provisional or idle-time work
+	lastLive time.Time             // the last time live work took or gave back a decoder
+	idle     chan struct{}         // closed when every decoder is free and nothing waits
 }
 
 func newScheduler(decoders []Decoder, maxQueue int) *scheduler {
@@ -113,6 +134,7 @@ func newScheduler(decoders []Decoder, maxQueue int) *scheduler {
 		maxQueue: maxQueue,
 		free:     append([]Decoder(nil), decoders...),
 		rooms:    map[string]*roomState{},
+		prov:     map[Decoder]*provHold{},
 	}
 }
 
@@ -151,6 +173,7 @@ func (s *scheduler) acquire(ctx context.Context, room string) (Decoder, time.Dur
 	}
 	s.mu.Lock()
 	rs := s.room(room)
+	s.lastLive = time.Now()
 	if len(s.free) > 0 && s.waiting == 0 {
 		d := s.popFree()
 		rs.Served++
@@ -171,6 +194,7 @@ func (s *scheduler) acquire(ctx context.Context, room string) (Decoder, time.Dur
 	rs.Waiting = len(rs.queue)
 	rs.MaxQueued = max(rs.MaxQueued, len(rs.queue))
 	s.waiting++
+	s.preemptLocked()
 	s.mu.Unlock()
 
 	select {
@@ -188,16 +212,90 @@ func (s *scheduler) acquire(ctx context.Context, room string) (Decoder, time.Dur
 	}
 }
 
-// tryAcquire takes a free decoder for provisional work, unless committed work waits.
-func (s *scheduler) tryAcquire(room string) (Decoder, bool) {
+// preemptLocked takes a decoder back from provisional work for each committed request
+// that waits beyond those already being taken back: provisional text is a courtesy, and a
+// long provisional decode must not hold up a room's committed text (or another room's).
+// The oldest provisional decode goes first. s.mu is held.
+func (s *scheduler) preemptLocked() {
+	pending := 0
+	var oldest *provHold
+	for _, h := range s.prov {
+		switch {
+		case h.preempted:
+			pending++
+		case oldest == nil, h.lowest && !oldest.lowest, h.lowest == oldest.lowest && h.since.Before(oldest.since):
+			oldest = h
+		}
+	}
+	if oldest == nil || pending >= s.waiting {
+		return
+	}
+	oldest.preempted = true
+	if rs := s.rooms[oldest.room]; rs != nil {
+		rs.Preempted++
+	}
+	oldest.cancel()
+}
+
+// tryAcquire takes a free decoder for provisional work, unless committed work waits. The
+// work must run under the returned context, which is cancelled if committed work comes
+// to need the decoder; preempted then says whether that happened.
+func (s *scheduler) tryAcquire(ctx context.Context, room string) (d Decoder, work context.Context, preempted func() bool, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rs := s.room(room)
+	s.lastLive = time.Now()
 	if len(s.free) == 0 || s.waiting > 0 {
 		rs.Dropped++
-		return nil, false
+		// Provisional text outranks idle-time work: take a decoder back for the next
+		// snapshot (this one is dropped rather than made to wait).
+		for _, h := range s.prov {
+			if h.lowest && !h.preempted {
+				h.preempted = true
+				h.cancel()
+				break
+			}
+		}
+		return nil, nil, nil, false
 	}
-	return s.popFree(), true
+	d = s.popFree()
+	work, cancel := context.WithCancel(ctx)
+	h := &provHold{room: room, since: time.Now(), cancel: cancel}
+	s.prov[d] = h
+	preempted = func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return h.preempted
+	}
+	return d, work, preempted, true
+}
+
+// tryIdle lends a decoder to idle-time work if every decoder is free, nothing waits and
+// no live work has run for quiet. Otherwise it returns a channel closed when all decoders
+// are next free (nil if they are free now but not for long enough) and how long the quiet
+// period still has to run.
+func (s *scheduler) tryIdle(ctx context.Context, quiet time.Duration) (d Decoder, work context.Context, preempted func() bool, wait <-chan struct{}, retry time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.free) < s.size || s.waiting > 0 {
+		if s.idle == nil {
+			s.idle = make(chan struct{})
+		}
+		return nil, nil, nil, s.idle, 0
+	}
+	if since := time.Since(s.lastLive); since < quiet {
+		return nil, nil, nil, nil, quiet - since
+	}
+	d = s.popFree()
+	work, cancel := context.WithCancel(ctx)
+	h := &provHold{room: "(idle)", since: time.Now(), cancel: cancel, lowest: true}
+	s.prov[d] = h
+	preempted = func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return h.preempted
+	}
+	return d, work, preempted, nil, 0
 }
 
 func (s *scheduler) popFree() Decoder {
@@ -210,6 +308,20 @@ func (s *scheduler) popFree() Decoder {
 func (s *scheduler) release(d Decoder) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	h, lent := s.prov[d]
+	if lent {
+		h.cancel() // frees the lent work's context
+		delete(s.prov, d)
+	}
+	if !lent || !h.lowest {
+		s.lastLive = time.Now()
+	}
+	defer func() {
+		if s.idle != nil && len(s.free) == s.size && s.waiting == 0 {
+			close(s.idle)
+			s.idle = nil
+		}
+	}()
 	if len(s.ring) == 0 {
 		s.free = append(s.free, d)
 		return

@@ -131,3 +131,52 @@ func TestSchedulerCancelledWaiterLeavesQueue(t *testing.T) {
 		t.Errorf("decoder not returned: %+v", st)
 	}
 }
+
+// A provisional decode holding the only decoder is cancelled as soon as committed work of
+// another room has to wait, and the decoder goes to the committed work.
+func TestSchedulerCommittedWorkPreemptsProvisional(t *testing.T) {
+	g := &gateDecoder{started: make(chan string, 4), finish: make(chan struct{})}
+	e, err := NewEngine(DefaultConfig(), []Decoder{g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov := make(chan error, 1)
+	go func() {
+		_, _, err := e.TryTranscribe(WithRoom(context.Background(), "talking"), utter(8, 1))
+		prov <- err
+	}()
+	if r := <-g.started; r != "talking" {
+		t.Fatalf("first decode for %q", r)
+	}
+	committed := make(chan error, 1)
+	go func() {
+		_, _, err := e.Transcribe(WithRoom(context.Background(), "finished"), utter(1, 1))
+		committed <- err
+	}()
+	// The gate decoder only returns early when its context is cancelled: the provisional
+	// decode ends only if the scheduler preempts it.
+	if err := <-prov; !errors.Is(err, ErrPreempted) || !errors.Is(err, ErrBusy) {
+		t.Fatalf("preempted provisional decode returned %v, want ErrPreempted (an ErrBusy)", err)
+	}
+	if r := <-g.started; r != "finished" {
+		t.Fatalf("decoder went to %q, want the committed work", r)
+	}
+	g.finish <- struct{}{}
+	if err := <-committed; err != nil {
+		t.Fatal(err)
+	}
+	st := e.Stats()
+	if st.Room("talking").Preempted != 1 || st.Room("finished").Preempted != 0 || st.Free != 1 {
+		t.Errorf("stats after preemption: %+v", st)
+	}
+	// With a free decoder, provisional work runs to the end and is not preempted.
+	go func() {
+		_, _, err := e.TryTranscribe(WithRoom(context.Background(), "talking"), utter(2, 1))
+		prov <- err
+	}()
+	<-g.started
+	g.finish <- struct{}{}
+	if err := <-prov; err != nil {
+		t.Errorf("undisturbed provisional decode: %v", err)
+	}
+}

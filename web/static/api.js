@@ -3,6 +3,12 @@
 
 // apiRequest sends a JSON request and returns the decoded answer, or throws an Error
 // carrying the server's message and the HTTP status.
+// audioURL is a range of a session's held audio as a WAV (GET, so no CSRF token; each
+// fetch is recorded in the audit trail). Only offered when the session says audio_held.
+function audioURL(id, start, end) {
+  return `/api/sessions/${encodeURIComponent(id)}/audio?start=${start.toFixed(2)}&end=${end.toFixed(2)}`;
+}
+
 async function apiRequest(method, path, body) {
   const opt = { method, headers: {}, credentials: "same-origin" };
   // CSRF (server/protection.go): the server wants the login's token, set by /api/login in

@@ -251,6 +251,7 @@ function setSession(sess) {
   $("btn-pause").hidden = st !== "recording";
   $("btn-resume").hidden = st !== "paused";
   $("btn-stop").hidden = st !== "recording" && st !== "paused";
+  $("btn-discard-audio").hidden = !sess.audio_held;
   $("view-session").classList.toggle("readonly", st === "approved");
   $("approved").hidden = st !== "approved";
   if (st === "approved") {
@@ -298,6 +299,8 @@ function fillSegment(li, g) {
   const kids = [
     el("div", { class: "seg-head" },
       el("span", { class: "seg-time" }, `[${fmtTime(g.start)}]`),
+      S.session && S.session.audio_held && g.end > g.start ? el("button", { type: "button", class: "play",
+        "aria-label": `Play the audio of the line at ${fmtTime(g.start)}`, onclick: () => playAudio(g) }, "▶") : null,
       ...(S.session && S.session.state === "approved" ? [el("strong", {}, g.speaker)] : speakerSelect(g)),
       flags.length ? el("span", { class: "seg-flags" }, "⚑ " + flags.join(", ").replaceAll("_", " ")) : null),
   ];
@@ -369,8 +372,8 @@ function render(force) {
   for (const g of want) {
     let li = existing.get(g.id);
     if (!li) li = segmentItem(g);
-    else if (force || (li.dataset.key !== segKey(g) && S.editing !== g.id) || li.dataset.state !== S.session.state) fillSegment(li, g);
-    li.dataset.state = S.session ? S.session.state : "";
+    else if (force || (li.dataset.key !== segKey(g) && S.editing !== g.id) || li.dataset.state !== viewKey()) fillSegment(li, g);
+    li.dataset.state = viewKey();
     existing.delete(g.id);
     nodes.push(li);
   }
@@ -416,6 +419,28 @@ for (const [btn, action] of [["btn-pause", "pause"], ["btn-resume", "resume"], [
     $(btn).disabled = false;
   });
 }
+
+// viewKey is what, besides a line's own version, changes how every line is drawn.
+const viewKey = () => (S.session ? `${S.session.state}|${S.session.audio_held}` : "");
+
+// playAudio plays a line's stretch of the held audio, straight from the server (no copy
+// is kept in the page).
+function playAudio(g) {
+  if (S.player) S.player.pause();
+  const a = new Audio(audioURL(S.id, g.start, g.end));
+  a.onerror = () => status("The audio of this line cannot be played: it may have been deleted (approval, discard or time limit).", true);
+  S.player = a;
+  a.play().catch(() => {});
+}
+
+$("btn-discard-audio").addEventListener("click", async () => {
+  if (!confirm("Delete this consultation's audio now? It cannot be listened to again.")) return;
+  try {
+    setSession(await api("POST", `/api/sessions/${S.id}/discard-audio`));
+    render(true);
+    status("Audio deleted.");
+  } catch (e) { status(e.message, true); }
+});
 
 $("btn-undo").addEventListener("click", () => edit(null, () => api("POST", `/api/sessions/${S.id}/undo`)));
 

@@ -1,0 +1,125 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+
+	"scribe/internal/domain"
+)
+
+// ReplaceSecondPass swaps an utterance's committed segments (first, as the pipeline
+// committed them: found by their exact times among the session's machine segments) for
+// the second-pass model's (refined, flagged second_pass), in the first ones' place in
+// the transcript. It replaces nothing — and returns no segments and no error — when any
+// of the first ones is gone or the clinician has touched it: edited (its version moved
+// on), deleted, split or merged (its times changed) or flagged. An approved session
+// refuses with ErrReadOnly. It returns the replaced ids and the new segments.
+func (s *Store) ReplaceSecondPass(ctx context.Context, sessionID string, first, refined []domain.Segment) ([]string, []Segment, error) {
+	if len(first) == 0 || len(refined) == 0 {
+		return nil, nil, nil
+	}
+	tx, err := s.beginEditable(ctx, sessionID, "second pass")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer tx.Rollback()
+	var old []Segment
+	for _, f := range first {
+		rows, err := tx.QueryContext(ctx, `SELECT `+segCols+` FROM segments WHERE session_id = ? AND start_s = ? AND end_s = ? AND origin = ?`,
+			sessionID, f.Start, f.End, OriginMachine)
+		if err != nil {
+			return nil, nil, fmt.Errorf("second pass: %w", err)
+		}
+		var found []Segment
+		for rows.Next() {
+			g, err := scanSegment(rows)
+			if err != nil {
+				rows.Close()
+				return nil, nil, fmt.Errorf("second pass: %w", err)
+			}
+			found = append(found, g)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, nil, fmt.Errorf("second pass: %w", err)
+		}
+		if len(found) != 1 || found[0].Version != 1 || found[0].Deleted {
+			return nil, nil, nil
+		}
+		var touched int
+		err = tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM segment_edits WHERE session_id = ?1 AND segment_id = ?2)
+			+ (SELECT COUNT(*) FROM flags WHERE session_id = ?1 AND segment_id = ?2)`, sessionID, found[0].ID).Scan(&touched)
+		if err != nil {
+			return nil, nil, fmt.Errorf("second pass: %w", err)
+		}
+		if touched > 0 {
+			return nil, nil, nil
+		}
+		old = append(old, found[0])
+	}
+	// The new segments take the old ones' place: from the first one's position up to the
+	// next segment's.
+	lo, hi := old[0].Pos, old[0].Pos
+	for _, g := range old {
+		lo, hi = min(lo, g.Pos), max(hi, g.Pos)
+	}
+	var next sql.NullFloat64
+	if err := tx.QueryRowContext(ctx, `SELECT MIN(pos) FROM segments WHERE session_id = ? AND pos > ?`, sessionID, hi).Scan(&next); err != nil {
+		return nil, nil, fmt.Errorf("second pass: %w", err)
+	}
+	end := hi + 1
+	if next.Valid {
+		end = next.Float64
+	}
+	var out []Segment
+	for i, seg := range refined {
+		if _, err := domain.ParseSpeaker(string(seg.Speaker)); err != nil {
+			seg.Speaker = domain.SpeakerUnknown
+		}
+		flags := seg.Flags
+		if flags == nil {
+			flags = []domain.Flag{}
+		}
+		fj, _ := json.Marshal(flags)
+		seq, _, err := nextSeqPos(ctx, tx, sessionID)
+		if err != nil {
+			return nil, nil, err
+		}
+		id := fmt.Sprintf("s%d", seq)
+		text, err := s.sealSegmentText(sessionID, id, seg.Text)
+		if err != nil {
+			return nil, nil, err
+		}
+		// The refined text becomes the machine draft that edit rates are measured against.
+		machine, err := s.seal("segments", "machine_text", sessionID+"/"+id, seg.Text)
+		if err != nil {
+			return nil, nil, err
+		}
+		pos := lo + (end-lo)*float64(i)/float64(len(refined))
+		_, err = tx.ExecContext(ctx, `INSERT INTO segments(session_id, id, seq, pos, start_s, end_s, speaker, text, flags, origin, machine_text, machine_speaker, no_speech_prob, avg_logprob)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, sessionID, id, seq, pos, seg.Start, seg.End, seg.Speaker, text, string(fj),
+			OriginMachine, machine, seg.Speaker, seg.NoSpeechProb, seg.AvgLogProb)
+		if err != nil {
+			return nil, nil, fmt.Errorf("second pass: insert segment: %w", err)
+		}
+		g, err := s.getSegment(ctx, tx, sessionID, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, g)
+	}
+	// Deleted after the inserts, so no new segment reuses an old one's id (ids follow seq).
+	var replaced []string
+	for _, g := range old {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM segments WHERE session_id = ? AND id = ?`, sessionID, g.ID); err != nil {
+			return nil, nil, fmt.Errorf("second pass: %w", err)
+		}
+		replaced = append(replaced, g.ID)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, nil, fmt.Errorf("second pass: %w", err)
+	}
+	return replaced, out, nil
+}
