@@ -259,6 +259,26 @@ epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001, lookup_patient: true}
 	if sess.DocumentText == "" {
 		t.Fatal("approved session has no document text")
 	}
+	// The audit trail has each attempt and its result, in order: held, then sent on retry.
+	if st, err = store.Open(context.Background(), filepath.Join(dir, "data", "scribe.db")); err != nil {
+		t.Fatal(err)
+	}
+	es, err := st.AuditEntries(context.Background(), store.AuditFilter{SessionID: sess.ID})
+	st.Close()
+	var trail []string
+	for _, e := range es {
+		var d struct{ Outcome string }
+		json.Unmarshal(e.Details, &d)
+		if e.Action == "writeback_attempt" || e.Action == "writeback_result" {
+			trail = append(trail, strings.TrimSuffix(e.Action+" "+d.Outcome, " "))
+			if strings.Contains(string(e.Details), nhs) || !strings.Contains(string(e.Details), sess.DocumentID) {
+				t.Errorf("%s details %s: want the document id and no NHS number", e.Action, e.Details)
+			}
+		}
+	}
+	if want := "writeback_attempt,writeback_result held,writeback_attempt,writeback_result sent"; err != nil || strings.Join(trail, ",") != want {
+		t.Errorf("write-back audit trail %q (%v), want %q", trail, err, want)
+	}
 
 	byID := fs.Search(t, "DocumentReference", url.Values{"identifier": {fhir.DefaultIdentifierSystem + "|" + sess.DocumentID}})
 	byPatient := fs.Search(t, "DocumentReference", url.Values{"patient": {"Patient/" + patient}})

@@ -239,15 +239,26 @@ type Agent struct {
 	log      *slog.Logger
 	instance string
 
-	controls chan wire.Message
-	outText  chan wire.Message
-	fatal    chan error
+	controls  chan wire.Message
+	pressWake chan struct{}
+	fatal     chan error
 
 	mu        sync.Mutex
 	connected bool
 	awaySince time.Time
+	press     *pendingPress // the one press not yet sent (see Run)
 	traceMu   sync.Mutex
 }
+
+// pendingPress is a button press waiting for the connection.
+type pendingPress struct {
+	at  time.Time
+	run uint32 // the run it paused at the agent while the gateway was unreachable, or 0
+}
+
+// PressMaxAge bounds how old a press may be when it is finally sent: after a longer outage
+// it no longer says anything useful about the room.
+const PressMaxAge = 10 * time.Minute
 
 // New checks the options.
 func New(opts Options) (*Agent, error) {
@@ -277,7 +288,7 @@ func New(opts Options) (*Agent, error) {
 	return &Agent{
 		opts: opts, log: opts.Logger, instance: hex.EncodeToString(id),
 		buf:      NewBuffer(int64(opts.Buffer.Seconds() * domain.SampleRate)),
-		controls: make(chan wire.Message, 16), outText: make(chan wire.Message, 8), fatal: make(chan error, 1),
+		controls: make(chan wire.Message, 16), pressWake: make(chan struct{}, 1), fatal: make(chan error, 1),
 		awaySince: time.Now(),
 	}, nil
 }
@@ -361,15 +372,31 @@ func (a *Agent) Run(ctx context.Context) error {
 				button = nil // the button watcher stopped
 				continue
 			}
+			// Only the last press is kept. While the gateway is unreachable a press during
+			// a recording pauses right here (capture stops, the LED goes off): the person
+			// who pressed it must be able to rely on it whatever the network does. The
+			// gateway learns of it on reconnect and pauses the session. Any other press
+			// made offline is only reported: the gateway never resumes a recording on a
+			// press it hears late (see docs/agent-protocol.md, "Button").
+			p := &pendingPress{at: time.Now()}
 			a.mu.Lock()
-			on := a.connected
+			on, held := a.connected, a.press
 			a.mu.Unlock()
-			if !on {
-				a.log.Warn("button pressed while the gateway is unreachable: ignored")
+			if !on && cur != nil {
+				p.run = cur.run
+				a.log.Warn("button pressed while the gateway is unreachable: recording paused here; the gateway is told when it is back", "run", cur.run)
+				stopCur()
+			} else if !on && held != nil && held.run != 0 {
+				a.log.Warn("button pressed again while the gateway is unreachable: the pause stands; resume from the UI once it is back")
 				continue
+			} else if !on {
+				a.log.Warn("button pressed while the gateway is unreachable: it will be reported when it is back")
 			}
+			a.mu.Lock()
+			a.press = p
+			a.mu.Unlock()
 			select {
-			case a.outText <- wire.Message{Type: "button"}:
+			case a.pressWake <- struct{}{}:
 			default:
 			}
 		case err := <-a.fatal:
@@ -659,14 +686,15 @@ func (a *Agent) connect(ctx context.Context) error {
 	ping := time.NewTicker(20 * time.Second)
 	defer ping.Stop()
 	for {
-		select {
-		case m := <-a.outText:
+		// A press goes before the frames: when it paused a run here, the gateway must
+		// know before that run's end frame arrives.
+		if m, ok := a.takePress(); ok {
 			b, _ := json.Marshal(m)
 			if err := write(websocket.TextMessage, b); err != nil {
+				a.restorePress(m)
 				return err
 			}
 			continue
-		default:
 		}
 		if f, ok := a.buf.TryNext(); ok {
 			if err := write(websocket.BinaryMessage, f.Encode()); err != nil {
@@ -676,11 +704,7 @@ func (a *Agent) connect(ctx context.Context) error {
 		}
 		select {
 		case <-a.buf.Wake():
-		case m := <-a.outText:
-			b, _ := json.Marshal(m)
-			if err := write(websocket.TextMessage, b); err != nil {
-				return err
-			}
+		case <-a.pressWake:
 		case <-ping.C:
 			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(10*time.Second)); err != nil {
 				return err
@@ -693,6 +717,39 @@ func (a *Agent) connect(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// takePress returns the pending press as a message, dropping one too old to matter.
+func (a *Agent) takePress() (wire.Message, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.press
+	a.press = nil
+	if p == nil {
+		return wire.Message{}, false
+	}
+	ago := time.Since(p.at)
+	if ago > PressMaxAge && p.run == 0 {
+		a.log.Warn("a button press made while the gateway was unreachable is too old to report: dropped", "ago", ago.Round(time.Second))
+		return wire.Message{}, false
+	}
+	return wire.Message{Type: "button", Run: p.run, Ago: ago.Seconds()}, true
+}
+
+// restorePress puts back a press whose sending failed, unless a newer one came.
+func (a *Agent) restorePress(m wire.Message) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.press == nil {
+		a.press = &pendingPress{at: time.Now().Add(-time.Duration(m.Ago * float64(time.Second))), run: m.Run}
+	}
+}
+
+// Connected reports whether the agent has a connection to the gateway now.
+func (a *Agent) Connected() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.connected
 }
 
 // readLoop handles the gateway's messages: acknowledgements and control.

@@ -215,13 +215,13 @@ func TestRoomsMemoryComparesNMinusOneWithN(t *testing.T) {
 	var asked []int
 	run := func(k int) (*LiveReport, error) {
 		asked = append(asked, k)
-		return &LiveReport{Rooms: k, RSSSteadyMB: 300 + 7*float64(k), RSSPeakMB: 320 + 9*float64(k)}, nil
+		return &LiveReport{Rooms: k, RSSSteadyMB: 300 + 7*float64(k), RSSPeakMB: 320 + 9*float64(k), ReplayAudioMB: 2 * float64(k)}, nil
 	}
 	rep, err := RoomsMemory(3, 10, run, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(asked) != 2 || asked[0] != 2 || asked[1] != 3 || rep.PerExtraRoomMB != 7 || rep.PerExtraRoomPeakMB != 9 {
+	if len(asked) != 2 || asked[0] != 2 || asked[1] != 3 || rep.PerExtraRoomMB != 7 || rep.PerExtraRoomPeakMB != 9 || rep.PerExtraRoomServedMB != 5 {
 		t.Errorf("asked %v, report %+v", asked, rep)
 	}
 	if _, err := RoomsMemory(1, 10, run, nil); err == nil {

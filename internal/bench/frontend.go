@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"scribe/internal/config"
@@ -62,7 +63,9 @@ func RunFrontEnd(cfg config.Config, rec Recording, rooms int) (*FrontEndReport, 
 	}
 	rep.XRT = rep.AudioSeconds / time.Since(start).Seconds()
 
-	runtime.GC()
+	// Return garbage to the OS before each reading, so the difference is what the held
+	// front ends keep, not what the timing run left for the collector.
+	debug.FreeOSMemory()
 	rep.RSSBeforeMB, _ = RSSMB()
 	var held []*whisper.VAD
 	var chains []*dsp.Chain
@@ -87,6 +90,7 @@ func RunFrontEnd(cfg config.Config, rec Recording, rooms int) (*FrontEndReport, 
 			return nil, fmt.Errorf("bench frontend: %w", err)
 		}
 	}
+	debug.FreeOSMemory()
 	rep.RSSAfterMB, _ = RSSMB()
 	rep.MBPerRoom = (rep.RSSAfterMB - rep.RSSBeforeMB) / float64(rooms)
 	runtime.KeepAlive(chains)

@@ -13,6 +13,7 @@ type MemoryRun struct {
 	PeakMB    float64 `json:"rss_peak_mb"`
 	WorstP95  float64 `json:"worst_room_p95_s"`
 	CPUCores  float64 `json:"cpu_cores_used"`
+	ReplayMB  float64 `json:"replay_audio_mb"` // the bench's own copy of the audio it replays
 }
 
 // RoomsMemoryReport is the memory one more room costs: the same live benchmark with N−1
@@ -26,6 +27,8 @@ type RoomsMemoryReport struct {
 	// difference is also given (a peak is one sample, noisier).
 	PerExtraRoomMB     float64 `json:"rss_per_extra_room_mb"`
 	PerExtraRoomPeakMB float64 `json:"rss_peak_per_extra_room_mb"`
+	// PerExtraRoomServedMB leaves out the extra replay buffer the bench itself holds.
+	PerExtraRoomServedMB float64 `json:"rss_per_extra_room_without_replay_mb"`
 	// FrontEnd is the clean-up + Silero VAD throughput of one room on one goroutine (xRT:
 	// the rooms one core can clean and segment) and the memory each front end adds.
 	FrontEnd *FrontEndReport `json:"frontend"`
@@ -49,10 +52,11 @@ func RoomsMemory(n int, seconds float64, run func(rooms int) (*LiveReport, error
 			return nil, fmt.Errorf("bench rooms-memory: %d rooms: %w", k, err)
 		}
 		rep.Runs = append(rep.Runs, MemoryRun{Rooms: k, RSSBaseMB: lr.RSSBaseMB, SteadyMB: lr.RSSSteadyMB, PeakMB: lr.RSSPeakMB,
-			WorstP95: lr.WorstP95, CPUCores: lr.CPUCores})
+			WorstP95: lr.WorstP95, CPUCores: lr.CPUCores, ReplayMB: lr.ReplayAudioMB})
 	}
 	rep.PerExtraRoomMB = rep.Runs[1].SteadyMB - rep.Runs[0].SteadyMB
 	rep.PerExtraRoomPeakMB = rep.Runs[1].PeakMB - rep.Runs[0].PeakMB
+	rep.PerExtraRoomServedMB = rep.PerExtraRoomMB - (rep.Runs[1].ReplayMB - rep.Runs[0].ReplayMB)
 	return rep, nil
 }
 

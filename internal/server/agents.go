@@ -347,10 +347,11 @@ func (s *Server) agentSocket(w http.ResponseWriter, r *http.Request) {
 		case websocket.TextMessage:
 			var m wire.Message
 			if json.Unmarshal(data, &m) == nil && m.Type == "button" {
+				h.pressedOffline(c, m)
 				h.wg.Add(1)
 				go func() { // may pause or resume a session, which waits on this reader
 					defer h.wg.Done()
-					h.button(c)
+					h.button(c, m)
 				}()
 			}
 		}
@@ -455,51 +456,113 @@ func (h *agentHub) receive(c *agentConn, f wire.Frame) error {
 	return nil
 }
 
+// agentPressFresh is how old a press may be and still pause or resume a session: an
+// older one was made while the agent was offline, and the session may have been paused,
+// resumed or stopped in the UI since.
+const agentPressFresh = 5 * time.Second
+
+// pressedOffline notes, before the frames that follow it are read, that the agent paused
+// run m.Run itself when the button was pressed while it was offline: the end of that run
+// then waits for the session's Pause (button) instead of stopping the session.
+func (h *agentHub) pressedOffline(c *agentConn, m wire.Message) {
+	if m.Run == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if run := h.runs[c.agent.RoomID]; run != nil && run.id == m.Run && !run.ended {
+		run.pausedAtRoom = true
+	}
+}
+
 // button handles a press of the room's button: it pauses a recording session or
 // resumes a paused one; with no session it asks the clinician's screen for a start
-// (consent is still taken in the UI).
-func (h *agentHub) button(c *agentConn) {
+// (consent is still taken in the UI). A press the agent could only send late (it was
+// offline) never resumes recording; one that paused a run at the agent pauses the session.
+func (h *agentHub) button(c *agentConn, m wire.Message) {
 	ctx := store.WithActor(h.ctx, fmt.Sprintf("agent:%d", c.agent.ID))
 	roomID := c.agent.RoomID
+	ago := time.Duration(max(m.Ago, 0) * float64(time.Second))
+	pressed := time.Now().Add(-ago).UTC()
+	late := ""
+	if ago > agentPressFresh {
+		late = fmt.Sprintf(" (pressed at %s while the room agent was offline)", pressed.Local().Format("15:04:05"))
+	}
 	cs, err := h.s.store.Consultations(ctx, store.ConsultationFilter{RoomID: roomID, States: []string{store.StateRecording, store.StatePaused}, Limit: 1})
 	if err != nil {
 		h.s.log.Error("button: cannot read the room's session", "err", err)
+		h.releasePausedAtRoom(roomID, m.Run)
 		return
 	}
 	if len(cs) == 0 {
+		h.releasePausedAtRoom(roomID, m.Run)
 		h.mu.Lock()
-		h.started[roomID] = time.Now().UTC()
+		h.started[roomID] = pressed
 		h.mu.Unlock()
-		h.s.log.Info("start requested with the room's button", "room", c.agent.RoomName)
+		h.s.log.Info("start requested with the room's button", "room", c.agent.RoomName, "ago", ago.Round(time.Second))
 		c.queue(wire.Message{Type: "notice", Message: "start requested at the room: the clinician confirms consent and starts in the UI"})
 		return
 	}
-	action, text := "pause", "Paused with the button in the room"
-	if cs[0].State == store.StatePaused {
-		action, text = "resume", "Resumed with the button in the room"
+	var action, text string
+	switch {
+	case m.Run != 0 && cs[0].State == store.StateRecording:
+		action, text = "pause", "Paused at the room"+late+"; nothing was recorded after the press"
+	case m.Run != 0 || ago > agentPressFresh:
+		// Too late to act on: the session may have changed since, and recording must
+		// never resume on a stale press.
+		h.releasePausedAtRoom(roomID, m.Run)
+		text = "The room's button was pressed" + late + " and not acted on: use Pause or Resume here"
+	case cs[0].State == store.StatePaused:
+		action, text = "resume", "Resumed at the room"
+	default:
+		action, text = "pause", "Paused at the room"
 	}
-	if _, err := h.s.live.transition(ctx, cs[0].ID, action); err != nil {
-		h.s.log.Warn("button: "+action+" failed", "session", cs[0].ID, "err", err)
-		text = "The room's button was pressed but the session could not be " + action + "d: " + err.Error()
+	if action != "" {
+		if _, err := h.s.live.transition(ctx, cs[0].ID, action); err != nil {
+			h.s.log.Warn("button: "+action+" failed", "session", cs[0].ID, "err", err)
+			h.releasePausedAtRoom(roomID, m.Run)
+			text = "The room's button was pressed but the session could not be " + action + "d: " + err.Error()
+		}
 	}
 	h.s.live.session(cs[0].ID).hub.publish(message{Type: "agent", Message: text})
 	c.queue(wire.Message{Type: "notice", Message: text})
 }
 
+// releasePausedAtRoom ends a run the agent paused by itself when the session will not be
+// paused for it (no session, or the press came too late): the run ends as the agent
+// ended it.
+func (h *agentHub) releasePausedAtRoom(roomID int64, run uint32) {
+	if run == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.runs[roomID]; r != nil && r.id == run && r.pausedAtRoom {
+		r.pausedAtRoom = false
+		if r.endSeen {
+			r.finishLocked("the recording was paused with the room's button while the room agent was offline")
+		}
+	}
+}
+
 // agentRun is the audio source of one recording run of an agent room: the agent's
 // speech frames laid on a timeline with silence filled in.
 type agentRun struct {
-	h         *agentHub
-	roomID    int64
-	id        uint32
-	push      *source.Push
-	tl        wire.Timeline // used only by the connection's reader
-	conn      *agentConn    // guarded by h.mu; nil while the agent is away
-	closing   bool          // guarded by h.mu: Pause/Stop asked the agent to finish
-	ended     bool          // guarded by h.mu: the source is closed
-	reason    string        // guarded by h.mu: why the run ended by itself
-	awayTimer *time.Timer
-	drain     *time.Timer
+	h       *agentHub
+	roomID  int64
+	id      uint32
+	push    *source.Push
+	tl      wire.Timeline // used only by the connection's reader
+	conn    *agentConn    // guarded by h.mu; nil while the agent is away
+	closing bool          // guarded by h.mu: Pause/Stop asked the agent to finish
+	ended   bool          // guarded by h.mu: the source is closed
+	reason  string        // guarded by h.mu: why the run ended by itself
+	// pausedAtRoom (guarded by h.mu): the agent paused this run itself (button pressed
+	// while offline); its end frame waits for the session's Pause instead of ending the run.
+	pausedAtRoom bool
+	endSeen      bool // guarded by h.mu: the end frame came while pausedAtRoom
+	awayTimer    *time.Timer
+	drain        *time.Timer
 }
 
 var _ domain.AudioSource = (*agentRun)(nil)
@@ -545,6 +608,10 @@ func (r *agentRun) Close() error {
 	r.closing = true
 	if r.awayTimer != nil {
 		r.awayTimer.Stop()
+	}
+	if r.endSeen { // the agent already sent everything (it paused at the room)
+		r.finishLocked("")
+		return nil
 	}
 	if r.conn != nil { // otherwise it is told when it reconnects (attach)
 		r.conn.queue(wire.Message{Type: "idle", Run: r.id, Reason: "paused or stopped in the UI"})
@@ -612,6 +679,11 @@ func (r *agentRun) add(ctx context.Context, f wire.Frame) error {
 	}
 	if f.Kind == wire.KindEnd {
 		r.h.mu.Lock()
+		if r.pausedAtRoom && !r.closing {
+			r.endSeen = true // the button's Pause closes the run (Close)
+			r.h.mu.Unlock()
+			return nil
+		}
 		reason := ""
 		if !r.closing {
 			reason = "the room agent ended the recording (its audio source ended or it could not keep recording)"

@@ -390,3 +390,83 @@ func TestScheduledTranscriptPurge(t *testing.T) {
 		t.Fatalf("after the purge: %d segments, %v", len(segs), err)
 	}
 }
+
+// The session timeline runs on across Pause/Resume, and so does the held audio: a WAV
+// room replays its file from the start when resumed, so a range after the resume holds
+// the file's opening again, placed after the audio recorded before the pause.
+func TestRelistenAcrossPauseAndResume(t *testing.T) {
+	wav, samples := writeSignal(t)
+	e := retainedEnv(t, 4)
+	doc := e.user("gp", store.RoleClinician)
+	cl := e.login("gp")
+	room := e.room("Room 1", store.SourceWAV, map[string]string{"path": wav}, doc.ID)
+	id := startWAV(t, e, cl, room.ID).ID
+	waitFor(t, time.Minute, "two segments before the pause", func() bool { _, segs := cl.session(id); return len(segs) >= 2 })
+	var paused sessionView
+	if st := cl.do("POST", "/api/sessions/"+id+"/pause", nil, &paused); st != 200 || paused.State != store.StatePaused {
+		t.Fatalf("pause: %d %s", st, paused.State)
+	}
+	p := paused.AudioSeconds
+	if p < 2 || p > 7 {
+		t.Fatalf("paused after %.3f s: want the pause well inside the 8 s file", p)
+	}
+	// Nothing is held for the paused stretch's future yet.
+	if st, _, _ := cl.relisten(id, p+0.5, p+1.5); st != http.StatusNotFound {
+		t.Fatalf("re-listen past the pause before resuming: %d, want 404", st)
+	}
+	if st := cl.do("POST", "/api/sessions/"+id+"/resume", nil, nil); st != 200 {
+		t.Fatalf("resume: %d", st)
+	}
+	waitFor(t, time.Minute, "the file to end after the resume", func() bool { v, _ := cl.session(id); return v.State == store.StateStopped })
+	v, segs := cl.session(id)
+	if math.Abs(v.AudioSeconds-(p+8)) > 0.01 || !v.AudioHeld {
+		t.Fatalf("after the resumed run: %.3f s of audio (want %.3f), audio_held %v", v.AudioSeconds, p+8, v.AudioHeld)
+	}
+
+	at := func(s float64) int { return int(math.Round(s * 16000)) }
+	// want is what the timeline holds from a to b: the file up to the pause, then the file
+	// again from its start.
+	want := func(a, b float64) []float32 {
+		var out []float32
+		for i := at(a); i < at(b); i++ {
+			if i < at(p) {
+				out = append(out, samples[i])
+			} else {
+				out = append(out, samples[i-at(p)])
+			}
+		}
+		return out
+	}
+	check := func(what string, a, b float64) {
+		t.Helper()
+		st, got, msg := cl.relisten(id, a, b)
+		if st != 200 {
+			t.Fatalf("re-listen %s %.3f–%.3f: %d %s", what, a, b, st, msg)
+		}
+		w := want(a, b)
+		if d := len(got) - len(w); d < -1 || d > 1 {
+			t.Fatalf("re-listen %s returned %d samples, want %d", what, len(got), len(w))
+		}
+		// Each half on its own, so a range across the pause must be right on both sides.
+		h := len(w) / 2
+		r1, r2 := correlation(got[:h], w[:h]), correlation(got[h:], w[h:])
+		if r1 < 0.9 || r2 < 0.9 {
+			t.Fatalf("re-listen %s %.3f–%.3f correlates %.3f / %.3f with the recorded audio", what, a, b, r1, r2)
+		}
+		t.Logf("re-listen %s %.3f–%.3f s: correlation %.4f / %.4f", what, a, b, r1, r2)
+	}
+	check("before the pause", 0.5, 1.5)
+	check("across the pause", p-0.5, p+0.5)
+	check("after the resume", p+2, p+3)
+	var after *store.Segment
+	for i := range segs {
+		if segs[i].Start >= p+1 {
+			after = &segs[i]
+			break
+		}
+	}
+	if after == nil {
+		t.Fatalf("no segment after the resume in %+v", segs)
+	}
+	check("of a segment after the resume", after.Start, after.End)
+}

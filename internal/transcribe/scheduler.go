@@ -175,6 +175,7 @@ func (s *scheduler) acquire(ctx context.Context, room string) (Decoder, time.Dur
 	rs := s.room(room)
 	s.lastLive = time.Now()
 	if len(s.free) > 0 && s.waiting == 0 {
+		s.preemptLowestLocked()
 		d := s.popFree()
 		rs.Served++
 		rs.LastWait = 0
@@ -247,17 +248,12 @@ func (s *scheduler) tryAcquire(ctx context.Context, room string) (d Decoder, wor
 	s.lastLive = time.Now()
 	if len(s.free) == 0 || s.waiting > 0 {
 		rs.Dropped++
-		// Provisional text outranks idle-time work: take a decoder back for the next
+		// Provisional text outranks idle-time work: take the machine back for the next
 		// snapshot (this one is dropped rather than made to wait).
-		for _, h := range s.prov {
-			if h.lowest && !h.preempted {
-				h.preempted = true
-				h.cancel()
-				break
-			}
-		}
+		s.preemptLowestLocked()
 		return nil, nil, nil, false
 	}
+	s.preemptLowestLocked()
 	d = s.popFree()
 	work, cancel := context.WithCancel(ctx)
 	h := &provHold{room: room, since: time.Now(), cancel: cancel}
@@ -268,6 +264,18 @@ func (s *scheduler) tryAcquire(ctx context.Context, room string) (d Decoder, wor
 		return h.preempted
 	}
 	return d, work, preempted, true
+}
+
+// preemptLowestLocked cancels idle-time work: it may use every core (a second-pass model
+// has its own threads), so any live decode, even on another free decoder, takes the
+// machine back from it. s.mu is held.
+func (s *scheduler) preemptLowestLocked() {
+	for _, h := range s.prov {
+		if h.lowest && !h.preempted {
+			h.preempted = true
+			h.cancel()
+		}
+	}
 }
 
 // tryIdle lends a decoder to idle-time work if every decoder is free, nothing waits and

@@ -180,3 +180,70 @@ func TestSchedulerCommittedWorkPreemptsProvisional(t *testing.T) {
 		t.Errorf("undisturbed provisional decode: %v", err)
 	}
 }
+
+// Idle-time work (the second pass) runs only once live work is done, and gives the
+// machine back to committed and to provisional work at once.
+func TestSchedulerIdleWorkHasLowestPriority(t *testing.T) {
+	g := &gateDecoder{started: make(chan string, 4), finish: make(chan struct{})}
+	e, err := NewEngine(DefaultConfig(), []Decoder{g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := make(chan error, 1)
+	go func() {
+		_, _, err := e.Transcribe(WithRoom(context.Background(), "a"), utter(1, 1))
+		live <- err
+	}()
+	<-g.started
+	var liveDone sync.Mutex // held while the live decode runs
+	liveDone.Lock()
+	idleRan := make(chan bool, 1)
+	idle := make(chan error, 1)
+	go func() {
+		idle <- e.WhenIdle(context.Background(), time.Nanosecond, func(ctx context.Context) error {
+			idleRan <- liveDone.TryLock() // false if live work were still running
+			<-ctx.Done()                  // runs until taken back
+			return ctx.Err()
+		})
+	}()
+	liveDone.Unlock()
+	g.finish <- struct{}{}
+	if err := <-live; err != nil {
+		t.Fatal(err)
+	}
+	if ok := <-idleRan; !ok {
+		t.Fatal("idle-time work ran while a live decode was running")
+	}
+	// A committed utterance takes the machine back.
+	go func() {
+		_, _, err := e.Transcribe(WithRoom(context.Background(), "b"), utter(1, 1))
+		live <- err
+	}()
+	if err := <-idle; !errors.Is(err, ErrPreempted) {
+		t.Fatalf("idle-time work returned %v, want ErrPreempted", err)
+	}
+	<-g.started
+	g.finish <- struct{}{}
+	if err := <-live; err != nil {
+		t.Fatal(err)
+	}
+	// So does provisional text: the snapshot that finds the machine taken is dropped,
+	// and the idle-time work is stopped for the next one.
+	go func() {
+		idle <- e.WhenIdle(context.Background(), time.Nanosecond, func(ctx context.Context) error {
+			idleRan <- true
+			<-ctx.Done()
+			return ctx.Err()
+		})
+	}()
+	<-idleRan
+	if _, _, err := e.TryTranscribe(WithRoom(context.Background(), "c"), utter(1, 1)); !errors.Is(err, ErrBusy) {
+		t.Errorf("provisional work while idle-time work holds the decoder: %v, want ErrBusy", err)
+	}
+	if err := <-idle; !errors.Is(err, ErrPreempted) {
+		t.Fatalf("idle-time work returned %v after provisional work arrived, want ErrPreempted", err)
+	}
+	if st := e.Stats(); st.Free != 1 || st.Waiting != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}

@@ -1,14 +1,16 @@
 "use strict";
 // The JSON API client both pages use. Loaded before app.js and cso.js.
 
-// apiRequest sends a JSON request and returns the decoded answer, or throws an Error
-// carrying the server's message and the HTTP status.
 // audioURL is a range of a session's held audio as a WAV (GET, so no CSRF token; each
 // fetch is recorded in the audit trail). Only offered when the session says audio_held.
+// The range is widened to whole hundredths so no edge of the line is cut off.
 function audioURL(id, start, end) {
-  return `/api/sessions/${encodeURIComponent(id)}/audio?start=${start.toFixed(2)}&end=${end.toFixed(2)}`;
+  const s = Math.floor(start * 100) / 100, e = Math.ceil(end * 100) / 100;
+  return `/api/sessions/${encodeURIComponent(id)}/audio?start=${s.toFixed(2)}&end=${e.toFixed(2)}`;
 }
 
+// apiRequest sends a JSON request and returns the decoded answer, or throws an Error
+// carrying the server's message and the HTTP status.
 async function apiRequest(method, path, body) {
   const opt = { method, headers: {}, credentials: "same-origin" };
   // CSRF (server/protection.go): the server wants the login's token, set by /api/login in

@@ -87,14 +87,15 @@ async function showRooms() {
   if (!rooms.length) list.append(el("li", {}, me.role === "clinician" ? "No rooms are assigned to you yet. Ask an administrator." : "No rooms yet."));
   for (const room of rooms) list.append(roomItem(room));
   $("admin-panel").hidden = me.role !== "admin";
-  if (me.role === "admin") loadAdmin();
+  if (me.role === "admin") { loadAdmin(); loadAgentsAdmin(rooms); } // agent.js
 }
 
 function roomItem(room) {
   const li = el("li", { "data-room": room.name },
     el("h2", {}, room.name),
-    el("p", { class: "meta" }, `Audio: ${{ wav: "WAV file", browser: "browser microphone", device: "audio device" }[room.source_kind] || room.source_kind}` +
+    el("p", { class: "meta" }, `Audio: ${{ wav: "WAV file", browser: "browser microphone", device: "audio device", agent: "room agent" }[room.source_kind] || room.source_kind}` +
       (room.clinician_name ? ` · Clinician: ${room.clinician_name}` : " · Unassigned")));
+  if (room.source_kind === "agent") li.append(agentStatusLine(room)); // agent.js
   if (room.active) {
     li.append(el("p", {}, `A consultation is ${room.active.state}.`));
     if (me.role === "clinician" && room.active.id) {
@@ -170,6 +171,7 @@ let S = null; // the open session
 function leaveSession() {
   if (!S) return;
   S.closed = true;
+  stopAudio();
   if (S.ws) S.ws.close();
   stopMic();
   S = null;
@@ -183,6 +185,7 @@ function openSession(id) {
   $("transcript").replaceChildren();
   $("confirm-reviewed").checked = false;
   $("approve-error").textContent = "";
+  $("discard-confirm").hidden = true;
   connect();
 }
 
@@ -230,6 +233,9 @@ function apply(msg) {
     case "segments":
       for (const g of msg.segments) S.segments.set(g.id, g);
       break;
+    case "agent": // the room's button (agent.js)
+      agentMessage(msg.message);
+      break;
     case "state":
       setSession(msg.session);
       if (msg.session.state !== "recording") S.provisional.clear();
@@ -252,6 +258,7 @@ function setSession(sess) {
   $("btn-resume").hidden = st !== "paused";
   $("btn-stop").hidden = st !== "recording" && st !== "paused";
   $("btn-discard-audio").hidden = !sess.audio_held;
+  if (!sess.audio_held) { $("discard-confirm").hidden = true; stopAudio(); }
   $("view-session").classList.toggle("readonly", st === "approved");
   $("approved").hidden = st !== "approved";
   if (st === "approved") {
@@ -259,6 +266,7 @@ function setSession(sess) {
     $("delivery").textContent = sess.delivery_state ? `Write-back: ${sess.delivery_state}${sess.delivery_reason ? " — " + sess.delivery_reason : ""}` : "Handed to write-back.";
   }
   if (sess.room_source === "browser" && st === "recording") startMic(); else stopMic();
+  agentSessionStatus(sess); // agent.js
   updateReview();
 }
 
@@ -300,7 +308,7 @@ function fillSegment(li, g) {
     el("div", { class: "seg-head" },
       el("span", { class: "seg-time" }, `[${fmtTime(g.start)}]`),
       S.session && S.session.audio_held && g.end > g.start ? el("button", { type: "button", class: "play",
-        "aria-label": `Play the audio of the line at ${fmtTime(g.start)}`, onclick: () => playAudio(g) }, "▶") : null,
+        "aria-label": `Play the audio of the line at ${fmtTime(g.start)}`, "aria-pressed": "false", onclick: () => playAudio(g) }, "▶") : null,
       ...(S.session && S.session.state === "approved" ? [el("strong", {}, g.speaker)] : speakerSelect(g)),
       flags.length ? el("span", { class: "seg-flags" }, "⚑ " + flags.join(", ").replaceAll("_", " ")) : null),
   ];
@@ -424,22 +432,53 @@ for (const [btn, action] of [["btn-pause", "pause"], ["btn-resume", "resume"], [
 const viewKey = () => (S.session ? `${S.session.state}|${S.session.audio_held}` : "");
 
 // playAudio plays a line's stretch of the held audio, straight from the server (no copy
-// is kept in the page).
+// is kept in the page). The line's button shows ■ while it plays; pressing it again stops.
 function playAudio(g) {
-  if (S.player) S.player.pause();
+  const again = S.player && S.player.line === g.id;
+  stopAudio();
+  if (again) return;
   const a = new Audio(audioURL(S.id, g.start, g.end));
-  a.onerror = () => status("The audio of this line cannot be played: it may have been deleted (approval, discard or time limit).", true);
+  a.line = g.id;
+  a.onended = () => stopAudio(a);
+  a.onerror = () => {
+    stopAudio(a);
+    status("The audio of this line cannot be played: it may have been deleted (approval, discard or time limit).", true);
+  };
   S.player = a;
-  a.play().catch(() => {});
+  showPlaying();
+  a.play().catch((e) => { if (e.name !== "AbortError") { stopAudio(a); status(`The audio cannot be played: ${e.message}`, true); } });
 }
 
-$("btn-discard-audio").addEventListener("click", async () => {
-  if (!confirm("Delete this consultation's audio now? It cannot be listened to again.")) return;
+// stopAudio stops what is playing (only if it is still `only`, when given).
+function stopAudio(only) {
+  if (!S || !S.player || (only && S.player !== only)) return;
+  S.player.pause();
+  S.player = null;
+  showPlaying();
+}
+
+function showPlaying() {
+  for (const b of document.querySelectorAll("#transcript button.play")) {
+    const on = !!(S && S.player && S.player.line === b.closest("li.segment").dataset.id);
+    b.textContent = on ? "■" : "▶";
+    b.setAttribute("aria-pressed", String(on));
+  }
+}
+
+// Discarding the audio is final, so it asks first, in the page: a native confirm() box
+// blocks the whole tab (live transcript included) and browsers let users suppress it.
+$("btn-discard-audio").addEventListener("click", () => { $("discard-confirm").hidden = false; $("btn-discard-no").focus(); });
+$("btn-discard-no").addEventListener("click", () => { $("discard-confirm").hidden = true; $("btn-discard-audio").focus(); });
+$("btn-discard-yes").addEventListener("click", async () => {
+  $("btn-discard-yes").disabled = true;
   try {
+    stopAudio();
     setSession(await api("POST", `/api/sessions/${S.id}/discard-audio`));
     render(true);
-    status("Audio deleted.");
+    status("Audio deleted. The transcript is kept.");
   } catch (e) { status(e.message, true); }
+  $("btn-discard-yes").disabled = false;
+  $("discard-confirm").hidden = true;
 });
 
 $("btn-undo").addEventListener("click", () => edit(null, () => api("POST", `/api/sessions/${S.id}/undo`)));

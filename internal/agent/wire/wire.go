@@ -128,7 +128,8 @@ func Decode(b []byte) (Frame, error) {
 
 // Message is a JSON control message, in either direction.
 //
-// Agent → gateway: "hello" (Instance, Channels, BufferSeconds, Version), "button".
+// Agent → gateway: "hello" (Instance, Channels, BufferSeconds, Version), "button" (Ago;
+// Run when the press paused run Run at the agent while the gateway was unreachable).
 // Gateway → agent: "record" (Run), "idle" (Run, Reason), "ack" (Seq), "notice" (Message),
 // "error" (Message, just before the gateway closes the connection).
 type Message struct {
@@ -141,6 +142,9 @@ type Message struct {
 	Version       int     `json:"version,omitempty"`
 	Reason        string  `json:"reason,omitempty"`
 	Message       string  `json:"message,omitempty"`
+	// Ago is how long before sending the button was pressed (seconds; a press made while
+	// the gateway was unreachable is sent after the reconnect).
+	Ago float64 `json:"ago_seconds,omitempty"`
 }
 
 // Dedup is the gateway's view of one agent process's sequence numbers: each frame is
