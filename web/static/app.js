@@ -233,6 +233,10 @@ function apply(msg) {
     case "segments":
       for (const g of msg.segments) S.segments.set(g.id, g);
       break;
+    case "refined": // second pass: an utterance's untouched segments, replaced in place
+      for (const id of msg.replaces || []) S.segments.delete(id);
+      for (const g of msg.segments || []) S.segments.set(g.id, g);
+      break;
     case "agent": // the room's button (agent.js)
       agentMessage(msg.message);
       break;
