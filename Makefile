@@ -49,6 +49,9 @@ corpus: build
 	$(BIN) corpus render $(CORPUS_ARGS)
 
 # Figures, never pass/fail: Go benchmarks, then scribe bench (JSON + PNG charts in bin/bench/).
+# Without SCRIBE_MODEL / SCRIBE_VAD_MODEL set, the figures are taken with the test models.
+bench: export SCRIBE_MODEL ?= $(abspath ../shared/models/for-tests-ggml-tiny.en.bin)
+bench: export SCRIBE_VAD_MODEL ?= $(abspath ../shared/models/for-tests-silero-v6.2.0-ggml.bin)
 bench: build
 	scripts/make-test-audio
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
@@ -56,6 +59,7 @@ bench: build
 	$(BIN) bench file --vs whisper-cli --runs 3 --out bin/bench/file.json --chart bin/bench/file.png testdata/audio/day1_consultation01-60s.mono.wav
 	$(BIN) bench live --rooms 1 --seconds 60 --out bin/bench/live.json --chart bin/bench/live.png
 	$(BIN) bench capacity --seconds 30 --max-rooms 6 --out bin/bench/capacity.json --chart bin/bench/capacity.png
+	$(BIN) bench rooms-memory --rooms 3 --seconds 30 --out bin/bench/rooms-memory.json --chart bin/bench/rooms-memory.png
 	$(BIN) bench frontend --out bin/bench/frontend.json
 
 fuzz:

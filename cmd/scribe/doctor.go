@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"scribe/internal/agent"
 	"scribe/internal/capture"
 	"scribe/internal/config"
 	"scribe/internal/doctor"
@@ -23,6 +24,9 @@ func init() {
 // installedKeyFile is where scripts/install generates the data key.
 const installedKeyFile = "/etc/scribe/data.key"
 
+// installedGatewayConfig is where scripts/install puts the gateway's configuration.
+const installedGatewayConfig = "/etc/scribe/scribe.yaml"
+
 func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("doctor", stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
@@ -30,8 +34,15 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	keyFile := fs.String("key-file", "", "data key file (default /etc/scribe/data.key if present, else data.key in the data directory; the systemd credential and SCRIBE_DATA_KEY take precedence)")
 	bench := fs.Bool("bench", true, "decode 5 s of audio to estimate how many rooms this machine can serve")
 	format := fs.String("format", "text", "text or json")
+	agentCfg := fs.String("agent-config", "", "check this room agent instead of a gateway: its enrolment file (e.g. "+agent.DefaultConfigPath+"), the gateway, the token, audio devices, the VAD model; default: "+agent.DefaultConfigPath+" when it exists, no --config is given and there is no "+installedGatewayConfig)
+	vadModel := fs.String("vad-model", "", "Silero VAD model (default from the configuration)")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *agentCfg == "" && *cfgPath == "" && fileExists(agent.DefaultConfigPath) && !fileExists(installedGatewayConfig) {
+		// A room box installed with scripts/install --agent has no gateway config: check it
+		// as an agent. An all-in-one machine has both and gets the gateway's checks.
+		*agentCfg = agent.DefaultConfigPath
 	}
 	if *format != "text" && *format != "json" {
 		return errUsagef("--format %q: want text or json", *format)
@@ -43,6 +54,9 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
+	if *vadModel != "" {
+		cfg.Models.VAD = *vadModel
+	}
 	if *keyFile == "" {
 		// scripts/install puts the key in /etc/scribe and hands it to the service as a
 		// systemd credential; otherwise the store keeps it beside the database.
@@ -51,7 +65,7 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			*keyFile = installedKeyFile
 		}
 	}
-	opt := doctor.Options{Config: cfg, KeyFile: *keyFile, Bench: *bench, BuildTime: buildTime(),
+	opt := doctor.Options{Config: cfg, KeyFile: *keyFile, Bench: *bench, BuildTime: buildTime(), AgentConfig: *agentCfg,
 		Devices: func() ([]string, error) {
 			devs, err := capture.Devices()
 			names := make([]string, 0, len(devs))

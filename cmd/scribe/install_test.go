@@ -79,16 +79,7 @@ func TestInstallIntoStagingRootAndVerifyUnits(t *testing.T) {
 		"etc/scribe/data.key":               0o600,
 		"var/lib/scribe":                    0o700 | os.ModeDir,
 	}
-	for p, want := range modes {
-		fi, err := os.Stat(filepath.Join(root, p))
-		if err != nil {
-			t.Errorf("%s not installed: %v", p, err)
-			continue
-		}
-		if got := fi.Mode() & (os.ModePerm | os.ModeDir); got != want {
-			t.Errorf("%s: mode %v, want %v", p, got, want)
-		}
-	}
+	checkModes(t, root, modes)
 	if !hasLine(t, filepath.Join(root, "etc/passwd"), func(l string) bool {
 		return strings.HasPrefix(l, "scribe:") && strings.HasSuffix(l, ":/var/lib/scribe:/usr/sbin/nologin")
 	}) {
@@ -164,16 +155,7 @@ func TestInstallAgentIntoStagingRootAndVerifyUnit(t *testing.T) {
 		"etc/udev/rules.d/60-scribe-gpio.rules":   0o644,
 		"etc/scribe":                              0o750 | os.ModeDir,
 	}
-	for p, want := range modes {
-		fi, err := os.Stat(filepath.Join(root, p))
-		if err != nil {
-			t.Errorf("%s not installed: %v", p, err)
-			continue
-		}
-		if got := fi.Mode() & (os.ModePerm | os.ModeDir); got != want {
-			t.Errorf("%s: mode %v, want %v", p, got, want)
-		}
-	}
+	checkModes(t, root, modes)
 	for _, p := range []string{"etc/systemd/system/scribe.service", "etc/scribe/data.key", "etc/scribe/scribe.yaml", "var/lib/scribe"} {
 		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
 			t.Errorf("the agent install made the gateway's %s", p)
@@ -224,6 +206,22 @@ func TestInstallAgentIntoStagingRootAndVerifyUnit(t *testing.T) {
 	for _, u := range []string{"scribe.service", "scribe-agent.service"} {
 		if out, err := systemdVerify(t, root, "/etc/systemd/system/"+u); err != nil || out != "" {
 			t.Errorf("systemd-analyze verify %s on an all-in-one box: %v\n%s", u, err, out)
+		}
+	}
+}
+
+// checkModes requires each path under root to be installed with its mode (permissions
+// and whether it is a directory).
+func checkModes(t *testing.T, root string, modes map[string]os.FileMode) {
+	t.Helper()
+	for p, want := range modes {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if err != nil {
+			t.Errorf("%s not installed: %v", p, err)
+			continue
+		}
+		if got := fi.Mode() & (os.ModePerm | os.ModeDir); got != want {
+			t.Errorf("%s: mode %v, want %v", p, got, want)
 		}
 	}
 }

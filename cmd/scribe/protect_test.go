@@ -162,47 +162,45 @@ type protSessionOut struct {
 	Segments []store.Segment `json:"segments"`
 }
 
-// kill -9 while recording, then restart: what was committed is intact, the session is
-// marked interrupted (and paused: no passive listening), and the audit chain verifies.
-func TestKillDashNineMidSessionThenRestart(t *testing.T) {
-	model, vad := testModels(t)
-	bin := scribeBinary(t)
-	dir := t.TempDir()
-	// Three jfk.wav in a row: long enough that the kill lands mid-recording.
-	jfk := filepath.Join(config.SharedDir(), "audio", "jfk.wav")
-	clip, err := audio.ReadFile(jfk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var long []float32
-	for range 3 {
-		long = append(long, domain.MixDown(clip.Channels)...)
-	}
-	wav := filepath.Join(dir, "long.wav")
-	if err := audio.WriteWAVFile(wav, clip.Rate, [][]float32{long}); err != nil {
-		t.Fatal(err)
-	}
+// seedWAVRoom writes a serve config for dir (the test models, one worker, then
+// extraYAML) and a clinician "gp" with a room that plays wav; it returns the config file
+// and the room's id.
+func seedWAVRoom(t *testing.T, dir, wav, model, vad, extraYAML string) (string, int64) {
+	t.Helper()
 	cfgFile := filepath.Join(dir, "scribe.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf("models:\n  whisper: %s\n  vad: %s\n  workers: 1\n  threads: 2\ntranscription:\n  temperature_inc: 0\n", model, vad)), 0o600)
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("models:\n  whisper: %s\n  vad: %s\n  workers: 1\n  threads: 2\ntranscription:\n  temperature_inc: 0\n%s", model, vad, extraYAML)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(dir, "scribe.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := st.CreateUser(ctx, store.NewUser{Username: "gp", Role: store.RoleClinician, Password: testPassword})
+	defer st.Close()
+	u, err := st.CreateUser(ctx, store.NewUser{Username: "gp", Role: store.RoleClinician, Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfgJSON, _ := json.Marshal(map[string]string{"path": wav})
 	room, err := st.CreateRoom(ctx, store.NewRoom{Name: "Room 1", SourceKind: store.SourceWAV, SourceConfig: cfgJSON, ClinicianID: u.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Close()
+	return cfgFile, room.ID
+}
 
+// killMidRecording serves dir, starts a session in the room (start is the request body)
+// as "gp", waits for its first committed segment and kill -9s the server while the
+// session is still recording. It returns the session's id and what the API showed
+// before the kill, for the test to compare with what a restart finds.
+func killMidRecording(t *testing.T, bin, cfgFile, dir string, roomID int64, start map[string]any) (string, protSessionOut) {
+	t.Helper()
 	cmd, base, stderr := startServeProt(t, bin, cfgFile, dir)
 	c := newAPIClient(t, base, "gp", testPassword)
 	var started struct {
 		ID string `json:"id"`
 	}
-	if code := c.call("POST", fmt.Sprintf("/api/rooms/%d/sessions", room.ID), map[string]any{"consent": true, "nhs_number": "9434765919"}, &started); code != 201 {
+	if code := c.call("POST", fmt.Sprintf("/api/rooms/%d/sessions", roomID), start, &started); code != 201 {
 		t.Fatalf("start session: %d", code)
 	}
 	var before protSessionOut
@@ -221,11 +219,65 @@ func TestKillDashNineMidSessionThenRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
+	return started.ID, before
+}
+
+// jfkThreeTimes is jfk.wav three times over as 16 kHz mono: long enough that a kill
+// lands mid-recording.
+func jfkThreeTimes(t *testing.T) []float32 {
+	t.Helper()
+	clip, err := audio.ReadFile(filepath.Join(config.SharedDir(), "audio", "jfk.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := domain.MixDown(clip.To16k().Channels)
+	var long []float32
+	for range 3 {
+		long = append(long, one...)
+	}
+	return long
+}
+
+// stopAndAudit stops the restarted server with SIGTERM, requires `audit verify` to pass
+// on dir and returns the session's audit entries.
+func stopAndAudit(t *testing.T, cmd *exec.Cmd, stderr *strings.Builder, dir, sessionID string) []store.AuditEntry {
+	t.Helper()
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if code, out, errOut := runCLI("audit", "verify", "--data-dir", dir); code != 0 {
+		t.Fatalf("audit chain after kill -9 and restart: exit %d: %s %s\n%s", code, out, errOut, stderr.String())
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(dir, "scribe.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	es, err := st.AuditEntries(ctx, store.AuditFilter{SessionID: sessionID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+// kill -9 while recording, then restart: what was committed is intact, the session is
+// marked interrupted (and paused: no passive listening), and the audit chain verifies.
+func TestKillDashNineMidSessionThenRestart(t *testing.T) {
+	model, vad := testModels(t)
+	bin := scribeBinary(t)
+	dir := t.TempDir()
+	wav := filepath.Join(dir, "long.wav")
+	if err := audio.WriteWAVFile(wav, 16000, [][]float32{jfkThreeTimes(t)}); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile, roomID := seedWAVRoom(t, dir, wav, model, vad, "")
+
+	id, before := killMidRecording(t, bin, cfgFile, dir, roomID, map[string]any{"consent": true, "nhs_number": "9434765919"})
 
 	cmd2, base2, stderr2 := startServeProt(t, bin, cfgFile, dir)
 	c2 := newAPIClient(t, base2, "gp", testPassword)
 	var after protSessionOut
-	if code := c2.call("GET", "/api/sessions/"+started.ID, nil, &after); code != 200 {
+	if code := c2.call("GET", "/api/sessions/"+id, nil, &after); code != 200 {
 		t.Fatalf("session after restart: %d", code)
 	}
 	if after.Session.State != store.StatePaused || !after.Session.Interrupted {
@@ -242,17 +294,7 @@ func TestKillDashNineMidSessionThenRestart(t *testing.T) {
 		}
 	}
 	t.Logf("%d segments committed before the kill, %d after restart", len(before.Segments), len(after.Segments))
-	cmd2.Process.Signal(syscall.SIGTERM)
-	cmd2.Wait()
-	if code, out, errOut := runCLI("audit", "verify", "--data-dir", dir); code != 0 {
-		t.Fatalf("audit chain after kill -9: exit %d: %s %s\n%s", code, out, errOut, stderr2.String())
-	}
-	st, err = store.Open(ctx, filepath.Join(dir, "scribe.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	es, _ := st.AuditEntries(ctx, store.AuditFilter{SessionID: started.ID})
+	es := stopAndAudit(t, cmd2, stderr2, dir, id)
 	found := false
 	for _, e := range es {
 		found = found || (e.Action == "session_pause" && strings.Contains(string(e.Details), `"reason":"interrupted"`))

@@ -1,23 +1,17 @@
 package main
 
 import (
-	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"scribe/internal/audio"
-	"scribe/internal/config"
-	"scribe/internal/domain"
-	"scribe/internal/store"
 )
 
 // pcmSignature indexes every 16-byte run of the samples as f32le and s16le (scaled as
@@ -57,18 +51,11 @@ func TestKillDashNineWithRetainedAudio(t *testing.T) {
 	model, vad := testModels(t)
 	bin := scribeBinary(t)
 	dir := t.TempDir()
-	jfk := filepath.Join(config.SharedDir(), "audio", "jfk.wav")
-	clip, err := audio.ReadFile(jfk)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Seeded noise makes the room's bytes unique to this run.
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	var long []float32
-	for range 3 {
-		for _, v := range domain.MixDown(clip.To16k().Channels) {
-			long = append(long, v+float32(rng.NormFloat64()*0.01))
-		}
+	long := jfkThreeTimes(t)
+	for i := range long {
+		long[i] += float32(rng.NormFloat64() * 0.01)
 	}
 	wav := filepath.Join(t.TempDir(), "long.wav")
 	if err := audio.WriteWAVFile(wav, 16000, [][]float32{long}); err != nil {
@@ -82,46 +69,10 @@ func TestKillDashNineWithRetainedAudio(t *testing.T) {
 	if b, _ := os.ReadFile(wav); !holdsPCM(b, sig) {
 		t.Fatal("the scanner does not recognise the signal in its own WAV")
 	}
-	cfgFile := filepath.Join(dir, "scribe.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf("models:\n  whisper: %s\n  vad: %s\n  workers: 1\n  threads: 2\ntranscription:\n  temperature_inc: 0\naudio:\n  retention: until-approved\n  retention_ttl: 2h\n", model, vad)), 0o600)
-	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(dir, "scribe.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := st.CreateUser(ctx, store.NewUser{Username: "gp", Role: store.RoleClinician, Password: testPassword})
-	cfgJSON, _ := json.Marshal(map[string]string{"path": wav})
-	room, err := st.CreateRoom(ctx, store.NewRoom{Name: "Room 1", SourceKind: store.SourceWAV, SourceConfig: cfgJSON, ClinicianID: u.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	cfgFile, roomID := seedWAVRoom(t, dir, wav, model, vad, "audio:\n  retention: until-approved\n  retention_ttl: 2h\n")
 
-	cmd, base, stderr := startServeProt(t, bin, cfgFile, dir)
-	c := newAPIClient(t, base, "gp", testPassword)
-	var started struct {
-		ID string `json:"id"`
-	}
-	if code := c.call("POST", fmt.Sprintf("/api/rooms/%d/sessions", room.ID), map[string]any{"consent": true}, &started); code != 201 {
-		t.Fatalf("start session: %d", code)
-	}
-	spoolFile := filepath.Join(dir, "spool", started.ID+".spool")
-	var before protSessionOut
-	deadline := time.Now().Add(60 * time.Second)
-	for len(before.Segments) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no committed segment within 60 s:\n%s", stderr.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-		c.call("GET", "/api/sessions/"+started.ID, nil, &before)
-	}
-	if before.Session.State != store.StateRecording {
-		t.Fatalf("session is %s before the kill; the kill must land mid-recording", before.Session.State)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
+	id, _ := killMidRecording(t, bin, cfgFile, dir, roomID, map[string]any{"consent": true})
+	spoolFile := filepath.Join(dir, "spool", id+".spool")
 
 	ciphertext, err := os.ReadFile(spoolFile)
 	if err != nil || len(ciphertext) == 0 {
@@ -140,7 +91,7 @@ func TestKillDashNineWithRetainedAudio(t *testing.T) {
 		return nil
 	})
 	code, out, errOut := runCLI("purge", "--dry-run", "--data-dir", dir)
-	if code != 0 || !strings.Contains(out, started.ID+".spool") || !strings.Contains(out, fmt.Sprintf("%d bytes", len(ciphertext))) {
+	if code != 0 || !strings.Contains(out, id+".spool") || !strings.Contains(out, fmt.Sprintf("%d bytes", len(ciphertext))) {
 		t.Fatalf("purge --dry-run does not list the spool file: exit %d\n%s%s", code, out, errOut)
 	}
 	if _, err := os.Stat(spoolFile); err != nil {
@@ -151,17 +102,7 @@ func TestKillDashNineWithRetainedAudio(t *testing.T) {
 	if _, err := os.Stat(spoolFile); !os.IsNotExist(err) {
 		t.Fatalf("the restarted server did not sweep %s: %v", spoolFile, err)
 	}
-	cmd2.Process.Signal(syscall.SIGTERM)
-	cmd2.Wait()
-	if code, out, errOut := runCLI("audit", "verify", "--data-dir", dir); code != 0 {
-		t.Fatalf("audit chain after kill -9 and sweep: exit %d: %s %s\n%s", code, out, errOut, stderr2.String())
-	}
-	st, err = store.Open(ctx, filepath.Join(dir, "scribe.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	es, _ := st.AuditEntries(ctx, store.AuditFilter{SessionID: started.ID})
+	es := stopAndAudit(t, cmd2, stderr2, dir, id)
 	want := fmt.Sprintf(`"bytes":%d`, len(ciphertext))
 	found := false
 	for _, e := range es {

@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"scribe/internal/config"
 	"scribe/internal/fhir"
 	"scribe/internal/fhir/fhirtest"
 	"scribe/internal/store"
@@ -55,14 +52,7 @@ func TestServeFlushesOutboxOnSIGTERM(t *testing.T) {
 	defer epr.Close()
 
 	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "scribe.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`data_dir: %s
-listen: 127.0.0.1:0
-models: {whisper: %s, vad: %s, workers: 1, threads: 2}
-transcription: {temperature_inc: 0}
-demo: {wavs: [%s]}
-epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001}
-`, filepath.Join(dir, "data"), model, vad, filepath.Join(config.SharedDir(), "audio", "jfk.wav"), epr.URL+target.Path)), 0o600)
+	cfgPath := writeDemoFHIRConfig(t, dir, model, vad, epr.URL+target.Path, "")
 
 	cmd := exec.Command(bin, "serve", "--demo", "--config", cfgPath)
 	cmd.Env = append(os.Environ(), "SCRIBE_DATA_KEY=", "CREDENTIALS_DIRECTORY=")
@@ -107,58 +97,10 @@ epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001}
 	}
 
 	a := newAPIClient(t, base, "demo", password)
-	var rooms []struct {
-		ID int64 `json:"id"`
-	}
-	a.call("GET", "/api/rooms", nil, &rooms)
-	if len(rooms) == 0 {
-		t.Fatal("no demo room")
-	}
-	var sess struct {
-		ID         string `json:"id"`
-		State      string `json:"state"`
-		DocumentID string `json:"document_id"`
-		Delivery   string `json:"delivery_state"`
-		Reason     string `json:"delivery_reason"`
-	}
 	nhs := fhirtest.NewNHSNumber()
 	fs.SeedPatient(t, nhs, "Testpatient")
-	if st := a.call("POST", fmt.Sprintf("/api/rooms/%d/sessions", rooms[0].ID), map[string]any{"consent": true, "nhs_number": nhs}, &sess); st != 201 {
-		t.Fatalf("start: %d", st)
-	}
-	var segs []struct {
-		ID      string `json:"id"`
-		Version int    `json:"version"`
-	}
-	get := func() {
-		var v struct {
-			Session  *json.RawMessage `json:"session"`
-			Segments *json.RawMessage `json:"segments"`
-		}
-		a.call("GET", "/api/sessions/"+sess.ID, nil, &v)
-		if v.Session != nil {
-			json.Unmarshal(*v.Session, &sess)
-		}
-		if v.Segments != nil {
-			json.Unmarshal(*v.Segments, &segs)
-		}
-	}
 	deadline := time.Now().Add(2 * time.Minute)
-	for get(); sess.State != "stopped"; get() {
-		if time.Now().After(deadline) {
-			t.Fatalf("session still %s", sess.State)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	if len(segs) == 0 {
-		t.Fatal("no segments")
-	}
-	if st := a.call("PATCH", "/api/sessions/"+sess.ID+"/segments/"+segs[0].ID, map[string]any{"version": segs[0].Version, "text": "Ask not what your country can do for you."}, nil); st != 200 {
-		t.Fatalf("edit: %d", st)
-	}
-	if st := a.call("POST", "/api/sessions/"+sess.ID+"/approve", map[string]any{"reviewed": true}, nil); st != 200 {
-		t.Fatalf("approve: %d", st)
-	}
+	sess, get := approveDemoSession(t, a, nhs, "Ask not what your country can do for you.", deadline)
 	// The worker's first attempt meets the 503 and schedules the next one an hour away.
 	for get(); !(sess.Delivery == "queued" && strings.Contains(sess.Reason, "will retry")); get() {
 		if time.Now().After(deadline) || sess.Delivery == "sent" || sess.Delivery == "held" || sess.Delivery == "failed" {

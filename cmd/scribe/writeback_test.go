@@ -116,29 +116,39 @@ func startServe(t *testing.T, args ...string) (string, string) {
 	return "", ""
 }
 
-// An approved demo session reaches a real FHIR server (Medplum's engine) as a valid
-// DocumentReference, found by identifier and by patient, with the approved text, hash
-// and size: the whole path from the room's audio to the record.
-func TestApprovedSessionReachesFHIRServer(t *testing.T) {
-	model, vad := testModels(t)
-	fs := fhirtest.Start(t)
-	nhs := fhirtest.NewNHSNumber() // not on the EPR yet: the first delivery must be held
-
-	dir := t.TempDir()
+// writeDemoFHIRConfig writes dir/scribe.yaml for `serve --demo` on jfk.wav, data in
+// dir/data, writing approved notes back to the FHIR base fhirURL; eprExtra is added to
+// the epr block (", key: value" or "").
+func writeDemoFHIRConfig(t *testing.T, dir, model, vad, fhirURL, eprExtra string) string {
+	t.Helper()
 	cfgPath := filepath.Join(dir, "scribe.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`data_dir: %s
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(`data_dir: %s
 listen: 127.0.0.1:0
 models: {whisper: %s, vad: %s, workers: 1, threads: 2}
 transcription: {temperature_inc: 0}
 demo: {wavs: [%s]}
-epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001, lookup_patient: true}
-`, filepath.Join(dir, "data"), model, vad, filepath.Join(config.SharedDir(), "audio", "jfk.wav"), fs.BaseURL)), 0o600)
-	base, out := startServe(t, "--demo", "--config", cfgPath)
-	pw := regexp.MustCompile(`password "([^"]+)"`).FindStringSubmatch(out)
-	if pw == nil {
-		t.Fatalf("no demo password in %q", out)
+epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001%s}
+`, filepath.Join(dir, "data"), model, vad, filepath.Join(config.SharedDir(), "audio", "jfk.wav"), fhirURL, eprExtra)), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	a := newAPIClient(t, base, "demo", pw[1])
+	return cfgPath
+}
+
+// demoSession is a session as GET /api/sessions/{id} shows it to these tests.
+type demoSession struct {
+	ID           string `json:"id"`
+	State        string `json:"state"`
+	DocumentID   string `json:"document_id"`
+	DocumentText string `json:"document_text"`
+	Delivery     string `json:"delivery_state"`
+	Reason       string `json:"delivery_reason"`
+}
+
+// approveDemoSession records the first demo room for the patient nhs until the session
+// stops (by deadline), types text into its first segment and approves it, as the demo
+// user a. It returns the session and a function that re-reads it from the API.
+func approveDemoSession(t *testing.T, a *apiClient, nhs, text string, deadline time.Time) (*demoSession, func()) {
+	t.Helper()
 	var rooms []struct {
 		ID int64 `json:"id"`
 	}
@@ -146,15 +156,8 @@ epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001, lookup_patient: true}
 	if len(rooms) == 0 {
 		t.Fatal("no demo room")
 	}
-	var sess struct {
-		ID           string `json:"id"`
-		State        string `json:"state"`
-		DocumentID   string `json:"document_id"`
-		DocumentText string `json:"document_text"`
-		Delivery     string `json:"delivery_state"`
-		Reason       string `json:"delivery_reason"`
-	}
-	if st := a.call("POST", fmt.Sprintf("/api/rooms/%d/sessions", rooms[0].ID), map[string]any{"consent": true, "nhs_number": nhs}, &sess); st != 201 {
+	sess := &demoSession{}
+	if st := a.call("POST", fmt.Sprintf("/api/rooms/%d/sessions", rooms[0].ID), map[string]any{"consent": true, "nhs_number": nhs}, sess); st != 201 {
 		t.Fatalf("start: %d", st)
 	}
 	var segs []struct {
@@ -168,30 +171,50 @@ epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001, lookup_patient: true}
 		}
 		a.call("GET", "/api/sessions/"+sess.ID, nil, &v)
 		if v.Session != nil {
-			json.Unmarshal(*v.Session, &sess)
+			json.Unmarshal(*v.Session, sess)
 		}
 		if v.Segments != nil {
 			json.Unmarshal(*v.Segments, &segs)
 		}
 	}
-	deadline := time.Now().Add(2 * time.Minute)
 	for get(); sess.State != "stopped"; get() {
 		if time.Now().After(deadline) {
 			t.Fatalf("session still %s", sess.State)
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond)
 	}
-	// The test model decodes no words: the clinician types what was said, as they would
-	// for any segment flagged untranscribed.
 	if len(segs) == 0 {
 		t.Fatal("no segments")
 	}
-	if st := a.call("PATCH", "/api/sessions/"+sess.ID+"/segments/"+segs[0].ID, map[string]any{"version": segs[0].Version, "text": "And so my fellow Americans, ask not what your country can do for you."}, nil); st != 200 {
+	if st := a.call("PATCH", "/api/sessions/"+sess.ID+"/segments/"+segs[0].ID, map[string]any{"version": segs[0].Version, "text": text}, nil); st != 200 {
 		t.Fatalf("edit: %d", st)
 	}
 	if st := a.call("POST", "/api/sessions/"+sess.ID+"/approve", map[string]any{"reviewed": true}, nil); st != 200 {
 		t.Fatalf("approve: %d", st)
 	}
+	return sess, get
+}
+
+// An approved demo session reaches a real FHIR server (Medplum's engine) as a valid
+// DocumentReference, found by identifier and by patient, with the approved text, hash
+// and size: the whole path from the room's audio to the record.
+func TestApprovedSessionReachesFHIRServer(t *testing.T) {
+	model, vad := testModels(t)
+	fs := fhirtest.Start(t)
+	nhs := fhirtest.NewNHSNumber() // not on the EPR yet: the first delivery must be held
+
+	dir := t.TempDir()
+	cfgPath := writeDemoFHIRConfig(t, dir, model, vad, fs.BaseURL, ", lookup_patient: true")
+	base, out := startServe(t, "--demo", "--config", cfgPath)
+	pw := regexp.MustCompile(`password "([^"]+)"`).FindStringSubmatch(out)
+	if pw == nil {
+		t.Fatalf("no demo password in %q", out)
+	}
+	a := newAPIClient(t, base, "demo", pw[1])
+	deadline := time.Now().Add(2 * time.Minute)
+	// The test model decodes no words: the clinician types what was said, as they would
+	// for any segment flagged untranscribed.
+	sess, get := approveDemoSession(t, a, nhs, "And so my fellow Americans, ask not what your country can do for you.", deadline)
 	waitDelivery := func(want string) {
 		t.Helper()
 		for get(); sess.Delivery != want; get() {

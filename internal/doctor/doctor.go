@@ -1,7 +1,8 @@
 // Package doctor checks that a scribe installation can work and explains, one line per
 // item, what is wrong: model files and checksums, the VAD model, audio devices, disk space
 // and data directory permissions, the data key, the TLS certificate, the clock, the EPR's
-// FHIR endpoint, and how many rooms this machine can transcribe live.
+// FHIR endpoint, the room agents' connectivity, and how many rooms this machine can
+// transcribe live. On a room agent (Options.AgentConfig) it checks the agent's side.
 package doctor
 
 import (
@@ -77,15 +78,24 @@ type Options struct {
 	BuildTime time.Time
 	// MinFreeBytes below which the disk check fails; 0 = 1 GiB.
 	MinFreeBytes uint64
+	// AgentConfig, when set, makes this a room agent's doctor (agent.go): the enrolment
+	// file, the gateway and its pinned certificate, the token, audio devices and the VAD
+	// model, instead of the gateway's checks.
+	AgentConfig string
+	// Now is the clock the enrolled agents' last-seen times are judged by; nil = time.Now.
+	Now func() time.Time
 }
 
 // Run runs every check, writes one line per check to w as it finishes, and returns the
 // results. The error is non-nil when any check failed.
 func Run(ctx context.Context, opt Options, w io.Writer) ([]Result, error) {
 	opt = opt.withDefaults()
-	checks := []func(context.Context, Options) Result{
-		checkWhisperModel, checkVADModel, checkDevices, checkDataDir, checkDisk, checkDatabase,
-		checkKey, checkTLS, checkClock, checkEPR, checkBench,
+	checks := []func(context.Context, Options) []Result{
+		one(checkWhisperModel), one(checkVADModel), one(checkDevices), one(checkDataDir), one(checkDisk), one(checkDatabase),
+		one(checkKey), one(checkTLS), one(checkClock), one(checkEPR), checkAgents, one(checkBench),
+	}
+	if opt.AgentConfig != "" {
+		checks = []func(context.Context, Options) []Result{checkAgentSide, one(checkDevices), one(checkVADModel), one(checkClock)}
 	}
 	var out []Result
 	failed := 0
@@ -93,16 +103,17 @@ func Run(ctx context.Context, opt Options, w io.Writer) ([]Result, error) {
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
-		r := c(ctx, opt)
-		if r.Check == "" {
-			continue // not applicable
-		}
-		out = append(out, r)
-		if r.Status == Fail {
-			failed++
-		}
-		if w != nil {
-			fmt.Fprintf(w, "%-4s  %-9s %s\n", r.Status, r.Check, r.Detail)
+		for _, r := range c(ctx, opt) {
+			if r.Check == "" {
+				continue // not applicable
+			}
+			out = append(out, r)
+			if r.Status == Fail {
+				failed++
+			}
+			if w != nil {
+				fmt.Fprintf(w, "%-4s  %-9s %s\n", r.Status, r.Check, r.Detail)
+			}
 		}
 	}
 	if failed > 0 {
@@ -118,7 +129,15 @@ func (opt Options) withDefaults() Options {
 	if opt.MinFreeBytes == 0 {
 		opt.MinFreeBytes = 1 << 30
 	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
 	return opt
+}
+
+// one adapts a check of one line to the checks that may give several (one per agent).
+func one(c func(context.Context, Options) Result) func(context.Context, Options) []Result {
+	return func(ctx context.Context, opt Options) []Result { return []Result{c(ctx, opt)} }
 }
 
 func ok(check, format string, a ...any) Result {
@@ -184,6 +203,9 @@ func checkDevices(_ context.Context, opt Options) Result {
 		return Result{}
 	}
 	names, err := opt.Devices()
+	if (err != nil || len(names) == 0) && opt.AgentConfig != "" {
+		return warn("audio", "no input device usable here (%v): this room agent cannot capture until a microphone is connected (see scribe devices)", err)
+	}
 	if err != nil || len(names) == 0 {
 		return warn("audio", "no input device usable here (%v): fine for a gateway whose rooms use the browser microphone; a room with source \"device\" needs one", err)
 	}

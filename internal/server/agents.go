@@ -33,6 +33,9 @@ const (
 	// agentQueue is the audio the gateway queues for a run's transcriber before it stops
 	// reading from the agent (back-pressure through TCP).
 	agentQueue = 60 * time.Second
+	// agentSeenEvery is how often a connected agent's last_seen_at is refreshed by
+	// default (Config.AgentSeenEvery); scribe doctor warns about an agent not seen for 10 minutes.
+	agentSeenEvery = time.Minute
 )
 
 // agentHub tracks connected agents and the recording runs fed by them.
@@ -74,6 +77,7 @@ func (s *Server) agentRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/rooms/{room}/agent", s.handle(s.roomAgent))
 	mux.HandleFunc("POST /api/agent/enrol", func(w http.ResponseWriter, r *http.Request) { s.finish(w, r, s.enrolAgent(w, r)) })
 	mux.HandleFunc("GET "+wire.Path, s.agentSocket)
+	mux.HandleFunc("GET /api/agent/hello", s.agentHello)
 }
 
 func (s *Server) createAgentCode(w http.ResponseWriter, r *http.Request) error {
@@ -255,8 +259,9 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-// agentSocket is the agent's websocket: hello, then speech frames in, acks and control out.
-func (s *Server) agentSocket(w http.ResponseWriter, r *http.Request) {
+// authAgent authenticates the agent's bearer token, answering 403 (revoked, saying when)
+// or 401 (unknown) itself when it is refused.
+func (s *Server) authAgent(w http.ResponseWriter, r *http.Request) (store.Agent, bool) {
 	ctx := r.Context()
 	a, err := s.store.AgentByToken(ctx, bearer(r))
 	if errors.Is(err, store.ErrRevoked) {
@@ -264,10 +269,31 @@ func (s *Server) agentSocket(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("revoked agent refused", "agent", a.ID)
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": fmt.Sprintf(
 			"agent %d of room %q was revoked on %s; ask the administrator for a new code and enrol again", a.ID, a.RoomName, a.RevokedAt.Format(time.RFC3339))})
-		return
+		return a, false
 	}
 	if err != nil {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unknown agent token: enrol this agent with scribe agent enrol URL CODE"})
+		return a, false
+	}
+	return a, true
+}
+
+// agentHello tells an agent (scribe doctor on the room box) whether its token is accepted
+// and which room it is bound to. It does not count as the agent being seen: last_seen_at
+// stays about the agent's audio connection, which is what the gateway's doctor reports.
+func (s *Server) agentHello(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.authAgent(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agent_id": a.ID, "agent_name": a.Name, "room_id": a.RoomID, "room_name": a.RoomName})
+}
+
+// agentSocket is the agent's websocket: hello, then speech frames in, acks and control out.
+func (s *Server) agentSocket(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a, ok := s.authAgent(w, r)
+	if !ok {
 		return
 	}
 	ws, err := upgrader.Upgrade(w, r, nil)
@@ -287,6 +313,8 @@ func (s *Server) agentSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.store.TouchAgent(ctx, a.ID)
+	// A dropped agent was last seen when it dropped, not at its last periodic touch.
+	defer s.store.TouchAgent(context.WithoutCancel(ctx), a.ID)
 	buffer := min(time.Duration(hello.BufferSeconds*float64(time.Second)), agentMaxAway)
 	if buffer <= 0 {
 		buffer = 2 * time.Minute
@@ -304,8 +332,20 @@ func (s *Server) agentSocket(w http.ResponseWriter, r *http.Request) {
 		defer ws.Close()
 		ping := time.NewTicker(wsPingEvery)
 		defer ping.Stop()
+		// last_seen_at is all a separate process (scribe doctor) can see of a connected
+		// agent, so keep it fresh while the connection lasts.
+		every := s.cfg.AgentSeenEvery
+		if every <= 0 {
+			every = agentSeenEvery
+		}
+		touch := time.NewTicker(every)
+		defer touch.Stop()
 		for {
 			select {
+			case <-touch.C:
+				if err := s.store.TouchAgent(h.ctx, a.ID); err != nil && h.ctx.Err() == nil {
+					s.log.Warn("cannot record agent as seen", "agent", a.ID, "err", err)
+				}
 			case b := <-c.send:
 				ws.SetWriteDeadline(time.Now().Add(wsWriteWait))
 				if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {

@@ -650,11 +650,7 @@ func TestBrowserAgentRoom(t *testing.T) {
 	bctx := startChromium(t, nil)
 	run := func(name string, actions ...chromedp.Action) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(bctx, 30*time.Second)
-		defer cancel()
-		if err := chromedp.Run(ctx, actions...); err != nil {
-			t.Fatalf("browser step %q: %v", name, err)
-		}
+		browserStep(t, bctx, 30*time.Second, name, actions...)
 	}
 	waitJS := func(name, cond string) {
 		t.Helper()

@@ -84,6 +84,57 @@ func startChromium(t *testing.T, logf func(string, ...any)) context.Context {
 	return bctx
 }
 
+// screenshotOnFailure saves the page to artifactDir() when the test has failed; defer it
+// right after startChromium, so it runs while the browser is still up.
+func screenshotOnFailure(t *testing.T, bctx context.Context) {
+	if !t.Failed() {
+		return
+	}
+	var png []byte
+	sctx, cancel := context.WithTimeout(bctx, 10*time.Second)
+	defer cancel()
+	if err := chromedp.Run(sctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+		t.Logf("no failure screenshot: %v", err)
+		return
+	}
+	name := filepath.Join(artifactDir(), fmt.Sprintf("scribe-browser-%s-%d.png", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().Unix()))
+	if err := os.WriteFile(name, png, 0o644); err != nil {
+		t.Logf("no failure screenshot: %v", err)
+		return
+	}
+	t.Logf("failure screenshot: %s", name)
+}
+
+// browserStep runs actions in the browser (bctx, from startChromium) and fails the test,
+// naming the step, if they fail or take longer than timeout.
+func browserStep(t *testing.T, bctx context.Context, timeout time.Duration, name string, actions ...chromedp.Action) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(bctx, timeout)
+	defer cancel()
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		t.Fatalf("browser step %q: %v", name, err)
+	}
+}
+
+// waitBrowserJS polls a JavaScript condition in the page until it is true and fails the
+// test if it is not within timeout.
+func waitBrowserJS(t *testing.T, bctx context.Context, timeout time.Duration, name, cond string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(bctx, timeout)
+	defer cancel()
+	for {
+		var ok bool
+		if err := chromedp.Run(ctx, chromedp.Evaluate(cond, &ok)); err == nil && ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("browser: timed out after %v waiting for %s (%s)", timeout, name, cond)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // runDemoServer runs a demo-mode server on a free loopback port until the test ends and
 // returns its URL and the demo clinician's password, as printed at start.
 func runDemoServer(t *testing.T, cfg Config, deps Deps) (url, password string) {
@@ -137,24 +188,7 @@ func runBrowserFlow(t *testing.T, f browserFlow) {
 		consoleLog = append(consoleLog, fmt.Sprintf(format, args...))
 		logMu.Unlock()
 	})
-	defer func() {
-		if !t.Failed() {
-			return
-		}
-		var png []byte
-		sctx, cancel := context.WithTimeout(bctx, 10*time.Second)
-		defer cancel()
-		if err := chromedp.Run(sctx, chromedp.FullScreenshot(&png, 100)); err != nil {
-			t.Logf("no failure screenshot: %v", err)
-			return
-		}
-		name := filepath.Join(artifactDir(), fmt.Sprintf("scribe-browser-%s-%d.png", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().Unix()))
-		if err := os.WriteFile(name, png, 0o644); err != nil {
-			t.Logf("no failure screenshot: %v", err)
-			return
-		}
-		t.Logf("failure screenshot: %s", name)
-	}()
+	defer screenshotOnFailure(t, bctx)
 
 	step := func(name string, timeout time.Duration, actions ...chromedp.Action) {
 		t.Helper()
@@ -171,22 +205,9 @@ func runBrowserFlow(t *testing.T, f browserFlow) {
 			}
 		}
 	}
-	// waitJS polls a JavaScript condition in the page until it is true.
 	waitJS := func(name string, timeout time.Duration, cond string) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(bctx, timeout)
-		defer cancel()
-		for {
-			var ok bool
-			if err := chromedp.Run(ctx, chromedp.Evaluate(cond, &ok)); err == nil && ok {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("browser: timed out after %v waiting for %s (%s)", timeout, name, cond)
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
+		waitBrowserJS(t, bctx, timeout, name, cond)
 	}
 	room := fmt.Sprintf(`li[data-room=%q]`, f.RoomName)
 	seg := func(n int) string { return fmt.Sprintf(`#transcript li.segment:nth-of-type(%d)`, n) }

@@ -27,29 +27,13 @@ type reviewPage struct {
 
 func (p reviewPage) run(name string, actions ...chromedp.Action) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
-	defer cancel()
-	if err := chromedp.Run(ctx, actions...); err != nil {
-		p.t.Fatalf("browser step %q: %v", name, err)
-	}
+	browserStep(p.t, p.ctx, 30*time.Second, name, actions...)
 }
 
 // wait polls a JavaScript condition until it is true.
 func (p reviewPage) wait(name, cond string) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 60*time.Second)
-	defer cancel()
-	for {
-		var ok bool
-		if err := chromedp.Run(ctx, chromedp.Evaluate(cond, &ok)); err == nil && ok {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			p.t.Fatalf("browser: timed out waiting for %s (%s)", name, cond)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	waitBrowserJS(p.t, p.ctx, 60*time.Second, name, cond)
 }
 
 // record logs in as the clinician, starts a session in the room, waits for at least
@@ -92,20 +76,7 @@ func TestBrowserRelistenAndDiscard(t *testing.T) {
 
 	bctx := startChromium(t, nil)
 	p := reviewPage{t: t, ctx: bctx}
-	defer func() {
-		if !t.Failed() {
-			return
-		}
-		var png []byte
-		sctx, cancel := context.WithTimeout(bctx, 10*time.Second)
-		defer cancel()
-		if chromedp.Run(sctx, chromedp.FullScreenshot(&png, 100)) == nil {
-			name := filepath.Join(artifactDir(), fmt.Sprintf("scribe-browser-retention-%d.png", time.Now().Unix()))
-			if os.WriteFile(name, png, 0o644) == nil {
-				t.Logf("failure screenshot: %s", name)
-			}
-		}
-	}()
+	defer screenshotOnFailure(t, bctx)
 	// Every answer to an audio range request, as the browser received it.
 	type audioResponse struct {
 		url, mime string

@@ -75,43 +75,14 @@ func TestBrowserFlagTriageAndDashboard(t *testing.T) {
 	review := seedSession(t, st, roomA, a.ID, []string{"good morning how are you", "please take ramipril daily"}, nil)
 
 	bctx := startChromium(t, nil)
-	defer func() {
-		if !t.Failed() {
-			return
-		}
-		var png []byte
-		sctx, cancel := context.WithTimeout(bctx, 10*time.Second)
-		defer cancel()
-		if chromedp.Run(sctx, chromedp.FullScreenshot(&png, 100)) == nil {
-			name := fmt.Sprintf("%s/scribe-browser-safety-%d.png", artifactDir(), time.Now().Unix())
-			if os.WriteFile(name, png, 0o644) == nil {
-				t.Logf("failure screenshot: %s", name)
-			}
-		}
-	}()
+	defer screenshotOnFailure(t, bctx)
 	step := func(name string, actions ...chromedp.Action) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(bctx, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Run(ctx, actions...); err != nil {
-			t.Fatalf("browser step %q: %v", name, err)
-		}
+		browserStep(t, bctx, 20*time.Second, name, actions...)
 	}
 	waitJS := func(name, cond string) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(bctx, 20*time.Second)
-		defer cancel()
-		for {
-			var ok bool
-			if err := chromedp.Run(ctx, chromedp.Evaluate(cond, &ok)); err == nil && ok {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("browser: timed out waiting for %s (%s)", name, cond)
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
+		waitBrowserJS(t, bctx, 20*time.Second, name, cond)
 	}
 	base := strings.TrimSuffix(e.ts.URL, "/")
 

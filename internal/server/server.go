@@ -76,6 +76,8 @@ type Config struct {
 	SpoolDir            string        // encrypted audio spools; default DataDir/spool
 	TranscriptRetention time.Duration // transcripts purged this long after approval; default 30 days
 	PurgeInterval       time.Duration // how often the purge runs after the one at start; default 6h
+
+	AgentSeenEvery time.Duration // how often a connected room agent's last_seen_at is refreshed; default 1 min
 }
 
 // Deps are the parts the server is given rather than builds.

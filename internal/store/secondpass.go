@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 
 	"scribe/internal/domain"
@@ -75,14 +74,7 @@ func (s *Store) ReplaceSecondPass(ctx context.Context, sessionID string, first, 
 	}
 	var out []Segment
 	for i, seg := range refined {
-		if _, err := domain.ParseSpeaker(string(seg.Speaker)); err != nil {
-			seg.Speaker = domain.SpeakerUnknown
-		}
-		flags := seg.Flags
-		if flags == nil {
-			flags = []domain.Flag{}
-		}
-		fj, _ := json.Marshal(flags)
+		seg, fj := normaliseNewSegment(seg)
 		seq, _, err := nextSeqPos(ctx, tx, sessionID)
 		if err != nil {
 			return nil, nil, err
@@ -99,7 +91,7 @@ func (s *Store) ReplaceSecondPass(ctx context.Context, sessionID string, first, 
 		}
 		pos := lo + (end-lo)*float64(i)/float64(len(refined))
 		_, err = tx.ExecContext(ctx, `INSERT INTO segments(session_id, id, seq, pos, start_s, end_s, speaker, text, flags, origin, machine_text, machine_speaker, no_speech_prob, avg_logprob)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, sessionID, id, seq, pos, seg.Start, seg.End, seg.Speaker, text, string(fj),
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, sessionID, id, seq, pos, seg.Start, seg.End, seg.Speaker, text, fj,
 			OriginMachine, machine, seg.Speaker, seg.NoSpeechProb, seg.AvgLogProb)
 		if err != nil {
 			return nil, nil, fmt.Errorf("second pass: insert segment: %w", err)

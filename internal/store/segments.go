@@ -77,13 +77,10 @@ func (s *Store) openSegment(sessionID string, g *Segment) error {
 	return err
 }
 
-func (s *Store) sealSegmentText(sessionID, segID, text string) (string, error) {
-	return s.seal("segments", "text", sessionID+"/"+segID, text)
-}
-
-// InsertCommitted stores a segment the pipeline committed, at the end of the transcript,
-// and returns it with its session-local id ("s1", "s2", …).
-func (s *Store) InsertCommitted(ctx context.Context, sessionID string, seg domain.Segment) (Segment, error) {
+// normaliseNewSegment prepares a machine segment for its row: a speaker label the store
+// does not know becomes unknown (the review page only offers known ones), and the flags
+// are stored as a JSON array, never null, so readers need no nil case.
+func normaliseNewSegment(seg domain.Segment) (domain.Segment, string) {
 	if _, err := domain.ParseSpeaker(string(seg.Speaker)); err != nil {
 		seg.Speaker = domain.SpeakerUnknown
 	}
@@ -92,6 +89,17 @@ func (s *Store) InsertCommitted(ctx context.Context, sessionID string, seg domai
 		flags = []domain.Flag{}
 	}
 	fj, _ := json.Marshal(flags)
+	return seg, string(fj)
+}
+
+func (s *Store) sealSegmentText(sessionID, segID, text string) (string, error) {
+	return s.seal("segments", "text", sessionID+"/"+segID, text)
+}
+
+// InsertCommitted stores a segment the pipeline committed, at the end of the transcript,
+// and returns it with its session-local id ("s1", "s2", …).
+func (s *Store) InsertCommitted(ctx context.Context, sessionID string, seg domain.Segment) (Segment, error) {
+	seg, fj := normaliseNewSegment(seg)
 	tx, err := s.beginEditable(ctx, sessionID, "insert segment")
 	if err != nil {
 		return Segment{}, err
@@ -111,7 +119,7 @@ func (s *Store) InsertCommitted(ctx context.Context, sessionID string, seg domai
 		return Segment{}, err
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO segments(session_id, id, seq, pos, start_s, end_s, speaker, text, flags, origin, machine_text, machine_speaker, no_speech_prob, avg_logprob)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'machine', ?, ?, ?, ?)`, sessionID, id, seq, pos, seg.Start, seg.End, seg.Speaker, text, string(fj),
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'machine', ?, ?, ?, ?)`, sessionID, id, seq, pos, seg.Start, seg.End, seg.Speaker, text, fj,
 		machine, seg.Speaker, seg.NoSpeechProb, seg.AvgLogProb)
 	if err != nil {
 		return Segment{}, fmt.Errorf("insert segment: %w", err)
