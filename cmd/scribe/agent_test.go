@@ -6,8 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,81 +16,10 @@ import (
 	"time"
 
 	"scribe/internal/agent"
+	"scribe/internal/agent/agenttest"
 	"scribe/internal/domain"
 	"scribe/internal/store"
 )
-
-// cutProxy forwards TCP to the gateway and can cut the network path: while cut it closes
-// every open connection and refuses new ones.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
-
-func startCutProxy(t *testing.T, target string) *cutProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		p.setCut(true)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *cutProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		for _, pair := range [][2]net.Conn{{c, up}, {up, c}} {
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				io.Copy(pair[0], pair[1])
-				pair[0].Close()
-				pair[1].Close()
-			}()
-		}
-	}
-}
-
-func (p *cutProxy) setCut(on bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = on
-	if on {
-		for c := range p.conns {
-			c.Close()
-		}
-		clear(p.conns)
-	}
-}
 
 // tracedFrame is one line of `scribe agent run --trace-frames`.
 type tracedFrame struct {
@@ -219,8 +146,8 @@ func TestAgentsSurviveNetworkCutAndRevocation(t *testing.T) {
 	}
 	wantFP := agent.Fingerprint(tc.ConnectionState().PeerCertificates[0].Raw)
 	tc.Close()
-	proxy := startCutProxy(t, gateway)
-	via := "https://" + proxy.ln.Addr().String()
+	proxy := agenttest.NewNetCut(t, gateway)
+	via := "https://" + proxy.Addr()
 
 	admin := newAPIClient(t, base, "it", testPassword)
 	var agents []*agentProc
@@ -279,9 +206,9 @@ func TestAgentsSurviveNetworkCutAndRevocation(t *testing.T) {
 	}
 
 	time.Sleep(20 * time.Second)
-	proxy.setCut(true)
+	proxy.Set(true)
 	time.Sleep(10 * time.Second)
-	proxy.setCut(false)
+	proxy.Set(false)
 
 	type sessionOut struct {
 		Session struct {

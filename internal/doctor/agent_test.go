@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"scribe/internal/agent"
-	"scribe/internal/capture"
 	"scribe/internal/config"
 	"scribe/internal/domain"
 	"scribe/internal/server"
@@ -105,15 +104,7 @@ func agentOptions(t *testing.T, path string) Options {
 	if cfg.Models.VAD == "" {
 		t.Skip("../shared/models not available")
 	}
-	return Options{Config: cfg, AgentConfig: path, BuildTime: time.Now().Add(-time.Hour),
-		Devices: func() ([]string, error) {
-			devs, err := capture.Devices()
-			var names []string
-			for _, d := range devs {
-				names = append(names, d.Name)
-			}
-			return names, err
-		}}
+	return Options{Config: cfg, AgentConfig: path, BuildTime: time.Now().Add(-time.Hour), Devices: deviceNames}
 }
 
 func TestAgentDoctorPasses(t *testing.T) {

@@ -52,15 +52,17 @@ func testSetup(t *testing.T) Options {
 	if err := keys.GenerateKeyFile(keyFile); err != nil {
 		t.Fatal(err)
 	}
-	return Options{Config: cfg, KeyFile: keyFile, BuildTime: time.Now().Add(-time.Hour),
-		Devices: func() ([]string, error) {
-			devs, err := capture.Devices()
-			var names []string
-			for _, d := range devs {
-				names = append(names, d.Name)
-			}
-			return names, err
-		}}
+	return Options{Config: cfg, KeyFile: keyFile, BuildTime: time.Now().Add(-time.Hour), Devices: deviceNames}
+}
+
+// deviceNames lists this machine's real PortAudio input devices.
+func deviceNames() ([]string, error) {
+	devs, err := capture.Devices()
+	var names []string
+	for _, d := range devs {
+		names = append(names, d.Name)
+	}
+	return names, err
 }
 
 func byCheck(rs []Result) map[string]Result {

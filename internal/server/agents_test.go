@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"scribe/internal/agent"
+	"scribe/internal/agent/agenttest"
 	"scribe/internal/agent/wire"
 	"scribe/internal/audio"
 	"scribe/internal/config"
@@ -33,76 +32,6 @@ import (
 // These tests run the gateway in process (fake transcriber, real SQLite) with a real room
 // agent from internal/agent in process too: real Silero VAD on a rendered consultation,
 // the real websocket over TLS, and a TCP path between them that the test can cut.
-
-// netCut forwards TCP to the gateway; while cut it closes every connection and refuses
-// new ones, as a pulled network cable does.
-type netCut struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
-
-func newNetCut(t *testing.T, target string) *netCut {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &netCut{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go func() { // the acceptor: ends when the listener closes (cleanup)
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			if p.cut {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-			p.mu.Unlock()
-			for _, pair := range [][2]net.Conn{{c, up}, {up, c}} {
-				p.wg.Add(1)
-				go func() { // one direction: ends when either side closes
-					defer p.wg.Done()
-					io.Copy(pair[0], pair[1])
-					pair[0].Close()
-					pair[1].Close()
-				}()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.set(true)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *netCut) set(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for c := range p.conns {
-			c.Close()
-		}
-		clear(p.conns)
-	}
-}
 
 // ledLog records the agent's recording indicator.
 type ledLog struct {
@@ -219,7 +148,7 @@ type agentRig struct {
 	room    store.Room
 	gp      *client
 	admin   *client
-	cut     *netCut
+	cut     *agenttest.NetCut
 	agent   *agent.Agent
 	led     *ledLog
 	frames  *frameLog
@@ -274,8 +203,8 @@ func newAgentRig(t *testing.T, buffer time.Duration) *agentRig {
 	if st := rig.admin.do("POST", fmt.Sprintf("/api/rooms/%d/agent-code", rig.room.ID), map[string]any{}, &code); st != 201 {
 		t.Fatalf("agent code: %d", st)
 	}
-	rig.cut = newNetCut(t, e.ts.Listener.Addr().String())
-	acfg, err := agent.Enrol(context.Background(), "https://"+rig.cut.ln.Addr().String(), code.Code, "test box", "")
+	rig.cut = agenttest.NewNetCut(t, e.ts.Listener.Addr().String())
+	acfg, err := agent.Enrol(context.Background(), "https://"+rig.cut.Addr(), code.Code, "test box", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +383,7 @@ func TestAgentAwayLongerThanBufferStopsSession(t *testing.T) {
 	waitFor(t, 30*time.Second, "three committed segments", func() bool { return w.committed() >= 3 })
 	_, before := rig.gp.session(s.ID)
 
-	rig.cut.set(true)
+	rig.cut.Set(true)
 	m, _ := w.wait("the session stopped by the gateway", 0, isState(store.StateStopped))
 	if !strings.Contains(m.Reason, "unreachable for longer than its 2s buffer") || !strings.Contains(m.Reason, "everything received before is kept") {
 		t.Fatalf("stop reason shown to the clinician: %q", m.Reason)
@@ -472,7 +401,7 @@ func TestAgentAwayLongerThanBufferStopsSession(t *testing.T) {
 	// The agent, unreachable past its own bound too, stopped capturing: its LED is off.
 	waitFor(t, 20*time.Second, "the agent's LED off", func() bool { return !rig.led.on() })
 
-	rig.cut.set(false)
+	rig.cut.Set(false)
 	rig.waitOnline(true)
 	frames := rig.frames.all()
 	waitFor(t, 20*time.Second, "the agent's held frames delivered", func() bool {
@@ -606,7 +535,7 @@ func TestAgentButtonWhileOffline(t *testing.T) {
 	w := rig.watch(s.ID)
 	waitFor(t, 30*time.Second, "two committed segments", func() bool { return w.committed() >= 2 })
 
-	rig.cut.set(true)
+	rig.cut.Set(true)
 	rig.waitOnline(false)
 	rig.press()
 	waitFor(t, 10*time.Second, "LED off at the press", func() bool { return !rig.led.on() })
@@ -617,7 +546,7 @@ func TestAgentButtonWhileOffline(t *testing.T) {
 		t.Fatal("the agent captured again after the offline pause")
 	}
 
-	rig.cut.set(false)
+	rig.cut.Set(false)
 	_, i := w.wait("paused once the agent is back", 0, isState(store.StatePaused))
 	w.wait("the viewers told of the pause", 0, func(m message) bool {
 		return m.Type == "agent" && strings.HasPrefix(m.Message, "Paused at the room")
@@ -635,10 +564,10 @@ func TestAgentButtonWhileOffline(t *testing.T) {
 	waitFor(t, 10*time.Second, "LED on after resume", rig.led.on)
 	rig.action(s.ID, "stop")
 
-	rig.cut.set(true)
+	rig.cut.Set(true)
 	rig.waitOnline(false)
 	rig.press()
-	rig.cut.set(false)
+	rig.cut.Set(false)
 	waitFor(t, 20*time.Second, "the offline start request", func() bool { return rig.status().StartRequestedAt != nil })
 }
 
@@ -683,7 +612,7 @@ func TestBrowserAgentRoom(t *testing.T) {
 	waitJS("recording with the agent online", text("#rec-indicator")+`.includes("RECORDING") && `+text("#agent-state")+` === "Room agent: online"`)
 	rig.press()
 	waitJS("the button's pause on the session", text("#agent-message")+` === "Paused at the room" && `+text("#rec-indicator")+`.includes("PAUSED")`)
-	rig.cut.set(true)
+	rig.cut.Set(true)
 	waitJS("the agent shown offline", text("#agent-state")+`.includes("Room agent: offline")`)
 
 	run("log out", chromedp.Click(`#logout`, chromedp.ByQuery), chromedp.WaitVisible(`#username`, chromedp.ByQuery))
