@@ -18,7 +18,6 @@ import (
 	"scribe/internal/dsp"
 	"scribe/internal/gpio"
 	"scribe/internal/source"
-	"scribe/internal/vad"
 	"scribe/internal/whisper"
 )
 
@@ -113,22 +112,14 @@ func agentRun(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return capture.Open(capture.Options{Device: *device, Channels: nch})
 		}
 	}
-	vcfg := vad.DefaultConfig()
-	vcfg.MinSilence, vcfg.MaxUtterance, vcfg.Padding = cfg.Audio.MinSilence, cfg.Audio.MaxUtterance, cfg.Audio.Padding
 	dcfg := app.DSPConfig(cfg)
 	opts := agent.Options{
-		Config:   acfg,
-		Channels: nch,
-		Open:     open,
-		NewScorer: func() (vad.Scorer, func(), error) {
-			v, err := whisper.LoadVAD(cfg.Models.VAD, 1)
-			if err != nil {
-				return nil, nil, err
-			}
-			return v, v.Close, nil
-		},
+		Config:     acfg,
+		Channels:   nch,
+		Open:       open,
+		NewScorer:  app.NewScorer(cfg.Models.VAD),
 		NewCleaner: func() agent.Cleaner { return dsp.NewChain(dcfg) },
-		VAD:        vcfg,
+		VAD:        app.VADConfig(cfg),
 		Buffer:     *buffer,
 	}
 	if *trace {

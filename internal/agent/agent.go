@@ -325,13 +325,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	var cur *recording
 	var lastEnded uint32
 	button := a.opts.Button
+	ended := func() {
+		lastEnded = cur.run
+		cur = nil
+		a.indicate(false)
+	}
 	stopCur := func() {
 		if cur != nil {
 			cur.halt()
 			<-cur.done
-			lastEnded = cur.run
-			cur = nil
-			a.indicate(false)
+			ended()
 		}
 	}
 	for {
@@ -364,9 +367,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				}
 			}
 		case <-curDone:
-			lastEnded = cur.run
-			cur = nil
-			a.indicate(false)
+			ended()
 		case _, ok := <-button:
 			if !ok {
 				button = nil // the button watcher stopped

@@ -69,14 +69,8 @@ func Load(cfg config.Config, opt Options) (*Runtime, error) {
 		rt.states = append(rt.states, st)
 		decoders = append(decoders, st)
 	}
-	tcfg := transcribe.DefaultConfig()
-	tcfg.Language = cfg.Transcription.Language
-	tcfg.Threads = threads
-	tcfg.BeamSize = cfg.Transcription.BeamSize
-	tcfg.TemperatureInc = cfg.Transcription.TemperatureInc
-	tcfg.ShrinkAudioCtx = cfg.Transcription.ShrinkAudioCtx
-	tcfg.ModelAudioCtx = model.Info().AudioCtx
-	if tcfg.Vocabulary, err = transcribe.LoadVocabulary(cfg.Transcription.Vocabulary); err != nil {
+	tcfg, err := engineConfig(cfg, model, threads)
+	if err != nil {
 		rt.Close()
 		return nil, err
 	}
@@ -94,6 +88,20 @@ func Load(cfg config.Config, opt Options) (*Runtime, error) {
 	return rt, nil
 }
 
+// engineConfig is the decoding the configuration asks for, on model with threads per decode.
+func engineConfig(cfg config.Config, model *whisper.Model, threads int) (transcribe.Config, error) {
+	tcfg := transcribe.DefaultConfig()
+	tcfg.Language = cfg.Transcription.Language
+	tcfg.Threads = threads
+	tcfg.BeamSize = cfg.Transcription.BeamSize
+	tcfg.TemperatureInc = cfg.Transcription.TemperatureInc
+	tcfg.ShrinkAudioCtx = cfg.Transcription.ShrinkAudioCtx
+	tcfg.ModelAudioCtx = model.Info().AudioCtx
+	var err error
+	tcfg.Vocabulary, err = transcribe.LoadVocabulary(cfg.Transcription.Vocabulary)
+	return tcfg, err
+}
+
 // DSPConfig is the clean-up chain the configuration asks for.
 func DSPConfig(cfg config.Config) dsp.Config {
 	d := dsp.DefaultConfig()
@@ -101,6 +109,25 @@ func DSPConfig(cfg config.Config) dsp.Config {
 	d.NoiseSuppression = cfg.Audio.NoiseSuppression
 	d.AGC = cfg.Audio.AGC
 	return d
+}
+
+// VADConfig is the utterance segmentation the configuration asks for.
+func VADConfig(cfg config.Config) vad.Config {
+	v := vad.DefaultConfig()
+	v.MinSilence, v.MaxUtterance, v.Padding = cfg.Audio.MinSilence, cfg.Audio.MaxUtterance, cfg.Audio.Padding
+	return v
+}
+
+// NewScorer gives each stream its own Silero VAD from the model file at path (Silero keeps
+// LSTM state per stream) and the function releasing it.
+func NewScorer(path string) func() (vad.Scorer, func(), error) {
+	return func() (vad.Scorer, func(), error) {
+		v, err := whisper.LoadVAD(path, 1)
+		if err != nil {
+			return nil, nil, err
+		}
+		return v, v.Close, nil
+	}
 }
 
 // Close frees decoder states and the model.
@@ -163,19 +190,11 @@ func (rt *Runtime) NewPipeline(provisional bool, observe func(pipeline.Observati
 	cfg := rt.Config
 	pcfg := pipeline.DefaultConfig()
 	pcfg.Provisional = provisional
-	pcfg.VAD.MinSilence = cfg.Audio.MinSilence
-	pcfg.VAD.MaxUtterance = cfg.Audio.MaxUtterance
-	pcfg.VAD.Padding = cfg.Audio.Padding
+	pcfg.VAD = VADConfig(cfg)
 	dcfg := DSPConfig(cfg)
 	return pipeline.New(pcfg, pipeline.Deps{
-		Engine: rt.Engine,
-		NewScorer: func() (vad.Scorer, func(), error) {
-			v, err := whisper.LoadVAD(cfg.Models.VAD, 1)
-			if err != nil {
-				return nil, nil, err
-			}
-			return v, v.Close, nil
-		},
+		Engine:     rt.Engine,
+		NewScorer:  NewScorer(cfg.Models.VAD),
 		NewCleaner: func() pipeline.Cleaner { return dsp.NewChain(dcfg) },
 		Logger:     rt.logger,
 		Observe:    observe,

@@ -42,21 +42,15 @@ func (rt *Runtime) NewSecondPass(live secondpass.Live, opt SecondPassOptions) (*
 		model.Close()
 		return nil, err
 	}
-	tcfg := transcribe.DefaultConfig()
-	tcfg.Language = cfg.Transcription.Language
-	// It runs only while live decoding is idle, so it may use every core.
-	tcfg.Threads = runtime.NumCPU()
-	tcfg.BeamSize = cfg.Transcription.BeamSize
-	tcfg.TemperatureInc = cfg.Transcription.TemperatureInc
-	tcfg.ShrinkAudioCtx = cfg.Transcription.ShrinkAudioCtx
-	tcfg.ModelAudioCtx = model.Info().AudioCtx
 	sp := &SecondPass{model: model, state: st}
 	fail := func(err error) (*SecondPass, error) {
 		st.Close()
 		model.Close()
 		return nil, err
 	}
-	if tcfg.Vocabulary, err = transcribe.LoadVocabulary(cfg.Transcription.Vocabulary); err != nil {
+	// It runs only while live decoding is idle, so it may use every core.
+	tcfg, err := engineConfig(cfg, model, runtime.NumCPU())
+	if err != nil {
 		return fail(err)
 	}
 	engine, err := transcribe.NewEngine(tcfg, []transcribe.Decoder{st})

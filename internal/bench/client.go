@@ -122,7 +122,6 @@ func (c *benchClient) watch(ctx context.Context, r *roomRun) error {
 	if err := c.do(ctx, "POST", fmt.Sprintf("/api/rooms/%d/sessions", c.rooms[r.name]), map[string]any{"consent": true}, &sess); err != nil {
 		return err
 	}
-	r.sessionID = sess.ID
 	ws := *c.base
 	ws.Scheme = strings.Replace(ws.Scheme, "http", "ws", 1)
 	ws.Path = "/api/sessions/" + sess.ID + "/live"

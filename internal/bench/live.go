@@ -107,15 +107,14 @@ type roomRun struct {
 	name string
 	rec  Recording
 
-	mu        sync.Mutex
-	t0        time.Time // the replay's first read: sample s is reached at t0 + s/pace
-	pipe      []emitted // committed segments at the pipeline's emit
-	obs       []pipeline.Observation
-	obsAt     []time.Time
-	ws        []emitted // committed segments received by the websocket client
-	prov      int
-	sessionID string
-	err       error
+	mu    sync.Mutex
+	t0    time.Time // the replay's first read: sample s is reached at t0 + s/pace
+	pipe  []emitted // committed segments at the pipeline's emit
+	obs   []pipeline.Observation
+	obsAt []time.Time
+	ws    []emitted // committed segments received by the websocket client
+	prov  int
+	err   error
 }
 
 // benchTranscriber is the server's Transcriber: a real pipeline per run, named for the

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,17 +46,22 @@ type agentHub struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	mu      sync.Mutex
-	conns   map[int64]*agentConn    // by agent id
-	dedup   map[string]*wire.Dedup  // by agent id and process instance
-	runs    map[int64]*agentRun     // by room id: the run being recorded
-	started map[int64]time.Time     // by room id: a start asked for with the room's button
-	away    map[int64]time.Duration // by room id: the buffer the room's agent announced
+	conns   map[int64]*agentConn // by agent id
+	dedup   map[int64]agentDedup // by agent id: its latest process's sequence numbers
+	runs    map[int64]*agentRun  // by room id: the run being recorded
+	started map[int64]time.Time  // by room id: a start asked for with the room's button
+}
+
+// agentDedup is the sequence bookkeeping of one agent process (instance).
+type agentDedup struct {
+	instance string
+	d        *wire.Dedup
 }
 
 func newAgentHub(s *Server) *agentHub {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &agentHub{s: s, ctx: ctx, cancel: cancel, conns: map[int64]*agentConn{}, dedup: map[string]*wire.Dedup{},
-		runs: map[int64]*agentRun{}, started: map[int64]time.Time{}, away: map[int64]time.Duration{}}
+	return &agentHub{s: s, ctx: ctx, cancel: cancel, conns: map[int64]*agentConn{}, dedup: map[int64]agentDedup{},
+		runs: map[int64]*agentRun{}, started: map[int64]time.Time{}}
 }
 
 // close drops every agent connection and stops the hub's goroutines.
@@ -176,13 +182,12 @@ func (s *Server) roomAgent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || (u.Role != store.RoleAdmin && room.ClinicianID != u.ID) {
 		return errf(http.StatusNotFound, "room %d not found among your rooms", id)
 	}
-	st := agentStatus{}
+	var agentID int64 // 0 (no agent) while the room's agent is offline
 	s.agents.mu.Lock()
 	if c := s.agents.connOfRoomLocked(id); c != nil {
-		st = s.agents.statusLocked(c.agent.ID, id)
-	} else if t, ok := s.agents.started[id]; ok {
-		st.StartRequestedAt = &t
+		agentID = c.agent.ID
 	}
+	st := s.agents.statusLocked(agentID, id)
 	s.agents.mu.Unlock()
 	writeJSON(w, http.StatusOK, st)
 	return nil
@@ -409,19 +414,14 @@ func (h *agentHub) attach(c *agentConn, instance string) {
 		old.stop()
 		old.ws.Close()
 	}
-	key := fmt.Sprintf("%d/%s", c.agent.ID, instance)
-	if h.dedup[key] == nil {
+	dd, ok := h.dedup[c.agent.ID]
+	if !ok || dd.instance != instance {
 		// A new agent process: the previous one's sequence numbers are void.
-		for k := range h.dedup {
-			if strings.HasPrefix(k, fmt.Sprintf("%d/", c.agent.ID)) {
-				delete(h.dedup, k)
-			}
-		}
-		h.dedup[key] = &wire.Dedup{}
+		dd = agentDedup{instance: instance, d: &wire.Dedup{}}
+		h.dedup[c.agent.ID] = dd
 	}
-	c.dedup = h.dedup[key]
+	c.dedup = dd.d
 	h.conns[c.agent.ID] = c
-	h.away[c.agent.RoomID] = c.buffer
 	if run := h.runs[c.agent.RoomID]; run != nil {
 		run.conn = c
 		if run.awayTimer != nil {
@@ -620,7 +620,7 @@ func (h *agentHub) openRun(room store.Room) (*agentRun, error) {
 	}
 	var b [4]byte
 	rand.Read(b[:])
-	id := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	id := binary.BigEndian.Uint32(b[:])
 	if id == 0 {
 		id = 1
 	}

@@ -20,13 +20,13 @@ import (
 	"scribe/internal/agent"
 	"scribe/internal/agent/agenttest"
 	"scribe/internal/agent/wire"
+	"scribe/internal/app"
 	"scribe/internal/audio"
 	"scribe/internal/config"
 	"scribe/internal/domain"
 	"scribe/internal/source"
 	"scribe/internal/store"
 	"scribe/internal/vad"
-	"scribe/internal/whisper"
 )
 
 // These tests run the gateway in process (fake transcriber, real SQLite) with a real room
@@ -154,24 +154,7 @@ type agentRig struct {
 	frames  *frameLog
 	replay  *replay
 	presses chan struct{}
-	logs    *lockedBuf
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs    *syncBuffer
 }
 
 func newAgentRig(t *testing.T, buffer time.Duration) *agentRig {
@@ -188,7 +171,7 @@ func newAgentRig(t *testing.T, buffer time.Duration) *agentRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuf{}
+	logs := &syncBuffer{}
 	e := newEnv(t, func(c *Config, d *Deps) {
 		d.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})
@@ -209,16 +192,10 @@ func newAgentRig(t *testing.T, buffer time.Duration) *agentRig {
 		t.Fatal(err)
 	}
 	a, err := agent.New(agent.Options{
-		Config:   acfg,
-		Channels: 1,
-		Open:     rig.replay.open,
-		NewScorer: func() (vad.Scorer, func(), error) {
-			v, err := whisper.LoadVAD(vadModel, 1)
-			if err != nil {
-				return nil, nil, err
-			}
-			return v, v.Close, nil
-		},
+		Config:     acfg,
+		Channels:   1,
+		Open:       rig.replay.open,
+		NewScorer:  app.NewScorer(vadModel),
 		VAD:        vad.DefaultConfig(),
 		Buffer:     buffer,
 		Indicator:  rig.led,

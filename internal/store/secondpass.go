@@ -79,26 +79,11 @@ func (s *Store) ReplaceSecondPass(ctx context.Context, sessionID string, first, 
 		if err != nil {
 			return nil, nil, err
 		}
-		id := fmt.Sprintf("s%d", seq)
-		text, err := s.sealSegmentText(sessionID, id, seg.Text)
-		if err != nil {
-			return nil, nil, err
-		}
-		// The refined text becomes the machine draft that edit rates are measured against.
-		machine, err := s.seal("segments", "machine_text", sessionID+"/"+id, seg.Text)
-		if err != nil {
-			return nil, nil, err
-		}
 		pos := lo + (end-lo)*float64(i)/float64(len(refined))
-		_, err = tx.ExecContext(ctx, `INSERT INTO segments(session_id, id, seq, pos, start_s, end_s, speaker, text, flags, origin, machine_text, machine_speaker, no_speech_prob, avg_logprob)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, sessionID, id, seq, pos, seg.Start, seg.End, seg.Speaker, text, fj,
-			OriginMachine, machine, seg.Speaker, seg.NoSpeechProb, seg.AvgLogProb)
+		// The refined text becomes the machine draft that edit rates are measured against.
+		g, err := s.insertMachine(ctx, tx, sessionID, seq, pos, seg, fj)
 		if err != nil {
-			return nil, nil, fmt.Errorf("second pass: insert segment: %w", err)
-		}
-		g, err := s.getSegment(ctx, tx, sessionID, id)
-		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("second pass: %w", err)
 		}
 		out = append(out, g)
 	}

@@ -109,6 +109,16 @@ func (s *Store) InsertCommitted(ctx context.Context, sessionID string, seg domai
 	if err != nil {
 		return Segment{}, err
 	}
+	g, err := s.insertMachine(ctx, tx, sessionID, seq, pos, seg, fj)
+	if err != nil {
+		return Segment{}, err
+	}
+	return g, tx.Commit()
+}
+
+// insertMachine writes a normalised machine segment (flags fj) as row seq at pos, its
+// text also kept as the machine draft that edit rates are measured against, and returns it.
+func (s *Store) insertMachine(ctx context.Context, tx *sql.Tx, sessionID string, seq int64, pos float64, seg domain.Segment, fj string) (Segment, error) {
 	id := fmt.Sprintf("s%d", seq)
 	text, err := s.sealSegmentText(sessionID, id, seg.Text)
 	if err != nil {
@@ -124,11 +134,7 @@ func (s *Store) InsertCommitted(ctx context.Context, sessionID string, seg domai
 	if err != nil {
 		return Segment{}, fmt.Errorf("insert segment: %w", err)
 	}
-	g, err := s.getSegment(ctx, tx, sessionID, id)
-	if err != nil {
-		return Segment{}, err
-	}
-	return g, tx.Commit()
+	return s.getSegment(ctx, tx, sessionID, id)
 }
 
 func nextSeqPos(ctx context.Context, tx *sql.Tx, sessionID string) (int64, float64, error) {

@@ -246,24 +246,30 @@ func (s *scheduler) tryAcquire(ctx context.Context, room string) (d Decoder, wor
 	defer s.mu.Unlock()
 	rs := s.room(room)
 	s.lastLive = time.Now()
+	// Provisional text outranks idle-time work: take the machine back from it, for this
+	// snapshot or, when this one is dropped rather than made to wait, for the next.
+	s.preemptLowestLocked()
 	if len(s.free) == 0 || s.waiting > 0 {
 		rs.Dropped++
-		// Provisional text outranks idle-time work: take the machine back for the next
-		// snapshot (this one is dropped rather than made to wait).
-		s.preemptLowestLocked()
 		return nil, nil, nil, false
 	}
-	s.preemptLowestLocked()
-	d = s.popFree()
+	d, work, preempted = s.lendLocked(ctx, &provHold{room: room})
+	return d, work, preempted, true
+}
+
+// lendLocked lends a free decoder to the provisional or idle-time work h describes:
+// the work runs under the returned context, which preemption cancels, and preempted
+// reports whether it was. s.mu is held.
+func (s *scheduler) lendLocked(ctx context.Context, h *provHold) (Decoder, context.Context, func() bool) {
+	d := s.popFree()
 	work, cancel := context.WithCancel(ctx)
-	h := &provHold{room: room, since: time.Now(), cancel: cancel}
+	h.since, h.cancel = time.Now(), cancel
 	s.prov[d] = h
-	preempted = func() bool {
+	return d, work, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return h.preempted
 	}
-	return d, work, preempted, true
 }
 
 // preemptLowestLocked cancels idle-time work: it may use every core (a second-pass model
@@ -294,15 +300,7 @@ func (s *scheduler) tryIdle(ctx context.Context, quiet time.Duration) (d Decoder
 	if since := time.Since(s.lastLive); since < quiet {
 		return nil, nil, nil, nil, quiet - since
 	}
-	d = s.popFree()
-	work, cancel := context.WithCancel(ctx)
-	h := &provHold{room: "(idle)", since: time.Now(), cancel: cancel, lowest: true}
-	s.prov[d] = h
-	preempted = func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return h.preempted
-	}
+	d, work, preempted = s.lendLocked(ctx, &provHold{room: "(idle)", lowest: true})
 	return d, work, preempted, nil, 0
 }
 

@@ -192,8 +192,6 @@ func (d *Dedup) Acked() (uint64, bool) {
 type Timeline struct {
 	Channels int
 	pos      int64
-	// Zeros is the number of samples of silence filled in.
-	Zeros int64
 }
 
 // Pos is the next sample of the timeline.
@@ -214,7 +212,6 @@ func (t *Timeline) Add(f Frame) ([][][]float32, error) {
 		}
 		out = append(out, z)
 		t.pos += int64(n)
-		t.Zeros += int64(n)
 	}
 	if f.Kind != KindAudio {
 		return out, nil
