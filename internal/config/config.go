@@ -103,7 +103,7 @@ func Default() Config {
 	c.Models.VAD = "/var/lib/scribe/models/ggml-silero-v6.2.0.bin"
 	c.Transcription.Language = "en"
 	c.Transcription.TemperatureInc = 0.2
-	c.Transcription.ShrinkAudioCtx = true
+	c.Transcription.ShrinkAudioCtx = false // measured: shrinking the encoder costs real models words (README, Measured accuracy)
 	c.Audio.HighPass = true
 	c.Audio.NoiseSuppression = true
 	c.Audio.AGC = true
