@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"time"
 
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -108,9 +109,10 @@ func MarshalDocumentReference(doc DocumentReference) ([]byte, error) {
 	return b, nil
 }
 
-// IdentifierQuery is the search (and If-None-Exist) expression that finds a document.
-func IdentifierQuery(cfg Config, documentID string) string {
-	return "identifier=" + cfg.withDefaults().IdentifierSystem + "|" + documentID
+// identifierSearch is the search (and, encoded, the If-None-Exist) that finds a document:
+// a system with + or & in it must be URL-encoded to match anything.
+func identifierSearch(system, documentID string) url.Values {
+	return url.Values{"identifier": {system + "|" + documentID}}
 }
 
 // instant renders a FHIR instant: seconds precision and an explicit timezone. UTC keeps

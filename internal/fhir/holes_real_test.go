@@ -88,6 +88,9 @@ func newFaultyEPR(t *testing.T, srv *fhirtest.Server, ignoreIfNoneExist bool) *f
 
 func (f *faultyEPR) sink(t *testing.T, cfg fhir.Config) *fhir.ServerSink {
 	t.Helper()
+	if cfg.IdentifierSystem == "" {
+		cfg.IdentifierSystem = testSystem
+	}
 	s, err := fhir.NewServerSink(fhir.ServerConfig{BaseURL: f.URL + "/fhir/R4", Config: cfg, LookupPatient: true, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -85,7 +85,7 @@ func TestH9NothingGoesToAnotherOrigin(t *testing.T) {
 				w.WriteHeader(code)
 			}))
 			defer ts.Close()
-			s, err := NewServerSink(ServerConfig{BaseURL: ts.URL + "/fhir", BearerToken: "s3cret", Timeout: time.Second})
+			s, err := NewServerSink(ServerConfig{BaseURL: ts.URL + "/fhir", Config: Config{IdentifierSystem: testSystem}, BearerToken: "s3cret", Timeout: time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,9 +166,10 @@ func (ss *smartServer) sink(t *testing.T, key *ecdsa.PrivateKey, now func() time
 	t.Helper()
 	s, err := NewServerSink(ServerConfig{
 		BaseURL:   ss.ts.URL + "/fhir",
+		Config:    Config{IdentifierSystem: testSystem},
 		Transport: ss.ts.Client().Transport,
 		SMART: &SMARTConfig{TokenURL: ss.te.url, ClientID: ss.te.clientID, Key: key, KeyID: "key-1",
-			Scopes: []string{"system/DocumentReference.write", "system/Patient.read"}, Now: now},
+			Scopes: []string{"system/DocumentReference.c", "system/Patient.rs"}, Now: now},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -264,15 +265,15 @@ func TestH8SMARTAssertionAndConfigRules(t *testing.T) {
 	}
 	for name, sc := range bad {
 		sc := sc
-		if _, err := NewServerSink(ServerConfig{BaseURL: "https://epr.example/fhir", SMART: &sc}); err == nil {
+		if _, err := NewServerSink(ServerConfig{BaseURL: "https://epr.example/fhir", Config: Config{IdentifierSystem: testSystem}, SMART: &sc}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
 	good := c
-	if _, err := NewServerSink(ServerConfig{BaseURL: "http://epr.example/fhir", SMART: &good}); err == nil {
+	if _, err := NewServerSink(ServerConfig{BaseURL: "http://epr.example/fhir", Config: Config{IdentifierSystem: testSystem}, SMART: &good}); err == nil {
 		t.Errorf("SMART with an http FHIR base URL: accepted")
 	}
-	if _, err := NewServerSink(ServerConfig{BaseURL: "https://epr.example/fhir", SMART: &good}); err != nil {
+	if _, err := NewServerSink(ServerConfig{BaseURL: "https://epr.example/fhir", Config: Config{IdentifierSystem: testSystem}, SMART: &good}); err != nil {
 		t.Errorf("a good SMART configuration was refused: %v", err)
 	}
 }

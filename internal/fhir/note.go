@@ -13,6 +13,8 @@
 package fhir
 
 import (
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -53,7 +55,12 @@ type Clinician struct {
 type Note struct {
 	// DocumentID is a UUID minted once per approved document; it becomes the
 	// DocumentReference identifier and so the idempotency key for delivery.
-	DocumentID string    `json:"document_id"`
+	DocumentID string `json:"document_id"`
+	// IdentifierSystem is the identifier system in force when the note was approved,
+	// frozen with it: the idempotency key is system|DocumentID, so a later change of
+	// epr.identifier_system must not change it for notes already queued. Empty (notes
+	// queued before it existed) or the placeholder: the sink's configured system.
+	IdentifierSystem string `json:"identifier_system,omitempty"`
 	SessionID  string    `json:"session_id"`
 	NHSNumber  string    `json:"nhs_number"`
 	Clinician  Clinician `json:"clinician"`
@@ -111,9 +118,19 @@ type resolved struct {
 	title            string
 }
 
+// isPlaceholderSystem reports whether system is (a variant of) the .invalid default, which
+// no EPR ever saw as a real key (a FHIR sink refuses to start with it).
+func isPlaceholderSystem(system string) bool {
+	u, err := url.Parse(system)
+	return err == nil && (u.Hostname() == "invalid" || strings.HasSuffix(u.Hostname(), ".invalid"))
+}
+
 func resolve(n Note, cfg Config) resolved {
 	cfg = cfg.withDefaults()
 	r := resolved{Note: n, identifierSystem: cfg.IdentifierSystem, ods: n.PracticeODS, typ: cfg.Type, language: cfg.Language}
+	if n.IdentifierSystem != "" && !isPlaceholderSystem(n.IdentifierSystem) {
+		r.identifierSystem = n.IdentifierSystem
+	}
 	if r.ods == "" {
 		r.ods = cfg.PracticeODS
 	}

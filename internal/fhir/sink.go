@@ -3,6 +3,7 @@ package fhir
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -98,13 +99,30 @@ func Reason(err error) string {
 	return err.Error()
 }
 
+// MaxRetryAfter caps the wait a server may ask for: a note is never parked for longer on
+// one server's say-so (a year-long Retry-After would silently hold it for a year).
+const MaxRetryAfter = time.Hour
+
+// retryAfter reads an HTTP Retry-After header (delay-seconds or an HTTP date), caps it at
+// MaxRetryAfter and returns the wait with a note for the reason people see.
+func retryAfter(h string, now time.Time) (time.Duration, string) {
+	d := parseRetryAfter(h, now)
+	switch {
+	case d > MaxRetryAfter:
+		return MaxRetryAfter, fmt.Sprintf("; it asked to wait %v (Retry-After), scribe waits at most %v", d, MaxRetryAfter)
+	case d > 0:
+		return d, fmt.Sprintf("; it asked to wait %v (Retry-After)", d)
+	}
+	return 0, ""
+}
+
 // parseRetryAfter reads an HTTP Retry-After header: delay-seconds or an HTTP date.
 func parseRetryAfter(h string, now time.Time) time.Duration {
 	if h == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(h); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
+	if secs, err := strconv.ParseInt(h, 10, 64); err == nil && secs > 0 {
+		return time.Duration(min(secs, int64(100*365*24*3600))) * time.Second
 	}
 	if t, err := http.ParseTime(h); err == nil && t.After(now) {
 		return t.Sub(now)
