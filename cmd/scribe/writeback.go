@@ -21,6 +21,7 @@ import (
 // the outbox, and the worker delivers it through the configured sink, exactly once.
 type writeBack struct {
 	db      *sql.DB
+	fhir    fhir.Config // the configuration notes are approved under
 	worker  *outbox.Worker
 	metrics *metrics.Metrics // nil: no metrics
 }
@@ -62,13 +63,17 @@ func newWriteBack(ctx context.Context, cfg config.Config, db *sql.DB, kr *keys.K
 	if err != nil {
 		return nil, err
 	}
-	wb := &writeBack{db: db}
+	wb := &writeBack{db: db, fhir: fhirConfig(cfg)}
 	wb.worker = outbox.NewWorker(db, countingSink{Sink: sink, wb: wb}, slog.Default().With("component", "outbox"))
 	return wb, nil
 }
 
 func fhirConfig(cfg config.Config) fhir.Config {
-	return fhir.Config{IdentifierSystem: cfg.EPR.IdentifierSystem, PracticeODS: cfg.EPR.PracticeODS}
+	coding := func(c config.Coding) fhir.Coding {
+		return fhir.Coding{System: c.System, Code: c.Code, Display: c.Display}
+	}
+	return fhir.Config{IdentifierSystem: cfg.EPR.IdentifierSystem, PracticeODS: cfg.EPR.PracticeODS,
+		Category: coding(cfg.EPR.Category), PracticeSetting: coding(cfg.EPR.PracticeSetting)}
 }
 
 func newSink(cfg config.Config) (fhir.Sink, error) {
@@ -96,7 +101,7 @@ func newSink(cfg config.Config) (fhir.Sink, error) {
 		if err != nil {
 			return nil, fmt.Errorf("epr SMART key: %w", err)
 		}
-		sc.SMART = &fhir.SMARTConfig{TokenURL: s.TokenURL, ClientID: s.ClientID, Key: key, KeyID: s.KeyID}
+		sc.SMART = &fhir.SMARTConfig{TokenURL: s.TokenURL, ClientID: s.ClientID, Key: key, KeyID: s.KeyID, Scopes: s.Scopes}
 	}
 	if m := cfg.EPR.MTLS; m.Cert != "" {
 		tc, err := fhir.MutualTLSConfig(m.Cert, m.Key, m.CA)
@@ -110,9 +115,16 @@ func newSink(cfg config.Config) (fhir.Sink, error) {
 
 // onApproved runs inside the approval transaction.
 func (wb *writeBack) onApproved(ctx context.Context, tx *sql.Tx, n server.ApprovedNote) error {
+	system := wb.fhir.IdentifierSystem
+	if system == "" {
+		system = fhir.DefaultIdentifierSystem
+	}
 	_, err := outbox.Enqueue(ctx, tx, fhir.Note{
-		DocumentID: n.DocumentID, SessionID: n.SessionID, NHSNumber: n.NHSNumber,
-		Clinician:         fhir.Clinician{DisplayName: n.ClinicianName, SDSUserID: n.ClinicianSDSUserID, GMCNumber: n.ClinicianGMC},
+		// The identifier system is frozen with the note: with the document id it is the
+		// idempotency key on the EPR, which a later configuration change must not move.
+		DocumentID: n.DocumentID, IdentifierSystem: system, SessionID: n.SessionID, NHSNumber: n.NHSNumber,
+		Clinician: fhir.Clinician{DisplayName: n.ClinicianName, SDSUserID: n.ClinicianSDSUserID, GMCNumber: n.ClinicianGMC,
+			RegistrationBody: n.ClinicianRegistrationBody, RegistrationNumber: n.ClinicianRegistrationNumber},
 		ConsultationStart: n.ConsultationStart, ConsultationEnd: n.ConsultationStop, ApprovedAt: n.ApprovedAt,
 		Text:  n.Text,
 		Title: "Consultation transcript",

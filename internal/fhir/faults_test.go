@@ -138,7 +138,7 @@ func TestServerSinkSendsConditionalCreate(t *testing.T) {
 	if !strings.HasPrefix(got.Header.Get("Content-Type"), "application/fhir+json") {
 		t.Errorf("Content-Type = %q", got.Header.Get("Content-Type"))
 	}
-	if rc.Location != ts.URL+"/fhir/R4/DocumentReference/abc/_history/1" || !rc.Created {
+	if rc.Location != ts.URL+"/fhir/R4/DocumentReference/abc" || !rc.Created {
 		t.Errorf("receipt = %+v", rc)
 	}
 }

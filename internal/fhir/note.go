@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"scribe/internal/identifiers"
 )
 
 // Identifier systems and profile URLs from the UK Core and NHS England naming systems.
@@ -23,8 +25,8 @@ const (
 	ProfileUKCoreDocumentReference = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-DocumentReference"
 	SystemNHSNumber                = "https://fhir.nhs.uk/Id/nhs-number"
 	SystemODSOrganisation          = "https://fhir.nhs.uk/Id/ods-organization-code"
-	SystemSDSUserID                = "https://fhir.nhs.uk/Id/sds-user-id"
-	SystemGMCNumber                = "https://fhir.hl7.org.uk/Id/gmc-number"
+	SystemSDSUserID                = identifiers.SystemSDS
+	SystemGMCNumber                = identifiers.SystemGMC
 	SystemSNOMED                   = "http://snomed.info/sct"
 
 	// DefaultIdentifierSystem names scribe's approved-document identifiers when the
@@ -42,12 +44,15 @@ type Coding struct {
 // DefaultType is SNOMED CT 371531000 "Report of clinical encounter".
 var DefaultType = Coding{System: SystemSNOMED, Code: "371531000", Display: "Report of clinical encounter"}
 
-// Clinician is the approving clinician. At least one of SDSUserID and GMCNumber is needed
-// to identify them on the record.
+// Clinician is the approving clinician. At least one of SDSUserID, GMCNumber and a
+// professional registration (NMC, GPhC, HCPC) is needed to identify them on the record.
 type Clinician struct {
 	DisplayName string `json:"display_name"`
 	SDSUserID   string `json:"sds_user_id,omitempty"`
 	GMCNumber   string `json:"gmc_number,omitempty"`
+	// RegistrationBody and RegistrationNumber identify a non-doctor: NMC, GPhC or HCPC.
+	RegistrationBody   string `json:"registration_body,omitempty"`
+	RegistrationNumber string `json:"registration_number,omitempty"`
 }
 
 // Note is an approved consultation note on its way to the patient record. It is stored
@@ -60,10 +65,10 @@ type Note struct {
 	// frozen with it: the idempotency key is system|DocumentID, so a later change of
 	// epr.identifier_system must not change it for notes already queued. Empty (notes
 	// queued before it existed) or the placeholder: the sink's configured system.
-	IdentifierSystem string `json:"identifier_system,omitempty"`
-	SessionID  string    `json:"session_id"`
-	NHSNumber  string    `json:"nhs_number"`
-	Clinician  Clinician `json:"clinician"`
+	IdentifierSystem string    `json:"identifier_system,omitempty"`
+	SessionID        string    `json:"session_id"`
+	NHSNumber        string    `json:"nhs_number"`
+	Clinician        Clinician `json:"clinician"`
 	// PracticeODS is the custodian's ODS code; empty means "use the sink's configured
 	// practice", so fixing the configuration and retrying repairs a held note.
 	PracticeODS       string    `json:"practice_ods,omitempty"`
@@ -78,6 +83,11 @@ type Note struct {
 	Category *Coding `json:"category,omitempty"`
 	// ReplacesDocumentID is set on an amendment: the DocumentID of the note it replaces.
 	ReplacesDocumentID string `json:"replaces_document_id,omitempty"`
+	// WithdrawsDocumentID is set on a withdrawal: the DocumentID of the delivered note to
+	// mark entered-in-error. Such a note carries no new document of its own.
+	WithdrawsDocumentID string `json:"withdraws_document_id,omitempty"`
+	// Reason is the clinician's reason for an amendment or withdrawal.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Config holds the deployment settings that shape every DocumentReference.
@@ -90,6 +100,8 @@ type Config struct {
 	// Type defaults to DefaultType; Category is omitted when empty.
 	Type     Coding
 	Category Coding
+	// PracticeSetting is context.practiceSetting (omitted when empty).
+	PracticeSetting Coding
 	// Language of the attachment (default en-GB).
 	Language string
 }
@@ -114,6 +126,7 @@ type resolved struct {
 	ods              string
 	typ              Coding
 	category         *Coding
+	practiceSetting  *Coding
 	language         string
 	title            string
 }
@@ -143,6 +156,10 @@ func resolve(n Note, cfg Config) resolved {
 	} else if cfg.Category.Code != "" {
 		c := cfg.Category
 		r.category = &c
+	}
+	if cfg.PracticeSetting.Code != "" {
+		c := cfg.PracticeSetting
+		r.practiceSetting = &c
 	}
 	r.title = n.Title
 	if r.title == "" {

@@ -655,9 +655,13 @@ func (s *ServerSink) endpoint(path string, q url.Values) string {
 	return u.String()
 }
 
-// location returns the absolute URL of the resource in a create response.
+// location returns the absolute URL of the resource in a create response, without a
+// version (/_history/N), so a first delivery and a repeat name the same resource.
 func (s *ServerSink) location(r response, resourceType string) string {
 	if loc := r.header.Get("Location"); loc != "" {
+		if i := strings.Index(loc, "/_history/"); i >= 0 {
+			loc = loc[:i]
+		}
 		// A relative Location is relative to the FHIR base, which needs its trailing slash
 		// for URL resolution to keep the last path segment.
 		dir := *s.base

@@ -301,7 +301,7 @@ func startProxy(t *testing.T, srv *fhirtest.Server, drop int32) (*flakyProxy, st
 
 func serverSink(t *testing.T, base string) *fhir.ServerSink {
 	t.Helper()
-	s, err := fhir.NewServerSink(fhir.ServerConfig{BaseURL: base, LookupPatient: true, Timeout: 10 * time.Second})
+	s, err := fhir.NewServerSink(fhir.ServerConfig{BaseURL: base, Config: fhir.Config{IdentifierSystem: "https://gp.example/Id/scribe-document"}, LookupPatient: true, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func serverSink(t *testing.T, base string) *fhir.ServerSink {
 
 func copiesOnServer(t *testing.T, srv *fhirtest.Server, documentID string) int {
 	t.Helper()
-	return len(srv.Search(t, "DocumentReference", url.Values{"identifier": {fhir.DefaultIdentifierSystem + "|" + documentID}}))
+	return len(srv.Search(t, "DocumentReference", url.Values{"identifier": {"https://gp.example/Id/scribe-document|" + documentID}}))
 }
 
 // waitState runs until the entry reaches a settled state or the deadline passes.
@@ -435,7 +435,7 @@ func runChildWorker() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	sink, err := fhir.NewServerSink(fhir.ServerConfig{BaseURL: os.Getenv(childBaseEnv), LookupPatient: true})
+	sink, err := fhir.NewServerSink(fhir.ServerConfig{BaseURL: os.Getenv(childBaseEnv), Config: fhir.Config{IdentifierSystem: "https://gp.example/Id/scribe-document"}, LookupPatient: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

@@ -709,6 +709,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 			return s.deps.OnApproved(r.Context(), tx, ApprovedNote{
 				SessionID: ac.ID, DocumentID: ac.DocumentID, NHSNumber: ac.NHSNumber,
 				ClinicianID: u.ID, ClinicianName: u.DisplayName, ClinicianGMC: u.GMCNumber, ClinicianSDSUserID: u.SDSUserID,
+				ClinicianRegistrationBody: u.RegistrationBody, ClinicianRegistrationNumber: u.RegistrationNumber,
 				RoomID: room.ID, RoomName: room.Name,
 				ConsultationStart: ac.StartedAt, ConsultationStop: ac.StoppedAt, ApprovedAt: ac.ApprovedAt,
 				Text: ac.DocumentText,

@@ -43,12 +43,15 @@ type ApprovedNote struct {
 	ClinicianName      string
 	ClinicianGMC       string
 	ClinicianSDSUserID string
-	RoomID             int64
-	RoomName           string
-	ConsultationStart  time.Time
-	ConsultationStop   time.Time
-	ApprovedAt         time.Time
-	Text               string // assembled document, see store.AssembleDocument
+	// ClinicianRegistrationBody/Number: NMC, GPhC or HCPC registration of a non-doctor.
+	ClinicianRegistrationBody   string
+	ClinicianRegistrationNumber string
+	RoomID                      int64
+	RoomName                    string
+	ConsultationStart           time.Time
+	ConsultationStop            time.Time
+	ApprovedAt                  time.Time
+	Text                        string // assembled document, see store.AssembleDocument
 }
 
 // Config is the server's settings; the command line loads it from a file and the environment.
