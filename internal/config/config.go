@@ -115,12 +115,12 @@ type Coding struct {
 
 // MESH configures the mesh sink: GP Connect Send Document over the MESH API.
 type MESH struct {
-	URL          string        `yaml:"url"`            // MESH API base, https
-	Mailbox      string        `yaml:"mailbox"`        // scribe's (the sender's) mailbox id
-	PasswordFile string        `yaml:"password_file"`  // the mailbox password (file, 0600)
+	URL          string        `yaml:"url"`             // MESH API base, https
+	Mailbox      string        `yaml:"mailbox"`         // scribe's (the sender's) mailbox id
+	PasswordFile string        `yaml:"password_file"`   // the mailbox password (file, 0600)
 	SharedKey    string        `yaml:"shared_key_file"` // the environment's shared key (file, 0600)
-	ToMailbox    string        `yaml:"to_mailbox"`     // the registered practice's mailbox
-	PollInterval time.Duration `yaml:"poll_interval"`  // how often the inbox is read for acknowledgements (default 1m)
+	ToMailbox    string        `yaml:"to_mailbox"`      // the registered practice's mailbox
+	PollInterval time.Duration `yaml:"poll_interval"`   // how often the inbox is read for acknowledgements (default 1m)
 	TLS          struct {
 		Cert string `yaml:"cert"`
 		Key  string `yaml:"key"`

@@ -32,4 +32,3 @@ func TestH4FHIRSinkRefusesPlaceholderIdentifierSystem(t *testing.T) {
 		t.Errorf("a real identifier system was refused: %v", err)
 	}
 }
-

@@ -59,12 +59,12 @@ func BuildDocumentReference(n Note, cfg Config, opts BuildOptions) (DocumentRefe
 		// The document's own id, stable across versions of the record it is filed in.
 		MasterIdentifier: &r4.Identifier{System: ptr("urn:ietf:rfc:3986"), Value: ptr("urn:uuid:" + n.DocumentID)},
 		Identifier:       []r4.Identifier{{System: ptr(r.identifierSystem), Value: ptr(n.DocumentID)}},
-		Status:     r4.DocumentReferenceStatusCurrent,
-		DocStatus:  ptr(r4.CompositionStatusFinal),
-		Type:       &r4.CodeableConcept{Coding: []r4.Coding{toCoding(r.typ)}},
-		Subject:    &subject,
-		Date:       ptr(instant(n.ApprovedAt)),
-		Author:     []r4.Reference{clinician},
+		Status:           r4.DocumentReferenceStatusCurrent,
+		DocStatus:        ptr(r4.CompositionStatusFinal),
+		Type:             &r4.CodeableConcept{Coding: []r4.Coding{toCoding(r.typ)}},
+		Subject:          &subject,
+		Date:             ptr(instant(n.ApprovedAt)),
+		Author:           []r4.Reference{clinician},
 		// The approving clinician is also the one who attests the content.
 		Authenticator: &clinician,
 		Custodian: &r4.Reference{

@@ -47,7 +47,9 @@ var rules = map[Body]struct {
 var sdsRE = regexp.MustCompile(`^[0-9]{12}$`)
 
 // Normalize upper-cases and removes spaces.
-func Normalize(s string) string { return strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(s), " ", "")) }
+func Normalize(s string) string {
+	return strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(s), " ", ""))
+}
 
 // ParseBody names a regulator, case-insensitively.
 func ParseBody(s string) (Body, error) {
