@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"scribe/internal/config"
 	"scribe/internal/fhir"
@@ -40,10 +41,11 @@ func (c countingSink) Deliver(ctx context.Context, n fhir.Note) (fhir.Receipt, e
 	return rc, err
 }
 
-// Backlog counts approved notes not yet in the record: queued, sending or held.
+// Backlog counts approved notes not yet in the record: queued, sending, awaiting an
+// acknowledgement or held.
 func (wb *writeBack) Backlog(ctx context.Context) (int, error) {
 	c, err := outbox.Counts(ctx, wb.db)
-	return c[outbox.StateQueued] + c[outbox.StateSending] + c[outbox.StateHeld], err
+	return c[outbox.StateQueued] + c[outbox.StateSending] + c[outbox.StateAwaiting] + c[outbox.StateHeld], err
 }
 
 // Failed counts notes whose delivery gave up.
@@ -65,6 +67,7 @@ func newWriteBack(ctx context.Context, cfg config.Config, db *sql.DB, kr *keys.K
 	}
 	wb := &writeBack{db: db, fhir: fhirConfig(cfg)}
 	wb.worker = outbox.NewWorker(db, countingSink{Sink: sink, wb: wb}, slog.Default().With("component", "outbox"))
+	wb.worker.Acks, _ = sink.(fhir.Acknowledger) // folder and MESH confirm after delivery
 	return wb, nil
 }
 
@@ -78,15 +81,18 @@ func fhirConfig(cfg config.Config) fhir.Config {
 
 func newSink(cfg config.Config) (fhir.Sink, error) {
 	fc := fhirConfig(cfg)
-	if cfg.EPR.Sink != "fhir" {
+	if cfg.EPR.Sink == "folder" {
 		dir := cfg.EPR.Folder
 		if dir == "" {
 			dir = filepath.Join(cfg.DataDir, "export")
 		}
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("epr folder: %w", err)
+		for _, d := range []string{dir, filepath.Join(dir, fhir.CollectedDir), filepath.Join(dir, fhir.RejectedDir)} {
+			if err := os.MkdirAll(d, 0o750); err != nil {
+				return nil, fmt.Errorf("epr folder: %w", err)
+			}
 		}
-		return &fhir.FolderSink{Dir: dir, Config: fc}, nil
+		return &fhir.FolderSink{Dir: dir, Config: fc, Group: cfg.EPR.FolderGroup,
+			Retention: time.Duration(cfg.EPR.FolderRetentionDays) * 24 * time.Hour}, nil
 	}
 	sc := fhir.ServerConfig{BaseURL: cfg.EPR.FHIRBaseURL, Config: fc, LookupPatient: cfg.EPR.LookupPatient}
 	if f := cfg.EPR.BearerTokenFile; f != "" {

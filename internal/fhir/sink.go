@@ -23,6 +23,44 @@ type Receipt struct {
 	Created bool `json:"created"`
 	// HTTPStatus is the EPR's answer to the create (0 for sinks that are not HTTP).
 	HTTPStatus int `json:"http_status,omitempty"`
+	// Pending is true when the note was handed over (a file written for an engine to
+	// collect, a message accepted by MESH) but the record has not confirmed it yet: the
+	// sink's Acknowledgements report the outcome later. Reason says what it waits for.
+	Pending bool   `json:"pending,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Acknowledger is a Sink whose deliveries are confirmed after Deliver returns (Pending
+// receipts). The outbox calls Acknowledgements with the notes still waiting, from time to
+// time and never concurrently with itself.
+type Acknowledger interface {
+	Acknowledgements(ctx context.Context, waiting []Waiting) ([]Ack, error)
+}
+
+// Waiting is a note handed over and not yet acknowledged.
+type Waiting struct {
+	DocumentID string
+	// Location is what the Pending receipt named (a file path, a MESH message id).
+	Location string
+	Since    time.Time
+}
+
+// AckOutcome is what the receiver said about a note.
+type AckOutcome string
+
+const (
+	AckFiled   AckOutcome = "filed"   // in the record (or collected by the engine that files it)
+	AckRefused AckOutcome = "refused" // refused for good: held for a person, with Reason
+	AckResend  AckOutcome = "resend"  // a transient failure at the receiver: deliver again
+	AckWaiting AckOutcome = "waiting" // still waiting; Reason may say more (e.g. downloaded)
+)
+
+// Ack is the receiver's answer about one note.
+type Ack struct {
+	DocumentID string
+	Outcome    AckOutcome
+	Reason     string
+	Location   string // where it was filed, when known
 }
 
 // DeliveryError classifies a failed delivery for the outbox: Permanent failures are held
