@@ -10,12 +10,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"scribe/internal/config"
 	"scribe/internal/fhir"
 	"scribe/internal/keys"
 	"scribe/internal/metrics"
 	"scribe/internal/outbox"
 	"scribe/internal/server"
+	"scribe/internal/store"
 )
 
 // writeBack connects approval to the EPR: the approval transaction enqueues the note in
@@ -175,4 +178,138 @@ func (wb *writeBack) RetryDelivery(ctx context.Context, id int64) error {
 	}
 	wb.worker.Wake()
 	return nil
+}
+
+// FixNHSNumber implements server.NoteCorrections: the session's original note, not yet in
+// the record, gets the number and is queued again (its document id, the idempotency key,
+// stays).
+func (wb *writeBack) FixNHSNumber(ctx context.Context, tx *sql.Tx, sessionID, nhs string) error {
+	items, err := outbox.List(ctx, tx, outbox.Filter{SessionID: sessionID})
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		if it.Kind != outbox.KindNote {
+			continue
+		}
+		switch it.State {
+		case outbox.StateQueued, outbox.StateHeld, outbox.StateFailed:
+		default:
+			return fmt.Errorf("%w: the note is %s; once it is in the record, correct the patient by amending it", server.ErrDelivered, it.State)
+		}
+		n := it.Note
+		n.NHSNumber = nhs
+		if err := outbox.ReplaceNote(ctx, tx, it.ID, n); err != nil {
+			return fmt.Errorf("%w: %v", server.ErrDelivered, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: the session has no note on its way to the record", server.ErrDelivered)
+}
+
+// delivered returns the session's latest version in the record (the original or an
+// amendment), refusing while another correction is still on its way or after withdrawal.
+func delivered(ctx context.Context, tx *sql.Tx, sessionID string) (outbox.Item, error) {
+	items, err := outbox.List(ctx, tx, outbox.Filter{SessionID: sessionID}) // newest first
+	if err != nil {
+		return outbox.Item{}, err
+	}
+	for _, it := range items {
+		if it.State != outbox.StateSent {
+			what := "the note"
+			if it.Kind != outbox.KindNote {
+				what = "the last correction (" + string(it.Kind) + ")"
+			}
+			return outbox.Item{}, fmt.Errorf("%w: %s is not in the record yet (%s); wait for it, or fix it first", server.ErrDelivered, what, it.State)
+		}
+		switch it.Kind {
+		case outbox.KindWithdraw:
+			return outbox.Item{}, fmt.Errorf("%w: the note was withdrawn", server.ErrDelivered)
+		case outbox.KindNote, outbox.KindAmend:
+			return it, nil
+		}
+	}
+	return outbox.Item{}, fmt.Errorf("%w: the session has no note in the record", server.ErrDelivered)
+}
+
+// Amend implements server.NoteCorrections: a new document (its own id) that replaces the
+// latest delivered version.
+func (wb *writeBack) Amend(ctx context.Context, tx *sql.Tx, sessionID string, a server.Amendment) (string, error) {
+	cur, err := delivered(ctx, tx, sessionID)
+	if err != nil {
+		return "", err
+	}
+	n := cur.Note
+	n.DocumentID = uuid.NewString()
+	n.ReplacesDocumentID, n.WithdrawsDocumentID = cur.DocumentID, ""
+	n.Text, n.Reason = a.Text, a.Reason
+	if a.NHSNumber != "" {
+		n.NHSNumber = a.NHSNumber
+	}
+	n.Clinician = clinicianOf(a.Clinician)
+	n.ApprovedAt = time.Now()
+	n.Title = "Consultation transcript (amended)"
+	if _, err := outbox.EnqueueCorrection(ctx, tx, n, a.Actor); err != nil {
+		return "", err
+	}
+	return n.DocumentID, nil
+}
+
+// Withdraw implements server.NoteCorrections: the latest delivered version is marked
+// entered-in-error. The withdrawal carries a copy of that note so that every route can
+// say what is withdrawn.
+func (wb *writeBack) Withdraw(ctx context.Context, tx *sql.Tx, sessionID, reason, actor string) (string, error) {
+	cur, err := delivered(ctx, tx, sessionID)
+	if err != nil {
+		return "", err
+	}
+	n := cur.Note
+	n.DocumentID = uuid.NewString()
+	n.WithdrawsDocumentID, n.ReplacesDocumentID = cur.DocumentID, ""
+	n.Reason = reason
+	if _, err := outbox.EnqueueCorrection(ctx, tx, n, actor); err != nil {
+		return "", err
+	}
+	return n.DocumentID, nil
+}
+
+// Versions implements server.NoteCorrections for the session's own clinician.
+func (wb *writeBack) Versions(ctx context.Context, sessionID string) ([]server.NoteVersion, error) {
+	items, err := outbox.List(ctx, wb.db, outbox.Filter{SessionID: sessionID})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]server.NoteVersion, len(items))
+	for i, it := range items {
+		out[i] = server.NoteVersion{DocumentID: it.DocumentID, Kind: string(it.Kind), State: string(it.State), Reason: it.Reason,
+			RelatedDocumentID: it.RelatedDocumentID, Text: it.Note.Text, CreatedAt: it.CreatedAt, SentAt: it.SentAt}
+		if it.Kind == outbox.KindWithdraw {
+			out[i].Text = ""
+		}
+	}
+	return out, nil
+}
+
+// Corrections implements server.NoteCorrections for the CSO: no text, no NHS number.
+func (wb *writeBack) Corrections(ctx context.Context) ([]server.Correction, error) {
+	items, err := outbox.List(ctx, wb.db, outbox.Filter{Corrections: true, Limit: 500})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]server.Correction, len(items))
+	for i, it := range items {
+		out[i] = server.Correction{ID: it.ID, SessionID: it.SessionID, DocumentID: it.DocumentID, Kind: string(it.Kind),
+			State: string(it.State), DeliveryReason: it.Reason, RelatedDocumentID: it.RelatedDocumentID, Actor: it.Actor,
+			Reason: it.Note.Reason, CreatedAt: it.CreatedAt, SentAt: it.SentAt}
+	}
+	return out, nil
+}
+
+// Wake implements server.NoteCorrections.
+func (wb *writeBack) Wake() { wb.worker.Wake() }
+
+// clinicianOf is how the record names an approving or amending clinician.
+func clinicianOf(u store.User) fhir.Clinician {
+	return fhir.Clinician{DisplayName: u.DisplayName, SDSUserID: u.SDSUserID, GMCNumber: u.GMCNumber,
+		RegistrationBody: u.RegistrationBody, RegistrationNumber: u.RegistrationNumber}
 }

@@ -53,13 +53,19 @@ func BuildDocumentReference(n Note, cfg Config, opts BuildOptions) (DocumentRefe
 	system, value := clinicianIdentifier(n.Clinician)
 	clinician.Identifier = &r4.Identifier{System: ptr(system), Value: ptr(value)}
 
+	// A withdrawal is the withdrawn document again, marked entered-in-error.
+	id, status, description := n.DocumentID, r4.DocumentReferenceStatusCurrent, optional(n.Description)
+	if n.WithdrawsDocumentID != "" {
+		id, status = n.WithdrawsDocumentID, r4.DocumentReferenceStatusEnteredInError
+		description = ptr("Withdrawn by the clinician (entered in error): " + n.Reason)
+	}
 	doc := DocumentReference{
 		Meta: &r4.Meta{Profile: []string{ProfileUKCoreDocumentReference}},
 		Text: &r4.Narrative{Status: r4.NarrativeStatusGenerated, Div: narrative(r, nhs)},
 		// The document's own id, stable across versions of the record it is filed in.
-		MasterIdentifier: &r4.Identifier{System: ptr("urn:ietf:rfc:3986"), Value: ptr("urn:uuid:" + n.DocumentID)},
-		Identifier:       []r4.Identifier{{System: ptr(r.identifierSystem), Value: ptr(n.DocumentID)}},
-		Status:           r4.DocumentReferenceStatusCurrent,
+		MasterIdentifier: &r4.Identifier{System: ptr("urn:ietf:rfc:3986"), Value: ptr("urn:uuid:" + id)},
+		Identifier:       []r4.Identifier{{System: ptr(r.identifierSystem), Value: ptr(id)}},
+		Status:           status,
 		DocStatus:        ptr(r4.CompositionStatusFinal),
 		Type:             &r4.CodeableConcept{Coding: []r4.Coding{toCoding(r.typ)}},
 		Subject:          &subject,
@@ -71,7 +77,7 @@ func BuildDocumentReference(n Note, cfg Config, opts BuildOptions) (DocumentRefe
 			Type:       ptr("Organization"),
 			Identifier: &r4.Identifier{System: ptr(SystemODSOrganisation), Value: ptr(r.ods)},
 		},
-		Description: optional(n.Description),
+		Description: description,
 		Content: []r4.DocumentReferenceContent{{Attachment: r4.Attachment{
 			ContentType: ptr("text/plain; charset=utf-8"),
 			Language:    ptr(r.language),

@@ -177,6 +177,9 @@ func (s *ServerSink) Deliver(ctx context.Context, n Note) (Receipt, error) {
 		return Receipt{}, err
 	}
 	r := resolve(n, s.cfg.Config)
+	if n.WithdrawsDocumentID != "" {
+		return s.withdraw(ctx, r.identifierSystem, n.WithdrawsDocumentID)
+	}
 	var opts BuildOptions
 	if s.cfg.LookupPatient {
 		id, err := s.findPatient(ctx, n.NHSNumber)
@@ -226,6 +229,23 @@ func (s *ServerSink) Deliver(ctx context.Context, n Note) (Receipt, error) {
 		}
 	}
 	return rc, nil
+}
+
+// withdraw marks a delivered document entered-in-error (idempotent: a second attempt finds
+// it so already).
+func (s *ServerSink) withdraw(ctx context.Context, system, documentID string) (Receipt, error) {
+	old, err := s.findDocument(ctx, system, documentID)
+	if err != nil {
+		return Receipt{}, err
+	}
+	if old == nil {
+		return Receipt{}, permanent("held: the note to withdraw is not on the patient record under its identifier (check the EPR, then retry)", nil)
+	}
+	if err := s.retire(ctx, old, "entered-in-error"); err != nil {
+		return Receipt{}, err
+	}
+	id, _ := old["id"].(string)
+	return Receipt{Location: s.endpoint("DocumentReference/"+url.PathEscape(id), nil), HTTPStatus: http.StatusOK}, nil
 }
 
 // create posts the document. The document id counts as ambiguous from the moment the

@@ -283,7 +283,7 @@ func Retry(ctx context.Context, db Execer, id int64) error {
 	return nil
 }
 
-// ReplaceNote swaps the stored note of a held or failed entry (for example after the
+// ReplaceNote swaps the stored note of a queued, held or failed entry (for example after the
 // clinician corrected the NHS number) and queues it again. The document id must not change.
 func ReplaceNote(ctx context.Context, db Execer, id int64, n fhir.Note) error {
 	now := time.Now()
@@ -292,7 +292,7 @@ func ReplaceNote(ctx context.Context, db Execer, id int64, n fhir.Note) error {
 		return fmt.Errorf("replace outbox note: encode: %w", err)
 	}
 	res, err := db.ExecContext(ctx, `UPDATE fhir_outbox SET note_json = ?, state = 'queued', reason = '', attempts = 0,
-		next_attempt_at = ?, updated_at = ? WHERE id = ? AND document_id = ? AND state IN ('held', 'failed')`,
+		next_attempt_at = ?, updated_at = ? WHERE id = ? AND document_id = ? AND state IN ('queued', 'held', 'failed')`,
 		b, now.UnixMilli(), now.UnixMilli(), id, n.DocumentID)
 	if err != nil {
 		return fmt.Errorf("replace outbox note %d: %w", id, err)

@@ -149,6 +149,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/login", func(w http.ResponseWriter, r *http.Request) { s.finish(w, r, s.login(w, r)) })
 	mux.HandleFunc("POST /api/logout", s.logout)
 	s.registerDeliveryRoutes(mux)
+	s.correctionRoutes(mux) // corrections.go: NHS number fix, amend, withdraw
 	mux.HandleFunc("GET /api/me", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, userOf(r))
 		return nil

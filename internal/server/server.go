@@ -94,6 +94,9 @@ type Deps struct {
 	DeliveryState func(ctx context.Context, sessionID string) (state, reason string)
 	// Deliveries, when set, gives admins the write-back queue and retry.
 	Deliveries DeliveryAdmin
+	// Corrections, when set, lets clinicians fix, amend and withdraw approved notes and
+	// the CSO list amendments and withdrawals (corrections.go).
+	Corrections NoteCorrections
 	// Sources opens audio sources by room source kind ("wav", "browser", "device");
 	// missing kinds fall back to the built-in WAV and browser sources.
 	Sources map[string]SourceFactory
