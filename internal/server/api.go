@@ -150,6 +150,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/logout", s.logout)
 	s.registerDeliveryRoutes(mux)
 	s.correctionRoutes(mux) // corrections.go: NHS number fix, amend, withdraw
+	s.recordRoutes(mux)     // record.go: copy to record (text, PDF)
 	mux.HandleFunc("GET /api/me", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, userOf(r))
 		return nil
