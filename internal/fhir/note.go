@@ -88,6 +88,9 @@ type Note struct {
 	WithdrawsDocumentID string `json:"withdraws_document_id,omitempty"`
 	// Reason is the clinician's reason for an amendment or withdrawal.
 	Reason string `json:"reason,omitempty"`
+	// Resends counts the receiver's requests to send the note again (an ITK3 transient
+	// error): a message-based route gives each resend its own message identity.
+	Resends int `json:"resends,omitempty"`
 }
 
 // Config holds the deployment settings that shape every DocumentReference.

@@ -85,6 +85,15 @@ func (e *DeliveryError) Error() string {
 
 func (e *DeliveryError) Unwrap() error { return e.Err }
 
+// Permanent is a failure a person must act on: the outbox holds the note with reason.
+func Permanent(reason string, err error) error { return permanent(reason, err) }
+
+// Retryable is a failure that may clear by itself: the outbox tries again later (after
+// retryAfter when the receiver asked for a wait).
+func Retryable(reason string, retryAfter time.Duration, err error) error {
+	return retryable(reason, retryAfter, err)
+}
+
 // permanent marks a failure that repeating cannot fix.
 func permanent(reason string, err error) error {
 	return &DeliveryError{Permanent: true, Reason: reason, Err: err}

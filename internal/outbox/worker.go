@@ -271,12 +271,10 @@ func (w *Worker) CollectAcks(ctx context.Context) (int, error) {
 	if w.Acks == nil {
 		return 0, nil
 	}
+	// Asked even when nothing waits: a sink may have acknowledgements to clear away.
 	items, err := List(ctx, w.DB, Filter{State: StateAwaiting, Limit: 1000})
 	if err != nil {
 		return 0, err
-	}
-	if len(items) == 0 {
-		return 0, nil
 	}
 	byDoc := map[string]Item{}
 	waiting := make([]fhir.Waiting, 0, len(items))
@@ -311,8 +309,14 @@ func (w *Worker) CollectAcks(ctx context.Context) (int, error) {
 			n, uerr = w.execAudited(ctx, ev("refused"), `UPDATE fhir_outbox SET state = 'held', reason = ?, updated_at = ?
 				WHERE id = ? AND state = 'awaiting_ack'`, a.Reason, ms, it.ID)
 		case fhir.AckResend:
-			n, uerr = w.execAudited(ctx, ev("resend"), `UPDATE fhir_outbox SET state = 'queued', reason = ?, next_attempt_at = ?,
-				updated_at = ? WHERE id = ? AND state = 'awaiting_ack'`, "will resend: "+a.Reason, ms, ms, it.ID)
+			note := it.Note
+			note.Resends++ // the next send is a new message
+			b, eerr := encodeNote(note)
+			if eerr != nil {
+				return changed, fmt.Errorf("outbox: record acknowledgement for note %d: %w", it.ID, eerr)
+			}
+			n, uerr = w.execAudited(ctx, ev("resend"), `UPDATE fhir_outbox SET state = 'queued', reason = ?, note_json = ?, next_attempt_at = ?,
+				updated_at = ? WHERE id = ? AND state = 'awaiting_ack'`, "will resend: "+a.Reason, b, ms, ms, it.ID)
 		case fhir.AckWaiting:
 			if a.Reason != "" && a.Reason != it.Reason {
 				_, uerr = w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET reason = ? WHERE id = ? AND state = 'awaiting_ack'`, a.Reason, it.ID)

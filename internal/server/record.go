@@ -3,13 +3,9 @@ package server
 import (
 	"fmt"
 	"net/http"
-	"strings"
-	"time"
-	_ "time/tzdata" // Europe/London on a box without the zone database
 
 	"scribe/internal/audit"
-	"scribe/internal/nhsnumber"
-	"scribe/internal/pdf"
+	"scribe/internal/record"
 	"scribe/internal/store"
 )
 
@@ -18,59 +14,19 @@ import (
 // a PDF for document-workflow import. Both are for the session's own clinician; each
 // fetch is audited.
 
-// ukTime is the zone the practice reads times in.
-var ukTime = func() *time.Location {
-	if l, err := time.LoadLocation("Europe/London"); err == nil {
-		return l
-	}
-	return time.UTC
-}()
-
-// RecordNote is the approved note as it goes into a record by hand.
-type RecordNote struct {
-	Title string
-	Lines []string
-}
-
-// Text is the note as one plain-text block (CRLF-free, UTF-8).
-func (n RecordNote) Text() string { return n.Title + "\n\n" + strings.Join(n.Lines, "\n") + "\n" }
-
-// ProfessionalID names a clinician's registration as people read it: "GMC 7654321".
-func ProfessionalID(u store.User) string {
+// recordNote lays out the session's approved (or latest amended) note.
+func recordNote(c store.Consultation, room store.Room, approver store.User, text string) record.Note {
+	body, number := "", ""
 	switch {
-	case u.GMCNumber != "":
-		return "GMC " + u.GMCNumber
-	case u.RegistrationNumber != "":
-		return u.RegistrationBody + " " + u.RegistrationNumber
-	case u.SDSUserID != "":
-		return "SDS " + u.SDSUserID
+	case approver.GMCNumber != "":
+		body, number = "GMC", approver.GMCNumber
+	case approver.RegistrationNumber != "":
+		body, number = approver.RegistrationBody, approver.RegistrationNumber
+	case approver.SDSUserID != "":
+		body, number = "SDS", approver.SDSUserID
 	}
-	return ""
-}
-
-// BuildRecordNote lays out an approved note: what it is, when, where, whose, the
-// speaker-labelled lines, and who reviewed and approved it.
-func BuildRecordNote(c store.Consultation, room store.Room, approver store.User, text string) RecordNote {
-	when := func(t time.Time, layout string) string { return t.In(ukTime).Format(layout) }
-	who := approver.DisplayName
-	if id := ProfessionalID(approver); id != "" {
-		who += " (" + id + ")"
-	}
-	nhs := "not recorded"
-	if c.NHSNumber != "" {
-		nhs = nhsnumber.Format(c.NHSNumber)
-	}
-	lines := []string{
-		"Date: " + when(c.StartedAt, "2 Jan 2006 15:04") + "–" + when(c.StoppedAt, "15:04") + " (UK time)",
-		"Room: " + room.Name,
-		"NHS number: " + nhs,
-		"",
-	}
-	lines = append(lines, strings.Split(strings.TrimRight(text, "\n"), "\n")...)
-	lines = append(lines, "",
-		"Reviewed and approved by "+who+" on "+when(c.ApprovedAt, "2 Jan 2006 at 15:04")+".",
-		"Transcription only (scribe): what was said, not a clinical summary.")
-	return RecordNote{Title: "Consultation transcript", Lines: lines}
+	return record.Note{NHSNumber: c.NHSNumber, Room: room.Name, Start: c.StartedAt, Stop: c.StoppedAt, ApprovedAt: c.ApprovedAt,
+		Approver: record.Who(approver.DisplayName, body, number), Text: text}
 }
 
 func (s *Server) recordRoutes(mux *http.ServeMux) {
@@ -96,7 +52,7 @@ func (s *Server) recordFile(asPDF bool) func(w http.ResponseWriter, r *http.Requ
 		if err != nil {
 			return err
 		}
-		note := BuildRecordNote(c, room, approver, text)
+		note := recordNote(c, room, approver, text)
 		u := userOf(r)
 		format := "text"
 		if asPDF {
@@ -109,15 +65,15 @@ func (s *Server) recordFile(asPDF bool) func(w http.ResponseWriter, r *http.Requ
 		w.Header().Set("Cache-Control", "no-store")
 		if !asPDF {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			_, err := w.Write([]byte(note.Text()))
+			_, err := w.Write([]byte(record.Text(note)))
 			return err
 		}
-		b, err := pdf.Render(pdf.Document{Title: note.Title, Lines: note.Lines, Created: c.ApprovedAt})
+		b, err := record.PDF(note)
 		if err != nil {
 			return err
 		}
 		w.Header().Set("Content-Type", "application/pdf")
-		w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="consultation-%s.pdf"`, c.StartedAt.In(ukTime).Format("2006-01-02-1504")))
+		w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="consultation-%s.pdf"`, record.FileTime(c.StartedAt)))
 		_, err = w.Write(b)
 		return err
 	}
