@@ -15,6 +15,7 @@ import (
 	"scribe/internal/config"
 	"scribe/internal/fhir"
 	"scribe/internal/keys"
+	"scribe/internal/mesh"
 	"scribe/internal/metrics"
 	"scribe/internal/outbox"
 	"scribe/internal/server"
@@ -71,6 +72,25 @@ func newWriteBack(ctx context.Context, cfg config.Config, db *sql.DB, kr *keys.K
 	wb := &writeBack{db: db, fhir: fhirConfig(cfg)}
 	wb.worker = outbox.NewWorker(db, countingSink{Sink: sink, wb: wb}, slog.Default().With("component", "outbox"))
 	wb.worker.Acks, _ = sink.(fhir.Acknowledger) // folder and MESH confirm after delivery
+	if cfg.EPR.Sink == "mesh" && cfg.EPR.MESH.PollInterval > 0 {
+		wb.worker.AckInterval = cfg.EPR.MESH.PollInterval
+	}
+	if ss, ok := sink.(*fhir.ServerSink); ok {
+		// Read the EPR's CapabilityStatement now, so the log says at start whether it
+		// honours conditional create; the sink reads it again before the first delivery
+		// if this fails. Bounded by its own timeout and by ctx.
+		go func() {
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			log := slog.Default().With("component", "outbox")
+			if cond, err := ss.Probe(pctx); err != nil {
+				log.Warn("EPR CapabilityStatement not read at start; read again before the first delivery", "err", err)
+			} else {
+				log.Info("EPR CapabilityStatement read", "conditional_create", cond,
+					"exactly_once_by", map[bool]string{true: "If-None-Exist", false: "search by identifier before each create"}[cond])
+			}
+		}()
+	}
 	return wb, nil
 }
 
@@ -97,6 +117,9 @@ func newSink(cfg config.Config) (fhir.Sink, error) {
 		return &fhir.FolderSink{Dir: dir, Config: fc, Group: cfg.EPR.FolderGroup,
 			Retention: time.Duration(cfg.EPR.FolderRetentionDays) * 24 * time.Hour}, nil
 	}
+	if cfg.EPR.Sink == "mesh" {
+		return newMESHSink(cfg.EPR.MESH, fc)
+	}
 	sc := fhir.ServerConfig{BaseURL: cfg.EPR.FHIRBaseURL, Config: fc, LookupPatient: cfg.EPR.LookupPatient}
 	if f := cfg.EPR.BearerTokenFile; f != "" {
 		b, err := os.ReadFile(f)
@@ -120,6 +143,36 @@ func newSink(cfg config.Config) (fhir.Sink, error) {
 		sc.TLS = tc
 	}
 	return fhir.NewServerSink(sc)
+}
+
+// newMESHSink sends notes as GP Connect Send Document messages through a MESH mailbox.
+func newMESHSink(m config.MESH, fc fhir.Config) (fhir.Sink, error) {
+	secret := func(what, path string) (string, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("epr mesh %s: %w", what, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	password, err := secret("password_file", m.PasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	key, err := secret("shared_key_file", m.SharedKey)
+	if err != nil {
+		return nil, err
+	}
+	cc := mesh.ClientConfig{URL: m.URL, Mailbox: m.Mailbox, Password: password, SharedKey: key}
+	if m.TLS.Cert != "" {
+		if cc.TLS, err = fhir.MutualTLSConfig(m.TLS.Cert, m.TLS.Key, m.TLS.CA); err != nil {
+			return nil, fmt.Errorf("epr mesh tls: %w", err)
+		}
+	}
+	client, err := mesh.NewClient(cc)
+	if err != nil {
+		return nil, err
+	}
+	return mesh.NewSink(mesh.SinkConfig{Client: client, To: m.ToMailbox, FHIR: fc, Log: slog.Default().With("component", "mesh")})
 }
 
 // onApproved runs inside the approval transaction.
