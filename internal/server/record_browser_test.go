@@ -75,6 +75,12 @@ func TestBrowserCopyToRecordAndPDF(t *testing.T) {
 	)
 	browserStep(t, bctx, 10*time.Second, "copy to record", chromedp.Click(`#btn-copy-record`, chromedp.ByQuery))
 	waitBrowserJS(t, bctx, 10*time.Second, "the copied message", `document.getElementById('copy-status').textContent.startsWith('Copied')`)
+	if dir := os.Getenv("SCRIBE_TEST_SCREENSHOTS"); dir != "" { // to look at the UI
+		var png []byte
+		if chromedp.Run(bctx, chromedp.FullScreenshot(&png, 100)) == nil {
+			_ = os.WriteFile(filepath.Join(dir, t.Name()+".png"), png, 0o644)
+		}
+	}
 	awaitPromise := func(p *cdpruntime.EvaluateParams) *cdpruntime.EvaluateParams { return p.WithAwaitPromise(true) }
 	var clip string
 	browserStep(t, bctx, 10*time.Second, "read the clipboard", chromedp.Evaluate(`navigator.clipboard.readText()`, &clip, awaitPromise))
