@@ -70,17 +70,8 @@ func BuildPayload(n fhir.Note, cfg fhir.Config, sender string, now time.Time) (P
 		return Payload{}, err
 	}
 	c := n.Clinician
-	body, number := "", ""
-	switch {
-	case c.GMCNumber != "":
-		body, number = "GMC", c.GMCNumber
-	case c.RegistrationNumber != "":
-		body, number = c.RegistrationBody, c.RegistrationNumber
-	case c.SDSUserID != "":
-		body, number = "SDS", c.SDSUserID
-	}
 	pdfBytes, err := record.PDF(record.Note{Title: shown.Title, NHSNumber: *doc.Subject.Identifier.Value, Start: n.ConsultationStart,
-		Stop: n.ConsultationEnd, ApprovedAt: n.ApprovedAt, Approver: record.Who(c.DisplayName, body, number), Text: n.Text, Notice: notice})
+		Stop: n.ConsultationEnd, ApprovedAt: n.ApprovedAt, Approver: record.Who(c.DisplayName, c.GMCNumber, c.RegistrationBody, c.RegistrationNumber, c.SDSUserID), Text: n.Text, Notice: notice})
 	if err != nil {
 		return Payload{}, fmt.Errorf("render the PDF: %w", err)
 	}

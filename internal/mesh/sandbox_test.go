@@ -6,8 +6,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -20,6 +18,7 @@ import (
 	"scribe/internal/mesh"
 	"scribe/internal/mesh/meshtest"
 	"scribe/internal/outbox"
+	"scribe/internal/pdf/pdftext"
 	"scribe/internal/store"
 )
 
@@ -139,23 +138,6 @@ func (h *harness) wantState(id int64, state outbox.State, reason string) outbox.
 	return it
 }
 
-func pdfText(t *testing.T, b []byte) string {
-	t.Helper()
-	bin, err := exec.LookPath("pdftotext")
-	if err != nil {
-		t.Skip("pdftotext (poppler-utils) is not installed; it is in the sid root where `make test` runs")
-	}
-	p := filepath.Join(t.TempDir(), "doc.pdf")
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(bin, "-enc", "UTF-8", p, "-").Output()
-	if err != nil {
-		t.Fatalf("pdftotext: %v", err)
-	}
-	return strings.Join(strings.Fields(string(out)), " ")
-}
-
 // The happy path: sent, received by the practice (infrastructure acknowledgement: still
 // waiting), filed (business acknowledgement: sent). The message is a GP Connect Send
 // Document ITK3 Bundle with the note as a PDF whose text is the note.
@@ -180,7 +162,7 @@ func TestMESHDeliveredAndAcknowledged(t *testing.T) {
 	if len(ids) == 0 || ids[0].(map[string]any)["value"] != n.DocumentID {
 		t.Errorf("document identifier %v", r.Document["identifier"])
 	}
-	text := pdfText(t, r.PDF)
+	text := pdftext.Words(pdftext.Extract(t, r.PDF))
 	for _, want := range []string{"Consultation transcript", "NHS number: 943 476 5919", "Patient: Better since Tuesday.", "Reviewed and approved by Dr Sam Patel (GMC 1234567)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the PDF lacks %q: %s", want, text)

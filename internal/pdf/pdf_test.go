@@ -3,35 +3,11 @@ package pdf
 import (
 	"bytes"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// pdftotext extracts a PDF's text with poppler, as a document-workflow indexer would.
-func pdftotext(t *testing.T, b []byte) string {
-	t.Helper()
-	bin, err := exec.LookPath("pdftotext")
-	if err != nil {
-		t.Skip("pdftotext (poppler-utils) is not installed; it is in the sid root where `make test` runs")
-	}
-	p := filepath.Join(t.TempDir(), "doc.pdf")
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var out, errb bytes.Buffer
-	cmd := exec.Command(bin, "-enc", "UTF-8", "-layout", p, "-")
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("pdftotext: %v: %s", err, errb.String())
-	}
-	if errb.Len() > 0 {
-		t.Errorf("pdftotext complained: %s", errb.String())
-	}
-	return out.String()
-}
+	"scribe/internal/pdf/pdftext"
+)
 
 func TestRenderIsExtractable(t *testing.T) {
 	lines := []string{
@@ -49,8 +25,8 @@ func TestRenderIsExtractable(t *testing.T) {
 	if !bytes.HasPrefix(b, []byte("%PDF-1.4")) || !bytes.HasSuffix(b, []byte("%%EOF\n")) {
 		t.Fatal("not a PDF")
 	}
-	text := pdftotext(t, b)
-	joined := strings.Join(strings.Fields(text), " ") // wrapping and layout aside
+	text := pdftext.Extract(t, b)
+	joined := pdftext.Words(text) // wrapping and layout aside
 	for _, want := range []string{
 		"Consultation transcript",
 		"Good morning — what brings you in? Café, naïve, £20, “quotes” (and brackets) \\ backslash.",

@@ -36,12 +36,18 @@ type Note struct {
 	Notice string
 }
 
-// Who names a clinician with their registration, e.g. "Dr A Patel (GMC 7654321)".
-func Who(name, body, number string) string {
-	if number == "" {
-		return name
+// Who names a clinician with their registration, e.g. "Dr A Patel (GMC 7654321)": the GMC
+// number, else an NMC/GPhC/HCPC registration, else the SDS user id.
+func Who(name, gmc, regBody, regNumber, sds string) string {
+	switch {
+	case gmc != "":
+		return name + " (GMC " + gmc + ")"
+	case regNumber != "":
+		return name + " (" + regBody + " " + regNumber + ")"
+	case sds != "":
+		return name + " (SDS " + sds + ")"
 	}
-	return name + " (" + body + " " + number + ")"
+	return name
 }
 
 // Lines is the note laid out: what it is, when, where, whose, the lines, who approved it.

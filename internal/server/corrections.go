@@ -222,21 +222,10 @@ func (s *Server) amendNote(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	u := userOf(r)
-	var docID string
-	err = s.correct(r.Context(), func(tx *sql.Tx) (audit.Event, error) {
-		var err error
-		docID, err = s.deps.Corrections.Amend(r.Context(), tx, c.ID, Amendment{Text: req.Text, NHSNumber: nhs, Reason: req.Reason, Actor: u.Username, Clinician: u})
-		if err != nil {
-			return audit.Event{}, err
-		}
-		return audit.Event{Actor: u.Username, Action: audit.ActionNoteAmended, SessionID: c.ID,
-			Details: map[string]any{"document_id": docID, "patient_changed": nhs != "" && nhs != c.NHSNumber}}, nil
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, map[string]string{"document_id": docID, "status": "queued"})
-	return nil
+	return s.queueCorrection(w, r, c, audit.ActionNoteAmended, map[string]any{"patient_changed": nhs != "" && nhs != c.NHSNumber},
+		func(tx *sql.Tx) (string, error) {
+			return s.deps.Corrections.Amend(r.Context(), tx, c.ID, Amendment{Text: req.Text, NHSNumber: nhs, Reason: req.Reason, Actor: u.Username, Clinician: u})
+		})
 }
 
 func (s *Server) withdrawNote(w http.ResponseWriter, r *http.Request) error {
@@ -248,15 +237,23 @@ func (s *Server) withdrawNote(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u := userOf(r)
+	return s.queueCorrection(w, r, c, audit.ActionNoteWithdrawn, map[string]any{}, func(tx *sql.Tx) (string, error) {
+		return s.deps.Corrections.Withdraw(r.Context(), tx, c.ID, req.Reason, userOf(r).Username)
+	})
+}
+
+// queueCorrection runs queue (an amendment or a withdrawal) and its audit event (action,
+// details and the new document id) in one transaction, and answers 201 with the id.
+func (s *Server) queueCorrection(w http.ResponseWriter, r *http.Request, c store.Consultation, action audit.Action,
+	details map[string]any, queue func(tx *sql.Tx) (string, error)) error {
 	var docID string
-	err = s.correct(r.Context(), func(tx *sql.Tx) (audit.Event, error) {
+	err := s.correct(r.Context(), func(tx *sql.Tx) (audit.Event, error) {
 		var err error
-		if docID, err = s.deps.Corrections.Withdraw(r.Context(), tx, c.ID, req.Reason, u.Username); err != nil {
+		if docID, err = queue(tx); err != nil {
 			return audit.Event{}, err
 		}
-		return audit.Event{Actor: u.Username, Action: audit.ActionNoteWithdrawn, SessionID: c.ID,
-			Details: map[string]any{"document_id": docID}}, nil
+		details["document_id"] = docID
+		return audit.Event{Actor: userOf(r).Username, Action: action, SessionID: c.ID, Details: details}, nil
 	})
 	if err != nil {
 		return err

@@ -16,17 +16,9 @@ import (
 
 // recordNote lays out the session's approved (or latest amended) note.
 func recordNote(c store.Consultation, room store.Room, approver store.User, text string) record.Note {
-	body, number := "", ""
-	switch {
-	case approver.GMCNumber != "":
-		body, number = "GMC", approver.GMCNumber
-	case approver.RegistrationNumber != "":
-		body, number = approver.RegistrationBody, approver.RegistrationNumber
-	case approver.SDSUserID != "":
-		body, number = "SDS", approver.SDSUserID
-	}
 	return record.Note{NHSNumber: c.NHSNumber, Room: room.Name, Start: c.StartedAt, Stop: c.StoppedAt, ApprovedAt: c.ApprovedAt,
-		Approver: record.Who(approver.DisplayName, body, number), Text: text}
+		Approver: record.Who(approver.DisplayName, approver.GMCNumber, approver.RegistrationBody, approver.RegistrationNumber, approver.SDSUserID),
+		Text:     text}
 }
 
 func (s *Server) recordRoutes(mux *http.ServeMux) {

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"scribe/internal/pdf/pdftext"
 	"scribe/internal/store"
 )
 
@@ -26,10 +26,6 @@ import (
 func TestBrowserCopyToRecordAndPDF(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("browser test needs Chromium at %s (present in the sid root where `make test` runs)", chromiumPath)
-	}
-	pdftotext, err := exec.LookPath("pdftotext")
-	if err != nil {
-		t.Skip("pdftotext (poppler-utils) is not installed; it is in the sid root where `make test` runs")
 	}
 	e := newEnv(t, nil)
 	a, err := e.srv.Store().CreateUser(context.Background(), store.NewUser{Username: "patel", DisplayName: "Dr A Patel",
@@ -107,18 +103,10 @@ func TestBrowserCopyToRecordAndPDF(t *testing.T) {
 	if err != nil || !bytes.HasPrefix(raw, []byte("%PDF-")) {
 		t.Fatalf("PDF link gave %d bytes (%v)", len(raw), err)
 	}
-	p := filepath.Join(t.TempDir(), "note.pdf")
-	if err := os.WriteFile(p, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(pdftotext, "-enc", "UTF-8", p, "-").Output()
-	if err != nil {
-		t.Fatalf("pdftotext: %v", err)
-	}
-	text := strings.Join(strings.Fields(string(out)), " ")
+	text := pdftext.Words(pdftext.Extract(t, raw))
 	for _, w := range want {
-		if !strings.Contains(text, strings.Join(strings.Fields(w), " ")) {
-			t.Errorf("PDF text lacks %q:\n%s", w, out)
+		if !strings.Contains(text, pdftext.Words(w)) {
+			t.Errorf("PDF text lacks %q:\n%s", w, text)
 		}
 	}
 }
