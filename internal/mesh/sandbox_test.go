@@ -260,6 +260,16 @@ func TestMESHRejected(t *testing.T) {
 	h.acks()
 	h.wantState(transient, outbox.StateSent, "filed")
 
+	// Once the practice has fixed what it refused, a retry sends a new message.
+	if err := outbox.Retry(context.Background(), h.db.DB(), refused); err != nil {
+		t.Fatal(err)
+	}
+	h.deliverDue()
+	if again := h.collect(1)[0]; again.LocalID != h.item(refused).DocumentID+".1" {
+		t.Errorf("retry after a refusal: local id %q, want a new message", again.LocalID)
+	}
+	h.wantState(refused, outbox.StateAwaiting, "")
+
 	// An unknown recipient mailbox is refused by MESH at once.
 	bad, err := mesh.NewSink(mesh.SinkConfig{Client: h.sandbox.Client(t, meshtest.ScribeMailbox, ""), To: "NOSUCHBOX",
 		FHIR: fhir.Config{IdentifierSystem: "https://hub.example/Id/scribe-document", PracticeODS: "Y12345"}})

@@ -305,18 +305,22 @@ func (w *Worker) CollectAcks(ctx context.Context) (int, error) {
 			}
 			n, uerr = w.execAudited(ctx, ev("acknowledged"), `UPDATE fhir_outbox SET state = 'sent', reason = ?, sent_at = ?, location = ?,
 				updated_at = ? WHERE id = ? AND state = 'awaiting_ack'`, a.Reason, ms, loc, ms, it.ID)
-		case fhir.AckRefused:
-			n, uerr = w.execAudited(ctx, ev("refused"), `UPDATE fhir_outbox SET state = 'held', reason = ?, updated_at = ?
-				WHERE id = ? AND state = 'awaiting_ack'`, a.Reason, ms, it.ID)
-		case fhir.AckResend:
+		case fhir.AckRefused, fhir.AckResend:
+			// The receiver answered this copy; whatever goes next (a resend now, or a retry
+			// once a person fixed the cause) is a new message.
 			note := it.Note
-			note.Resends++ // the next send is a new message
+			note.Resends++
 			b, eerr := encodeNote(note)
 			if eerr != nil {
 				return changed, fmt.Errorf("outbox: record acknowledgement for note %d: %w", it.ID, eerr)
 			}
-			n, uerr = w.execAudited(ctx, ev("resend"), `UPDATE fhir_outbox SET state = 'queued', reason = ?, note_json = ?, next_attempt_at = ?,
-				updated_at = ? WHERE id = ? AND state = 'awaiting_ack'`, "will resend: "+a.Reason, b, ms, ms, it.ID)
+			if a.Outcome == fhir.AckRefused {
+				n, uerr = w.execAudited(ctx, ev("refused"), `UPDATE fhir_outbox SET state = 'held', reason = ?, note_json = ?, updated_at = ?
+					WHERE id = ? AND state = 'awaiting_ack'`, a.Reason, b, ms, it.ID)
+			} else {
+				n, uerr = w.execAudited(ctx, ev("resend"), `UPDATE fhir_outbox SET state = 'queued', reason = ?, note_json = ?, next_attempt_at = ?,
+					updated_at = ? WHERE id = ? AND state = 'awaiting_ack'`, "will resend: "+a.Reason, b, ms, ms, it.ID)
+			}
 		case fhir.AckWaiting:
 			if a.Reason != "" && a.Reason != it.Reason {
 				_, uerr = w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET reason = ? WHERE id = ? AND state = 'awaiting_ack'`, a.Reason, it.ID)
