@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"scribe/internal/config"
+	"scribe/internal/fhir"
 	"scribe/internal/keys"
 	"scribe/internal/models"
 	"scribe/internal/store"
@@ -343,14 +344,12 @@ func checkEPR(ctx context.Context, opt Options) Result {
 	var cs struct {
 		ResourceType string `json:"resourceType"`
 		FHIRVersion  string `json:"fhirVersion"`
-		Rest         []struct {
-			Resource []struct {
-				Type              string `json:"type"`
-				ConditionalCreate bool   `json:"conditionalCreate"`
-			} `json:"resource"`
-		} `json:"rest"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&cs); err != nil || cs.ResourceType == "" {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &cs)
+	}
+	if err != nil || cs.ResourceType == "" {
 		return fail("epr", "%s/metadata did not answer with a FHIR resource (%v): is this the FHIR base URL?", base, err)
 	}
 	if cs.ResourceType != "CapabilityStatement" {
@@ -364,12 +363,8 @@ func checkEPR(ctx context.Context, opt Options) Result {
 	// Exactly once rests on conditional create where the server declares it, and on a
 	// search by identifier before each create where it does not (README, Write-back).
 	how := "no conditional create for DocumentReference: scribe searches by identifier before each create"
-	for _, r := range cs.Rest {
-		for _, res := range r.Resource {
-			if res.Type == "DocumentReference" && res.ConditionalCreate {
-				how = "conditional create (If-None-Exist) for DocumentReference"
-			}
-		}
+	if fhir.DeclaresConditionalCreate(body) {
+		how = "conditional create (If-None-Exist) for DocumentReference"
 	}
 	return ok("epr", "%s is a FHIR %s server; %s", base, cs.FHIRVersion, how)
 }

@@ -350,23 +350,7 @@ func (s *ServerSink) conditionalCreate(ctx context.Context) (bool, error) {
 	v := false
 	switch {
 	case resp.status >= 200 && resp.status < 300:
-		var cs struct {
-			Rest []struct {
-				Resource []struct {
-					Type              string `json:"type"`
-					ConditionalCreate bool   `json:"conditionalCreate"`
-				} `json:"resource"`
-			} `json:"rest"`
-		}
-		if json.Unmarshal(resp.body, &cs) == nil {
-			for _, r := range cs.Rest {
-				for _, res := range r.Resource {
-					if res.Type == "DocumentReference" {
-						v = v || res.ConditionalCreate
-					}
-				}
-			}
-		}
+		v = DeclaresConditionalCreate(resp.body)
 	case resp.status >= 400 && resp.status < 500 && resp.status != http.StatusUnauthorized &&
 		resp.status != http.StatusForbidden && resp.status != http.StatusTooManyRequests:
 		// No CapabilityStatement: search before every create.
@@ -377,6 +361,30 @@ func (s *ServerSink) conditionalCreate(ctx context.Context) (bool, error) {
 	s.conditional = &v
 	s.mu.Unlock()
 	return v, nil
+}
+
+// DeclaresConditionalCreate reports whether a CapabilityStatement (JSON) declares
+// conditional create for DocumentReference.
+func DeclaresConditionalCreate(capabilityStatement []byte) bool {
+	var cs struct {
+		Rest []struct {
+			Resource []struct {
+				Type              string `json:"type"`
+				ConditionalCreate bool   `json:"conditionalCreate"`
+			} `json:"resource"`
+		} `json:"rest"`
+	}
+	if json.Unmarshal(capabilityStatement, &cs) != nil {
+		return false
+	}
+	for _, r := range cs.Rest {
+		for _, res := range r.Resource {
+			if res.Type == "DocumentReference" && res.ConditionalCreate {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // docSummary is what we compare of a DocumentReference found on the EPR.
