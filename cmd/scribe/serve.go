@@ -96,6 +96,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		OnApproved:    wb.onApproved,
 		DeliveryState: wb.deliveryState,
 		Deliveries:    wb,
+		Corrections:   wb,
 		Sources:       map[string]server.SourceFactory{"device": deviceSource},
 		Logger:        logger,
 		Stdout:        stdout,

@@ -42,14 +42,17 @@ func ParseRole(s string) (Role, error) {
 
 // User is an account. The password hash never leaves the store.
 type User struct {
-	ID          int64     `json:"id"`
-	Username    string    `json:"username"`
-	DisplayName string    `json:"display_name"`
-	Role        Role      `json:"role"`
-	GMCNumber   string    `json:"gmc_number,omitempty"`
-	SDSUserID   string    `json:"sds_user_id,omitempty"`
-	Disabled    bool      `json:"disabled"`
-	CreatedAt   time.Time `json:"created_at"`
+	ID          int64  `json:"id"`
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	Role        Role   `json:"role"`
+	GMCNumber   string `json:"gmc_number,omitempty"`
+	SDSUserID   string `json:"sds_user_id,omitempty"`
+	// RegistrationBody (NMC, GPhC, HCPC) and RegistrationNumber identify non-doctors.
+	RegistrationBody   string    `json:"registration_body,omitempty"`
+	RegistrationNumber string    `json:"registration_number,omitempty"`
+	Disabled           bool      `json:"disabled"`
+	CreatedAt          time.Time `json:"created_at"`
 }
 
 // NewUser is what CreateUser needs.
@@ -60,6 +63,9 @@ type NewUser struct {
 	Password    string
 	GMCNumber   string
 	SDSUserID   string
+	// RegistrationBody and RegistrationNumber: NMC, GPhC or HCPC registration.
+	RegistrationBody   string
+	RegistrationNumber string
 }
 
 // MinPasswordLength is the shortest password CreateUser accepts.
@@ -150,8 +156,9 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		return User{}, fmt.Errorf("create user: %w", err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO users(username, display_name, role, password_hash, gmc_number, sds_user_id, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, nu.Username, nu.DisplayName, nu.Role, h, nu.GMCNumber, nu.SDSUserID, ms(now))
+	res, err := tx.ExecContext(ctx, `INSERT INTO users(username, display_name, role, password_hash, gmc_number, sds_user_id,
+		registration_body, registration_number, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		nu.Username, nu.DisplayName, nu.Role, h, nu.GMCNumber, nu.SDSUserID, nu.RegistrationBody, nu.RegistrationNumber, ms(now))
 	if err != nil {
 		var se sqlite3.Error
 		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
@@ -202,12 +209,12 @@ func (s *Store) SetPassword(ctx context.Context, userID int64, pw string) error 
 	return tx.Commit()
 }
 
-const userCols = `id, username, display_name, role, gmc_number, sds_user_id, disabled, created_at`
+const userCols = `id, username, display_name, role, gmc_number, sds_user_id, registration_body, registration_number, disabled, created_at`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
 	var created int64
-	err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.Role, &u.GMCNumber, &u.SDSUserID, &u.Disabled, &created)
+	err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.Role, &u.GMCNumber, &u.SDSUserID, &u.RegistrationBody, &u.RegistrationNumber, &u.Disabled, &created)
 	u.CreatedAt = fromMS(created)
 	return u, err
 }
