@@ -47,16 +47,20 @@ type Action string
 
 // The actions scribe records. Details noted per action are what callers should include.
 const (
-	ActionLogin            Action = "login"
-	ActionLogout           Action = "logout"
-	ActionLoginFailed      Action = "login_failed"
-	ActionSessionStart     Action = "session_start" // details: consent_by, consent_at
-	ActionSessionPause     Action = "session_pause"
-	ActionSessionResume    Action = "session_resume"
-	ActionSessionStop      Action = "session_stop"
-	ActionSegmentEdit      Action = "segment_edit" // details: segment_id (never the words)
-	ActionSegmentFlag      Action = "segment_flag" // details: segment_id, flag
-	ActionSessionApprove   Action = "session_approve"
+	ActionLogin          Action = "login"
+	ActionLogout         Action = "logout"
+	ActionLoginFailed    Action = "login_failed"
+	ActionSessionStart   Action = "session_start" // details: consent_by, consent_at
+	ActionSessionPause   Action = "session_pause"
+	ActionSessionResume  Action = "session_resume"
+	ActionSessionStop    Action = "session_stop"
+	ActionSegmentEdit    Action = "segment_edit" // details: segment_id (never the words)
+	ActionSegmentFlag    Action = "segment_flag" // details: segment_id, flag
+	ActionSessionApprove Action = "session_approve"
+	// ActionApprovalConfirm records the clinician's explicit decision, at approval, on one
+	// item of the pre-approval check (a line without text kept as a marker, a flag
+	// checked, no NHS number). details: item, kind, segment_id or flag_id (never words).
+	ActionApprovalConfirm  Action = "approval_confirm"
 	ActionWritebackAttempt Action = "writeback_attempt"
 	ActionWritebackResult  Action = "writeback_result" // details: ok, status, error
 	ActionAudioDeleted     Action = "audio_deleted"    // details: session, bytes, reason
@@ -78,7 +82,7 @@ var knownActions = map[Action]bool{
 	ActionLogin: true, ActionLogout: true, ActionLoginFailed: true,
 	ActionSessionStart: true, ActionSessionPause: true, ActionSessionResume: true,
 	ActionSessionStop: true, ActionSegmentEdit: true, ActionSegmentFlag: true,
-	ActionSessionApprove: true, ActionWritebackAttempt: true, ActionWritebackResult: true,
+	ActionSessionApprove: true, ActionApprovalConfirm: true, ActionWritebackAttempt: true, ActionWritebackResult: true,
 	ActionAudioDeleted: true, ActionTranscriptPurged: true, ActionConfigChange: true,
 	ActionUserChange: true, ActionKeyRotated: true, ActionDataAccess: true,
 	ActionNHSNumberCorrected: true, ActionNoteAmended: true, ActionNoteWithdrawn: true,

@@ -826,6 +826,11 @@ func (s *Store) Approve(ctx context.Context, sessionID string, userID int64, hoo
 	return c, nil
 }
 
+// UntranscribedMarker stands in the approved note for a line where speech was heard but
+// no words were decoded and the clinician chose to keep it as such: the gap stays visible
+// in the record instead of silently disappearing.
+const UntranscribedMarker = "[speech heard here was not transcribed]"
+
 var speakerLabel = map[domain.Speaker]string{
 	domain.SpeakerClinician: "Clinician",
 	domain.SpeakerPatient:   "Patient",

@@ -1,0 +1,260 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cdpruntime "github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"scribe/internal/domain"
+	"scribe/internal/store"
+)
+
+// toneRoomKind is the source kind of the test rooms in this file: a room microphone that
+// hears Seconds of a tone at once, then silence until the clinician pauses or stops (like
+// a real microphone, the session does not end by itself). The fake transcriber turns each
+// second into one line, so a room with {"seconds": 20} gives a 20-line transcript.
+const toneRoomKind = store.SourceDevice
+
+type toneConfig struct {
+	Seconds float64 `json:"seconds"`
+	Hz      float64 `json:"hz"`
+}
+
+// toneSource yields its tone in 100 ms chunks without pacing, then blocks until closed.
+type toneSource struct {
+	left   int
+	phase  int
+	hz     float64
+	closed chan struct{}
+	once   sync.Once
+}
+
+func openToneSource(_ context.Context, room store.Room) (domain.AudioSource, error) {
+	var c toneConfig
+	if err := json.Unmarshal(room.SourceConfig, &c); err != nil {
+		return nil, err
+	}
+	if c.Hz == 0 {
+		c.Hz = 440
+	}
+	return &toneSource{left: int(c.Seconds * domain.SampleRate), hz: c.Hz, closed: make(chan struct{})}, nil
+}
+
+func (s *toneSource) Channels() int { return 1 }
+
+func (s *toneSource) Read(ctx context.Context) ([][]float32, error) {
+	if s.left > 0 {
+		n := min(s.left, domain.SampleRate/10)
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(0.3 * math.Sin(2*math.Pi*s.hz*float64(s.phase+i)/domain.SampleRate))
+		}
+		s.phase += n
+		s.left -= n
+		return [][]float32{x}, nil
+	}
+	select {
+	case <-s.closed:
+		return nil, io.EOF
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (s *toneSource) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return nil
+}
+
+// uiRig is a server with one clinician ("gp") and a tone room, and a Chromium tab.
+type uiRig struct {
+	t    *testing.T
+	e    *testEnv
+	doc  store.User
+	room store.Room
+	bctx context.Context
+	base string
+
+	mu         sync.Mutex
+	exceptions []string // uncaught exceptions in the page
+}
+
+func newUIRig(t *testing.T, toneSeconds float64, mod func(*Config, *Deps)) *uiRig {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("browser test needs Chromium at %s (present in the sid root where `make test` runs): %v", chromiumPath, err)
+	}
+	e := newEnv(t, func(c *Config, d *Deps) {
+		d.Sources = map[string]SourceFactory{toneRoomKind: openToneSource}
+		if mod != nil {
+			mod(c, d)
+		}
+	})
+	r := &uiRig{t: t, e: e, base: strings.TrimSuffix(e.ts.URL, "/")}
+	r.doc = e.user("gp", store.RoleClinician)
+	r.room = e.room("Room 1", toneRoomKind, toneConfig{Seconds: toneSeconds}, r.doc.ID)
+	r.bctx = startChromium(t, nil)
+	chromedp.ListenTarget(r.bctx, func(ev any) {
+		if ex, ok := ev.(*cdpruntime.EventExceptionThrown); ok {
+			msg := ex.ExceptionDetails.Text
+			if ex.ExceptionDetails.Exception != nil {
+				msg += " " + ex.ExceptionDetails.Exception.Description
+			}
+			r.mu.Lock()
+			r.exceptions = append(r.exceptions, msg)
+			r.mu.Unlock()
+		}
+	})
+	t.Cleanup(func() { screenshotOnFailure(t, r.bctx) })
+	return r
+}
+
+func (r *uiRig) run(name string, actions ...chromedp.Action) {
+	r.t.Helper()
+	browserStep(r.t, r.bctx, 30*time.Second, name, actions...)
+}
+
+func (r *uiRig) wait(name, cond string) {
+	r.t.Helper()
+	waitBrowserJS(r.t, r.bctx, 20*time.Second, name, cond)
+}
+
+// eval runs JavaScript in the page (awaiting a promise) and decodes its value into out.
+func (r *uiRig) eval(js string, out any) {
+	r.t.Helper()
+	r.run("evaluate "+js, chromedp.Evaluate(js, out, func(p *cdpruntime.EvaluateParams) *cdpruntime.EvaluateParams { return p.WithAwaitPromise(true) }))
+}
+
+// pageExceptions returns the uncaught exceptions the page has thrown so far.
+func (r *uiRig) pageExceptions() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.exceptions...)
+}
+
+// login logs in through the page's form.
+func (r *uiRig) login(user string) {
+	r.t.Helper()
+	r.run("log in as "+user, chromedp.Navigate(r.base+"/"), chromedp.WaitVisible("#username", chromedp.ByID),
+		chromedp.SendKeys("#username", user, chromedp.ByID), chromedp.SendKeys("#password", testPassword, chromedp.ByID),
+		chromedp.Click(`#login-form button[type=submit]`, chromedp.ByQuery))
+	r.wait("logged in", `!document.getElementById("view-login") || document.getElementById("view-login").hidden`)
+}
+
+// open shows a session in the tab.
+func (r *uiRig) open(id string) {
+	r.t.Helper()
+	r.run("open session "+id, chromedp.Navigate(r.base+"/#/session/"+id))
+	r.wait("the session view", `!document.getElementById("view-session").hidden && location.hash.includes(`+jsString(id)+`)`)
+}
+
+// seed stores a stopped consultation of the rig's clinician: one line per text ("" is
+// a line where speech was heard but no words were decoded), 5 s apart.
+func (r *uiRig) seed(nhs string, texts ...string) (string, []store.Segment) {
+	r.t.Helper()
+	ctx := context.Background()
+	st := r.e.srv.Store()
+	c, err := st.StartConsultation(ctx, store.NewConsultation{RoomID: r.room.ID, ClinicianID: r.doc.ID, Consent: true, NHSNumber: nhs})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var segs []store.Segment
+	for i, text := range texts {
+		seg := domain.Segment{Start: float64(5 * i), End: float64(5*i + 4), Speaker: domain.SpeakerClinician, Text: text}
+		if i%2 == 1 {
+			seg.Speaker = domain.SpeakerPatient
+		}
+		if text == "" {
+			seg.Flags = []domain.Flag{domain.FlagUntranscribed}
+		}
+		g, err := st.InsertCommitted(ctx, c.ID, seg)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		segs = append(segs, g)
+	}
+	if _, err := st.SetState(ctx, c.ID, store.StateStopped, float64(5*len(texts))); err != nil {
+		r.t.Fatal(err)
+	}
+	return c.ID, segs
+}
+
+// segment reads one segment from the store.
+func (r *uiRig) segment(sessionID, id string) store.Segment {
+	r.t.Helper()
+	g, err := r.e.srv.Store().Segment(context.Background(), sessionID, id)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return g
+}
+
+func (r *uiRig) consultation(id string) store.Consultation {
+	r.t.Helper()
+	c, err := r.e.srv.Store().Consultation(context.Background(), id)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return c
+}
+
+// revealAll scrolls the transcript through, top to bottom, a screenful at a time, as a
+// reader would.
+func (r *uiRig) revealAll() {
+	r.t.Helper()
+	var done bool
+	r.eval(`(async () => {
+		const b = document.getElementById("transcript-box");
+		b.scrollTop = 0; b.dispatchEvent(new Event("scroll"));
+		for (let i = 0; i < 200 && b.scrollTop + b.clientHeight < b.scrollHeight - 1; i++) {
+			await new Promise((ok) => requestAnimationFrame(ok));
+			b.scrollTop += Math.max(40, b.clientHeight * 0.6); b.dispatchEvent(new Event("scroll"));
+			await new Promise((ok) => setTimeout(ok, 30));
+		}
+		await new Promise((ok) => setTimeout(ok, 100));
+		return true; })()`, &done)
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// nodeText is a node's visible text ("" when it is missing or hidden).
+func nodeText(sel string) string {
+	return fmt.Sprintf(`(() => { const n = document.querySelector(%s); return n && n.offsetParent !== null ? n.innerText : ""; })()`, jsString(sel))
+}
+
+// focusNode focuses a node by selector.
+func focusNode(sel string) chromedp.Action {
+	return chromedp.Focus(sel, chromedp.ByQuery, chromedp.NodeVisible)
+}
+
+// repoDir is the module root (where go.mod is).
+func repoDir(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			t.Fatalf("no go.mod above %s", wd)
+		}
+	}
+}
