@@ -47,20 +47,16 @@ type Action string
 
 // The actions scribe records. Details noted per action are what callers should include.
 const (
-	ActionLogin          Action = "login"
-	ActionLogout         Action = "logout"
-	ActionLoginFailed    Action = "login_failed"
-	ActionSessionStart   Action = "session_start" // details: consent_by, consent_at
-	ActionSessionPause   Action = "session_pause"
-	ActionSessionResume  Action = "session_resume"
-	ActionSessionStop    Action = "session_stop"
-	ActionSegmentEdit    Action = "segment_edit" // details: segment_id (never the words)
-	ActionSegmentFlag    Action = "segment_flag" // details: segment_id, flag
-	ActionSessionApprove Action = "session_approve"
-	// ActionApprovalConfirm records the clinician's explicit decision, at approval, on one
-	// item of the pre-approval check (a line without text kept as a marker, a flag
-	// checked, no NHS number). details: item, kind, segment_id or flag_id (never words).
-	ActionApprovalConfirm  Action = "approval_confirm"
+	ActionLogin            Action = "login"
+	ActionLogout           Action = "logout"
+	ActionLoginFailed      Action = "login_failed"
+	ActionSessionStart     Action = "session_start" // details: consent_by, consent_at
+	ActionSessionPause     Action = "session_pause"
+	ActionSessionResume    Action = "session_resume"
+	ActionSessionStop      Action = "session_stop"
+	ActionSegmentEdit      Action = "segment_edit" // details: segment_id (never the words)
+	ActionSegmentFlag      Action = "segment_flag" // details: segment_id, flag
+	ActionSessionApprove   Action = "session_approve"
 	ActionWritebackAttempt Action = "writeback_attempt"
 	ActionWritebackResult  Action = "writeback_result" // details: ok, status, error
 	ActionAudioDeleted     Action = "audio_deleted"    // details: session, bytes, reason
@@ -78,14 +74,25 @@ const (
 	ActionNoteWithdrawn      Action = "note_withdrawn"       // a delivered note marked entered-in-error
 )
 
+// Actions of the clinician's review (issue 13).
+const (
+	// ActionApprovalConfirm records the clinician's explicit decision, at approval, on one
+	// item of the pre-approval check (a line without text kept as a marker, a flag
+	// checked, no NHS number). details: item, kind, segment_id or flag_id (never words).
+	ActionApprovalConfirm Action = "approval_confirm"
+	// ActionSessionDiscard: a stopped consultation with an empty note closed, not filed.
+	ActionSessionDiscard Action = "session_discard"
+)
+
 var knownActions = map[Action]bool{
 	ActionLogin: true, ActionLogout: true, ActionLoginFailed: true,
 	ActionSessionStart: true, ActionSessionPause: true, ActionSessionResume: true,
 	ActionSessionStop: true, ActionSegmentEdit: true, ActionSegmentFlag: true,
-	ActionSessionApprove: true, ActionApprovalConfirm: true, ActionWritebackAttempt: true, ActionWritebackResult: true,
+	ActionSessionApprove: true, ActionWritebackAttempt: true, ActionWritebackResult: true,
 	ActionAudioDeleted: true, ActionTranscriptPurged: true, ActionConfigChange: true,
 	ActionUserChange: true, ActionKeyRotated: true, ActionDataAccess: true,
 	ActionNHSNumberCorrected: true, ActionNoteAmended: true, ActionNoteWithdrawn: true,
+	ActionApprovalConfirm: true, ActionSessionDiscard: true,
 }
 
 // Event is one thing to record. At defaults to the current time when zero.

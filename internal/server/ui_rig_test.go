@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"scribe/internal/domain"
 	"scribe/internal/store"
@@ -257,4 +259,120 @@ func repoDir(t *testing.T) string {
 			t.Fatalf("no go.mod above %s", wd)
 		}
 	}
+}
+
+// keyboard drives the page as a keyboard-only user and counts what they press: Tab
+// presses, other keys (shortcuts, Enter, Space, arrows) and typed characters.
+type keyboard struct {
+	r                 *uiRig
+	tabs, keys, typed int
+}
+
+// press presses one key (a kb constant or a character) and counts it.
+func (k *keyboard) press(key string) {
+	k.r.t.Helper()
+	if key == kb.Tab {
+		k.tabs++
+	} else {
+		k.keys++
+	}
+	k.r.run("press "+fmt.Sprintf("%q", key), chromedp.KeyEvent(key))
+}
+
+// typeText types text into the focused field, counting each character.
+func (k *keyboard) typeText(s string) {
+	k.r.t.Helper()
+	k.typed += len([]rune(s))
+	k.r.run("type", chromedp.KeyEvent(s))
+}
+
+// focused reports whether the focused element matches a CSS selector.
+func (k *keyboard) focused(sel string) bool {
+	k.r.t.Helper()
+	var ok bool
+	k.r.eval(`!!document.activeElement && document.activeElement.matches(`+jsString(sel)+`)`, &ok)
+	return ok
+}
+
+// tabTo presses Tab until the element matching sel has the focus.
+func (k *keyboard) tabTo(sel string) {
+	k.r.t.Helper()
+	for i := 0; !k.focused(sel); i++ {
+		if i == 400 {
+			var at string
+			k.r.eval(`document.activeElement ? document.activeElement.outerHTML.slice(0, 200) : "nothing"`, &at)
+			k.r.t.Fatalf("400 Tab presses did not reach %s (focus is on %s)", sel, at)
+		}
+		k.press(kb.Tab)
+	}
+}
+
+// mouse drives the page as a mouse user and counts clicks and wheel notches (100 px each).
+type mouse struct {
+	r              *uiRig
+	clicks, wheels int
+}
+
+type rect struct{ X, Y, W, H, VW, VH float64 }
+
+func (m *mouse) rectOf(sel string) rect {
+	m.r.t.Helper()
+	var rc rect
+	m.r.eval(`(() => { const e = document.querySelector(`+jsString(sel)+`); if (!e) return null; const b = e.getBoundingClientRect();
+		return {X: b.x, Y: b.y, W: b.width, H: b.height, VW: window.innerWidth, VH: window.innerHeight}; })()`, &rc)
+	if rc.VW == 0 {
+		m.r.t.Fatalf("mouse: nothing matches %s", sel)
+	}
+	return rc
+}
+
+// wheel turns the wheel n notches (down when n > 0) with the pointer over the element.
+func (m *mouse) wheel(over string, n int) {
+	m.r.t.Helper()
+	rc := m.rectOf(over)
+	x, y := rc.X+rc.W/2, max(1, min(rc.VH-2, rc.Y+min(rc.H/2, 60)))
+	d := 100.0
+	if n < 0 {
+		d, n = -d, -n
+	}
+	for range n {
+		m.wheels++
+		m.r.run("wheel", chromedp.ActionFunc(func(ctx context.Context) error {
+			return input.DispatchMouseEvent(input.MouseWheel, x, y).WithDeltaY(d).Do(ctx)
+		}))
+		time.Sleep(30 * time.Millisecond)
+	}
+}
+
+// click clicks the element's centre, first turning the wheel (counted) over the page
+// until the element is on screen, as a user would.
+func (m *mouse) click(sel string) {
+	m.r.t.Helper()
+	for i := 0; ; i++ {
+		rc := m.rectOf(sel)
+		if rc.Y >= 0 && rc.Y+rc.H <= rc.VH {
+			break
+		}
+		if i == 100 {
+			m.r.t.Fatalf("mouse: %s stays off screen", sel)
+		}
+		var n int
+		if rc.Y < 0 {
+			n = -1
+		} else {
+			n = 1
+		}
+		m.wheel("body", n)
+	}
+	rc := m.rectOf(sel)
+	m.clicks++
+	m.r.run("click "+sel, chromedp.MouseClickXY(rc.X+rc.W/2, rc.Y+rc.H/2))
+}
+
+// evalBool evaluates a JavaScript condition.
+func (r *uiRig) evalBool(cond string) bool {
+	r.t.Helper()
+	var ok bool
+	r.eval(cond, &ok)
+	return ok
 }

@@ -131,7 +131,7 @@ func approveWithEdits(t *testing.T, s *Store) (Consultation, SessionMetrics) {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond) // approval strictly after stop
-	if _, err := s.Approve(ctx, c.ID, u.ID, nil); err != nil {
+	if _, err := s.Approve(ctx, c.ID, u.ID, nil, openItems(t, s, c.ID)...); err != nil {
 		t.Fatal(err)
 	}
 	m, err := s.RecordSessionMetrics(ctx, c.ID)
