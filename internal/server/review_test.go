@@ -82,7 +82,9 @@ func TestWorklistLiveWithDeliveryStates(t *testing.T) {
 	if st := ca.do("POST", "/api/sessions/"+s.ID+"/approve", map[string]any{"reviewed": true, "confirm": ca.approvalItems(s.ID)}, nil); st != 200 {
 		t.Fatalf("approve: %d", st)
 	}
-	readWorklist(t, wa, "the approved session", func(l []worklistItem) bool { return len(l) == 1 && l[0].State == store.StateApproved && l[0].Action == "" })
+	readWorklist(t, wa, "the approved session", func(l []worklistItem) bool {
+		return len(l) == 1 && l[0].State == store.StateApproved && l[0].Action == ""
+	})
 	mu.Lock()
 	delivery[s.ID] = [2]string{"held", "no NHS number"}
 	mu.Unlock()

@@ -155,4 +155,3 @@ func TestSplitTypedText(t *testing.T) {
 		t.Fatalf("split past the typed text: %v", err)
 	}
 }
-
