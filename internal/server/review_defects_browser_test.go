@@ -222,7 +222,7 @@ func TestBrowserSkipLinkKeepsTheLiveSession(t *testing.T) {
 		Focus    string `json:"focus"`
 	}
 	r.eval(`({hash: location.hash, session: !document.getElementById("view-session").hidden,
-		socket: !!(S && S.ws && S.ws.readyState === WebSocket.OPEN), focus: document.activeElement.id})`, &view)
+		socket: !!(S && S.sock && S.sock.ws && S.sock.ws.readyState === WebSocket.OPEN), focus: document.activeElement.id})`, &view)
 	if view.Hash != hash || !view.Session || !view.SocketUp || view.Focus != "main" {
 		t.Fatalf("after the skip link: %+v (want hash %s, the session shown, its socket open, focus on main)", view, hash)
 	}
@@ -365,7 +365,7 @@ func TestBrowserConnectionAndLoginLoss(t *testing.T) {
 	r.wait("the typed edit kept", typed)
 	ls = startLiveServer(t, dir, listen)
 	st = ls.srv.Store()
-	waitBrowserJS(t, bctx, 30*time.Second, "the banner to clear after the server is back", nodeText("#conn-banner")+` === "" && S.ws && S.ws.readyState === WebSocket.OPEN`)
+	waitBrowserJS(t, bctx, 30*time.Second, "the banner to clear after the server is back", nodeText("#conn-banner")+` === "" && S.sock.ws && S.sock.ws.readyState === WebSocket.OPEN`)
 	r.wait("the typed edit still kept", typed)
 
 	// The login ends elsewhere ("log out everywhere" on another device).
