@@ -297,6 +297,7 @@ func (k *keyboard) focused(sel string) bool {
 // tabTo presses Tab until the element matching sel has the focus.
 func (k *keyboard) tabTo(sel string) {
 	k.r.t.Helper()
+	defer func(before int) { k.r.t.Logf("%d Tab to %s", k.tabs-before, sel) }(k.tabs)
 	for i := 0; !k.focused(sel); i++ {
 		if i == 400 {
 			var at string
@@ -344,25 +345,32 @@ func (m *mouse) wheel(over string, n int) {
 	}
 }
 
-// click clicks the element's centre, first turning the wheel (counted) over the page
-// until the element is on screen, as a user would.
+// click clicks the element's centre, first turning the wheel (counted) over whatever
+// scrolls it — its scrolling box, then the page — until it is on screen, as a user would.
 func (m *mouse) click(sel string) {
 	m.r.t.Helper()
 	for i := 0; ; i++ {
-		rc := m.rectOf(sel)
-		if rc.Y >= 0 && rc.Y+rc.H <= rc.VH {
+		var w struct {
+			Dir  int    `json:"dir"`
+			Over string `json:"over"`
+		}
+		m.r.eval(`(() => { const e = document.querySelector(`+jsString(sel)+`); const r = e.getBoundingClientRect();
+			for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) {
+				if (p.scrollHeight <= p.clientHeight || !/(auto|scroll)/.test(getComputedStyle(p).overflowY)) continue;
+				const b = p.getBoundingClientRect();
+				if (r.top < b.top) return {dir: -1, over: "#" + p.id};
+				if (r.bottom > b.bottom) return {dir: 1, over: "#" + p.id};
+			}
+			if (r.top < 0) return {dir: -1, over: "body"};
+			if (r.bottom > innerHeight) return {dir: 1, over: "body"};
+			return {dir: 0}; })()`, &w)
+		if w.Dir == 0 {
 			break
 		}
 		if i == 100 {
 			m.r.t.Fatalf("mouse: %s stays off screen", sel)
 		}
-		var n int
-		if rc.Y < 0 {
-			n = -1
-		} else {
-			n = 1
-		}
-		m.wheel("body", n)
+		m.wheel(w.Over, w.Dir)
 	}
 	rc := m.rectOf(sel)
 	m.clicks++

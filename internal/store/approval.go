@@ -71,14 +71,14 @@ func approvalItems(c Consultation, segs []Segment, flags []ReviewFlag) []Approva
 	}
 	if len(live) == 0 {
 		items = append(items, ApprovalItem{ID: ItemEmpty, Kind: ItemEmpty, Blocking: true,
-			Message: "The note is empty: there is no line to file. Add what was said, or discard this consultation (nothing is filed)."})
+			Message: "The note is empty: there is nothing to file. Add what was said, or discard this consultation (nothing is filed)."})
 	}
 	for _, g := range segs {
 		if g.Deleted || strings.TrimSpace(g.Text) != "" {
 			continue
 		}
 		items = append(items, ApprovalItem{ID: ItemUntranscribed + ":" + g.ID, Kind: ItemUntranscribed, SegmentID: g.ID, Start: g.Start,
-			Message: fmt.Sprintf("Line at %s has no text: speech was heard but not recognised. Type what was said, delete the line, or keep the gap.", clock(g.Start)),
+			Message: fmt.Sprintf("Line at %s has no text: speech was heard but not recognised.", clock(g.Start)),
 			Confirm: fmt.Sprintf("Keep it in the note as %q", UntranscribedMarker)})
 	}
 	for _, f := range flags {
@@ -97,14 +97,14 @@ func approvalItems(c Consultation, segs []Segment, flags []ReviewFlag) []Approva
 			}
 			it.Start = g.Start
 			it.Message = fmt.Sprintf("Line at %s is flagged: %s.", clock(g.Start), what)
-			it.Confirm = "I have checked this line and corrected it where needed"
+			it.Confirm = "Checked, and corrected where needed"
 		}
 		items = append(items, it)
 	}
 	if c.NHSNumber == "" {
 		items = append(items, ApprovalItem{ID: ItemNHSNumber, Kind: ItemNHSNumber,
-			Message: "No NHS number: the note cannot be matched to a patient record, so it will be held, not filed, until one is added.",
-			Confirm: "Approve without an NHS number; I will add it before the note can be filed"})
+			Message: "No NHS number: the note will be held, not filed, until one is added.",
+			Confirm: "Approve without an NHS number for now"})
 	}
 	return items
 }

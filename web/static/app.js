@@ -18,10 +18,14 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 
+// status shows a message at the foot of the window (and to screen readers) for a while.
+let statusTimer = 0;
 function status(msg, bad) {
   const s = $("status");
   s.textContent = msg || "";
   s.classList.toggle("bad", !!bad);
+  clearTimeout(statusTimer);
+  if (msg) statusTimer = setTimeout(() => { if (s.textContent === msg) s.textContent = ""; }, bad ? 15000 : 8000);
 }
 
 function fmtTime(sec) {
@@ -196,6 +200,7 @@ async function route() {
   if (!me) { show("login"); $("username").focus(); return; }
   $("whoami").textContent = `${me.display_name} (${me.role})`;
   $("nav-rooms").textContent = me.role === "clinician" ? "My consultations" : me.role === "admin" ? "Rooms and users" : "Home";
+  $("nav-rooms").hidden = me.role === "auditor";
   $("nav-writeback").hidden = me.role !== "admin";
   $("nav-audit").hidden = me.role !== "auditor";
   const h = location.hash;
@@ -220,8 +225,8 @@ $("login-form").addEventListener("submit", async (ev) => {
   try {
     me = await apiRequest("POST", "/api/login", { username: $("username").value, password: $("password").value });
     $("password").value = "";
-    if (!location.hash.startsWith("#/")) location.hash = "#/rooms";
-    route();
+    if (!location.hash.startsWith("#/")) location.hash = "#/rooms"; // its hashchange routes
+    else route();
   } catch (e) { $("login-error").textContent = e.message; }
 });
 

@@ -42,7 +42,7 @@ function clearSessionView() {
   $("review").hidden = false;
   $("confirm-reviewed").checked = false;
   $("confirm-reviewed").disabled = true;
-  $("btn-approve").disabled = true;
+  $("btn-approve").setAttribute("aria-disabled", "true");
   $("search").value = "";
   $("view-session").classList.remove("readonly");
 }
@@ -137,6 +137,8 @@ function setSession(sess) {
   $("btn-discard-audio").hidden = !sess.audio_held;
   if (!sess.audio_held) { $("discard-confirm").hidden = true; stopAudio(); }
   $("view-session").classList.toggle("readonly", st === "approved" || st === "discarded");
+  $("keys-hint").textContent = st === "approved" || st === "discarded" ? "Keys: ↑↓ lines · n next flagged · / find" :
+    "Keys: ↑↓ lines · Enter edit · s speaker · f flag · n next flagged · ? more";
   $("review").hidden = st === "approved" || st === "discarded";
   $("approved").hidden = st !== "approved";
   $("discarded").hidden = st !== "discarded";
@@ -159,11 +161,11 @@ function setSession(sess) {
 // when it was not the clinician's own doing (a full disk, a shutdown, the room agent).
 function showStateReason(sess, reason) {
   const p = $("state-reason");
-  if (!reason || sess.state === "approved") { p.hidden = true; p.textContent = ""; return; }
-  const own = /by the clinician$/.test(reason);
-  p.textContent = `${sess.state === "recording" ? "Recording" : sess.state[0].toUpperCase() + sess.state.slice(1)}: ${reason}.`;
-  p.className = "state-reason" + (own ? "" : " warn");
-  p.setAttribute("role", own ? "status" : "alert");
+  // The clinician's own Pause, Resume and Stop need no explaining: the indicator says it.
+  if (!reason || sess.state === "approved" || /by the clinician/.test(reason)) { p.hidden = true; p.textContent = ""; return; }
+  p.textContent = `${sess.state[0].toUpperCase() + sess.state.slice(1)}: ${reason}.`;
+  p.className = "state-reason warn";
+  p.setAttribute("role", "alert");
   p.hidden = false;
 }
 
@@ -510,13 +512,13 @@ function closeForms() {
   if (S && S.busy && S.busy !== S.editing) { const id = S.busy; S.busy = S.editing; if (cur(id) && lineEl(id)) refill(lineEl(id), cur(id)); }
 }
 
-function lineForm(id, cls, fields, submit, label) {
+function lineForm(id, cls, fields, submit, label, submitClass) {
   const li = lineEl(id);
   if (!li) return;
   closeForms();
   S.busy = id;
   const f = el("form", { class: `line-form ${cls}` }, ...fields,
-    el("button", { type: "submit", class: `line-btn ${cls}-submit` }, label),
+    el("button", { type: "submit", class: `line-btn ${submitClass}` }, label),
     el("button", { type: "button", class: "line-btn", onclick: () => { closeForms(); focusLine(li); } }, "Cancel"));
   f.addEventListener("submit", (ev) => { ev.preventDefault(); submit(); });
   f.addEventListener("keydown", (ev) => { if (ev.key === "Escape") { ev.preventDefault(); closeForms(); focusLine(li); } ev.stopPropagation(); });
@@ -540,7 +542,7 @@ function addLine(id) {
       const li = g && lineEl(g.id);
       if (li) { focusLine(li); lineMsg(g.id, "Line added."); }
     } catch (e) { lineMsg(id, `Not added: ${e.message}`, true); }
-  }, "Add line");
+  }, "Add line", "add-submit");
 }
 
 function flagForm(id) {
@@ -558,7 +560,7 @@ function flagForm(id) {
     const category = $(cid).value, note = $(nid).value;
     closeForms();
     act(id, "Flag recorded for the Clinical Safety Officer.", () => api("POST", segPath(id) + "/flags", { category, note }));
-  }, "Record flag");
+  }, "Record flag", "flag-submit");
 }
 
 // ---------- keyboard ----------
@@ -710,12 +712,14 @@ function scheduleCheck() {
   if (!S || !isStopped()) return;
   clearTimeout(S.checkTimer);
   const s = S;
-  s.checkTimer = setTimeout(async () => {
-    try {
-      const out = await api("GET", `/api/sessions/${s.id}/approval-check`);
-      if (s === S) { S.check = out.items; showCheck(); }
-    } catch (_) { /* the banner says why */ }
-  }, 250);
+  s.checkTimer = setTimeout(() => loadCheck(s), 250);
+}
+
+async function loadCheck(s) {
+  try {
+    const out = await api("GET", `/api/sessions/${s.id}/approval-check`);
+    if (s === S) { S.check = out.items; showCheck(); }
+  } catch (_) { /* the banner says why */ }
 }
 
 function showCheck() {
@@ -741,33 +745,46 @@ function showCheck() {
   updateReview();
 }
 
-function updateReview() {
-  if (!S || !S.session) return;
+// readiness says whether the note can be approved now, and if not, what is missing.
+function readiness() {
   const st = S.session.state;
   const lines = liveLines();
   const unseen = lines.filter((g) => !S.seen.has(g.id)).length;
   const items = S.check || [];
-  const blocking = items.some((it) => it.blocking);
   const open = items.filter((it) => !it.blocking && !S.confirmed.has(it.id)).length;
-  const canConfirm = isStopped() && lines.length > 0 && unseen === 0;
+  const why = st === "recording" || st === "paused" ? "Stop the recording to review and approve." :
+    !isStopped() ? "This consultation cannot be approved." :
+    items.some((it) => it.blocking) ? "This note cannot be approved as it is (see “Needs your decision”)." :
+    unseen ? `Go through every line first (${unseen} not seen yet): scroll the transcript, or press ↓ on a line.` :
+    S.check === null ? "Checking the note…" :
+    open ? `Decide ${open === 1 ? "the item" : `each of the ${open} items`} under “Needs your decision”.` :
+    !$("confirm-reviewed").checked ? "Tick the statement above the button to approve." : "";
+  return { why, lines: lines.length, unseen };
+}
+
+function updateReview() {
+  if (!S || !S.session) return;
+  const r = readiness();
   const cb = $("confirm-reviewed");
+  const canConfirm = isStopped() && r.lines > 0 && r.unseen === 0;
   cb.disabled = !canConfirm;
   if (!canConfirm) cb.checked = false;
-  $("btn-approve").disabled = !(canConfirm && cb.checked && S.check !== null && !blocking && open === 0);
-  $("btn-discard-session").hidden = !(isStopped() && items.some((it) => it.kind === "empty"));
-  $("review-progress").textContent = !isStopped() || !lines.length ? "" : unseen ? `Lines seen: ${lines.length - unseen} of ${lines.length}.` : `You have seen all ${lines.length} lines.`;
-  $("review-hint").textContent = st === "recording" || st === "paused" ? "Stop the recording to review and approve." :
-    !isStopped() ? "" :
-    blocking ? "This note cannot be approved as it is (see below)." :
-    unseen ? "Go through every line: scroll the transcript, or press ↓ on a line." :
-    open ? `Decide ${open === 1 ? "the item" : `each of the ${open} items`} under “Needs your decision”.` :
-    !cb.checked ? "Tick the statement below to approve." : "";
+  const ready = !readiness().why; // again: unticking above may have changed it
+  // Approve stays in the Tab order when it cannot be used yet (aria-disabled, not
+  // disabled), and says what is missing when pressed.
+  $("btn-approve").setAttribute("aria-disabled", String(!ready));
+  $("btn-discard-session").hidden = !(isStopped() && (S.check || []).some((it) => it.kind === "empty"));
+  $("review-progress").textContent = !isStopped() || !r.lines ? "" : r.unseen ? `Lines seen: ${r.lines - r.unseen} of ${r.lines}.` : `You have seen all ${r.lines} lines.`;
+  $("review-hint").textContent = readiness().why;
 }
 
 $("confirm-reviewed").addEventListener("change", updateReview);
 
 $("btn-approve").addEventListener("click", async () => {
   $("approve-error").textContent = "";
+  if (S.check === null && isStopped()) await loadCheck(S); // pressed before the check arrived
+  const why = readiness().why;
+  if (why) { $("approve-error").textContent = `Not yet: ${why}`; return; }
   const ids = new Set((S.check || []).map((it) => it.id));
   try {
     const sess = await api("POST", `/api/sessions/${S.id}/approve`, { reviewed: $("confirm-reviewed").checked, confirm: [...S.confirmed].filter((id) => ids.has(id)) });
