@@ -152,6 +152,9 @@ function setSession(sess) {
   }
   if (sess.room_source === "browser" && st === "recording") startMic(); else stopMic();
   agentSessionStatus(sess); // agent.js
+  // For modules that add to the session page (e.g. writeback.js, which mounts its
+  // controls in #writeback-actions): the session as it now is.
+  document.dispatchEvent(new CustomEvent("scribe:session", { detail: sess }));
   if (was !== sess.state && st === "stopped") { S.seen.clear(); requestAnimationFrame(markSeen); }
   showConnState();
   updateReview();
@@ -196,6 +199,7 @@ function showLevel(l) {
 // ---------- delivery of an approved note ----------
 
 function showDelivery(v) {
+  document.dispatchEvent(new CustomEvent("scribe:delivery", { detail: v }));
   const p = $("delivery");
   const reason = v.delivery_reason ? `: ${v.delivery_reason}` : "";
   const what = {
