@@ -283,10 +283,7 @@ func runBrowserFlow(t *testing.T, f browserFlow) {
 	if !disabled {
 		t.Fatal("Approve was enabled before the confirmation was ticked")
 	}
-	step("read through to the end", 30*time.Second, chromedp.Evaluate(`(async () => {
-		const b = document.getElementById('transcript-box');
-		for (b.scrollTop = 0; b.scrollTop + b.clientHeight < b.scrollHeight - 1; b.scrollTop += b.clientHeight / 2) await new Promise((ok) => setTimeout(ok, 50));
-		await new Promise((ok) => setTimeout(ok, 100)); return true; })()`, nil, func(p *cdpruntime.EvaluateParams) *cdpruntime.EvaluateParams { return p.WithAwaitPromise(true) }))
+	step("read through to the end", 60*time.Second, chromedp.Evaluate(readThrough, nil, func(p *cdpruntime.EvaluateParams) *cdpruntime.EvaluateParams { return p.WithAwaitPromise(true) }))
 	waitJS("the confirmation box enabled", 10*time.Second, `!document.getElementById('confirm-reviewed').disabled`)
 	// The pre-approval check: no NHS number (and, with a real model, lines without text).
 	waitJS("the approval check", 10*time.Second, `!document.getElementById('approval-check').hidden && !!document.querySelector('#approval-check li[data-item="nhs_number"]')`)

@@ -6,6 +6,7 @@ package server
 // keys, and with the mouse 7 clicks and 47 wheel notches, for the same task).
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -72,8 +73,22 @@ func checkApproved(t *testing.T, r *uiRig, id string) {
 	}
 }
 
-func TestBrowserKeyboardConsultation(t *testing.T) {
-	r := newUIRig(t, 20, nil)
+// atScreenSizes runs f once per common GP screen size, on a fresh server and browser.
+func atScreenSizes(t *testing.T, f func(t *testing.T, r *uiRig)) {
+	for _, sz := range screenSizes {
+		t.Run(fmt.Sprintf("%dx%d", sz[0], sz[1]), func(t *testing.T) {
+			r := newUIRig(t, 20, nil)
+			r.run("screen size", chromedp.EmulateViewport(sz[0], sz[1]))
+			f(t, r)
+		})
+	}
+}
+
+func TestBrowserKeyboardConsultation(t *testing.T) { atScreenSizes(t, keyboardConsultation) }
+
+func TestBrowserMouseConsultation(t *testing.T) { atScreenSizes(t, mouseConsultation) }
+
+func keyboardConsultation(t *testing.T, r *uiRig) {
 	id := startTwentyLines(t, r, true)
 	k := &keyboard{r: r}
 	k.tabTo("#btn-stop")
@@ -93,9 +108,11 @@ func TestBrowserKeyboardConsultation(t *testing.T) {
 	k.press(kb.Enter)
 	r.wait("the speaker saved, focus back on the line", `document.activeElement.matches("#transcript li.segment:nth-child(2)") && document.querySelector("#transcript li.segment:nth-child(2) .speaker").classList.contains("spk-clinician")`)
 	for range 18 {
+		time.Sleep(300 * time.Millisecond) // reading the line: a fast reader
 		k.press("j")
 	}
 	r.wait("the last line", `document.activeElement.matches("#transcript li.segment:last-child")`)
+	r.wait("every line read", `!document.getElementById("confirm-reviewed").disabled`)
 	k.tabTo("#confirm-reviewed")
 	k.press(" ")
 	k.tabTo("#btn-approve")
@@ -109,22 +126,20 @@ func TestBrowserKeyboardConsultation(t *testing.T) {
 	}
 }
 
-func TestBrowserMouseConsultation(t *testing.T) {
-	r := newUIRig(t, 20, nil)
+func mouseConsultation(t *testing.T, r *uiRig) {
 	id := startTwentyLines(t, r, false)
 	m := &mouse{r: r}
 	m.click("#btn-stop")
 	start := time.Now()
 	r.wait("STOPPED", `document.getElementById("rec-indicator").className.includes("stopped")`)
-	// Read: the wheel over the transcript until every line has been on screen.
+	// Read: the wheel over the transcript, from the first line (where the page put the
+	// view at Stop) down, a notch at a time with a pause to read, until every line counts.
 	for i := 0; !r.evalBool(`!document.getElementById("confirm-reviewed").disabled`); i++ {
-		if i == 60 {
-			t.Fatal("60 wheel notches did not go through the transcript")
+		if i == 100 {
+			t.Fatal("the transcript was not read through")
 		}
-		up := r.evalBool(`(() => { const b = document.getElementById("transcript-box"); return b.scrollTop + b.clientHeight >= b.scrollHeight - 2; })()`)
-		if up {
-			m.wheel("#transcript-box", -1)
-		} else {
+		time.Sleep(1100 * time.Millisecond) // reading what is on screen: a fast reader
+		if !r.evalBool(`(() => { const b = document.getElementById("transcript-box"); return b.scrollTop + b.clientHeight >= b.scrollHeight - 2; })()`) {
 			m.wheel("#transcript-box", 1)
 		}
 	}

@@ -45,6 +45,7 @@ func TestBrowserDeliveryStateLive(t *testing.T) {
 	r.login("gp")
 	r.open(id)
 	r.wait("two lines", `document.querySelectorAll("#transcript li.segment").length === 2`)
+	r.wait("the lines read", `!document.getElementById("confirm-reviewed").disabled`)
 	r.run("confirm and approve", chromedp.Click("#confirm-reviewed", chromedp.ByID),
 		chromedp.Poll(`document.getElementById("btn-approve").getAttribute("aria-disabled") === "false"`, nil),
 		chromedp.Click("#btn-approve", chromedp.ByID))

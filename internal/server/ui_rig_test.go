@@ -211,21 +211,23 @@ func (r *uiRig) consultation(id string) store.Consultation {
 	return c
 }
 
-// revealAll scrolls the transcript through, top to bottom, a screenful at a time, as a
-// reader would.
+// readThrough scrolls the transcript through, top to bottom, most of a screenful at a
+// time, pausing on each long enough for its lines to count as read.
+const readThrough = `(async () => {
+	const b = document.getElementById("transcript-box");
+	const pause = () => new Promise((ok) => setTimeout(ok, 1300));
+	b.scrollTop = 0; await pause();
+	for (let i = 0; i < 200 && b.scrollTop + b.clientHeight < b.scrollHeight - 1; i++) {
+		b.scrollTop += Math.max(40, b.clientHeight * 0.7);
+		await pause();
+	}
+	return true; })()`
+
+// revealAll reads the transcript through (readThrough).
 func (r *uiRig) revealAll() {
 	r.t.Helper()
 	var done bool
-	r.eval(`(async () => {
-		const b = document.getElementById("transcript-box");
-		b.scrollTop = 0; b.dispatchEvent(new Event("scroll"));
-		for (let i = 0; i < 200 && b.scrollTop + b.clientHeight < b.scrollHeight - 1; i++) {
-			await new Promise((ok) => requestAnimationFrame(ok));
-			b.scrollTop += Math.max(40, b.clientHeight * 0.6); b.dispatchEvent(new Event("scroll"));
-			await new Promise((ok) => setTimeout(ok, 30));
-		}
-		await new Promise((ok) => setTimeout(ok, 100));
-		return true; })()`, &done)
+	r.eval(readThrough, &done)
 }
 
 // jsString quotes s as a JavaScript string literal.
@@ -297,7 +299,6 @@ func (k *keyboard) focused(sel string) bool {
 // tabTo presses Tab until the element matching sel has the focus.
 func (k *keyboard) tabTo(sel string) {
 	k.r.t.Helper()
-	defer func(before int) { k.r.t.Logf("%d Tab to %s", k.tabs-before, sel) }(k.tabs)
 	for i := 0; !k.focused(sel); i++ {
 		if i == 400 {
 			var at string

@@ -21,6 +21,7 @@ function leaveSession() {
   if (S.sock) S.sock.stop();
   if (S.delivery) S.delivery.stop();
   clearTimeout(S.checkTimer);
+  clearTimeout(S.seenTimer);
   stopMic();
   S = null;
 }
@@ -52,7 +53,7 @@ function openSession(id) {
   show("session");
   status("");
   S = { id, session: null, segments: new Map(), provisional: new Map(), lastSeq: 0, epoch: "", sock: null, closed: false,
-    editing: null, editBase: 0, busy: null, current: null, seen: new Set(), msgs: new Map(),
+    editing: null, editBase: 0, busy: null, current: null, seen: new Set(), shownAt: new Map(), seenTimer: 0, msgs: new Map(),
     check: null, confirmed: new Set(), checkTimer: null, mic: null, player: null, delivery: null };
   const s = S;
   s.sock = socket(`/api/sessions/${id}/live`, {
@@ -155,7 +156,7 @@ function setSession(sess) {
   // For modules that add to the session page (e.g. writeback.js, which mounts its
   // controls in #writeback-actions): the session as it now is.
   document.dispatchEvent(new CustomEvent("scribe:session", { detail: sess }));
-  if (was !== sess.state && st === "stopped") { S.seen.clear(); requestAnimationFrame(markSeen); }
+  if (was !== sess.state && st === "stopped") { S.seen.clear(); S.shownAt.clear(); requestAnimationFrame(markSeen); }
   showConnState();
   updateReview();
 }
@@ -690,16 +691,29 @@ $("search").addEventListener("keydown", (ev) => {
 });
 
 // ---------- reading: every line must have been on screen after the recording stopped ----------
+// A line counts as seen once it has stayed on screen for a second after the recording
+// stopped: what the live view scrolled past while recording, and positions the page only
+// passed through (the jump to the first line at Stop), do not count as reading.
+
+const seenAfterMs = 1000;
 
 function markSeen() {
   if (!isStopped()) return;
+  const now = performance.now();
   const box = $("transcript-box").getBoundingClientRect();
+  let waiting = false;
   for (const li of lineItems()) {
-    if (S.seen.has(li.dataset.id)) continue;
+    const id = li.dataset.id;
+    if (S.seen.has(id)) continue;
     const r = li.getBoundingClientRect();
-    const visible = Math.min(r.bottom, box.bottom) - Math.max(r.top, box.top);
-    if (visible >= Math.min(r.height, box.height) * 0.5) S.seen.add(li.dataset.id);
+    const visible = Math.min(r.bottom, box.bottom) - Math.max(r.top, box.top) >= Math.min(r.height, box.height) * 0.5;
+    if (!visible) { S.shownAt.delete(id); continue; }
+    const since = S.shownAt.get(id);
+    if (since === undefined) S.shownAt.set(id, now);
+    if (since !== undefined && now - since >= seenAfterMs) S.seen.add(id); else waiting = true;
   }
+  clearTimeout(S.seenTimer);
+  if (waiting) S.seenTimer = setTimeout(markSeen, 250);
   updateReview();
 }
 
