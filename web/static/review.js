@@ -773,7 +773,7 @@ function readiness() {
   const why = st === "recording" || st === "paused" ? "Stop the recording to review and approve." :
     !isStopped() ? "This consultation cannot be approved." :
     items.some((it) => it.blocking) ? "This note cannot be approved as it is (see “Needs your decision”)." :
-    unseen ? `Go through every line first (${unseen} not seen yet): scroll the transcript, or press ↓ on a line.` :
+    unseen ? `Read every line first: ${unseen} not on screen yet (scroll, or ↓ on a line).` :
     S.check === null ? "Checking the note…" :
     open ? `Decide ${open === 1 ? "the item" : `each of the ${open} items`} under “Needs your decision”.` :
     !$("confirm-reviewed").checked ? "Tick the statement above the button to approve." : "";
