@@ -455,6 +455,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request) error {
 	if err := s.live.start(r.Context(), c); err != nil {
 		return err
 	}
+	s.changes.notify() // worklists (review.go)
 	v, err := s.sessionView(r.Context(), c.ID)
 	if err != nil {
 		return err

@@ -169,9 +169,7 @@ func TestBrowserApprovalNeverDropsSpeech(t *testing.T) {
 func TestBrowserLiveAutoScrollIsNotReading(t *testing.T) {
 	r := newUIRig(t, 40, nil)
 	r.login("gp")
-	room := `li[data-room="Room 1"]`
-	r.run("start", chromedp.WaitVisible(room+` input[name=consent]`, chromedp.ByQuery),
-		chromedp.Click(room+` input[name=consent]`, chromedp.ByQuery), chromedp.Click(room+` form button[type=submit]`, chromedp.ByQuery))
+	r.startInRoom("Room 1")
 	r.wait("40 lines while recording", `document.querySelectorAll("#transcript li.segment").length === 40 && document.getElementById("rec-indicator").className.includes("recording")`)
 	r.wait("the live view at the end of the transcript", `(() => { const b = document.getElementById("transcript-box"); return b.scrollHeight > b.clientHeight + 100 && b.scrollTop + b.clientHeight >= b.scrollHeight - 4; })()`)
 	r.run("stop", chromedp.Click("#btn-stop", chromedp.ByID))
@@ -207,9 +205,7 @@ func TestBrowserArrowKeysNeverChangeSpeaker(t *testing.T) {
 func TestBrowserSkipLinkKeepsTheLiveSession(t *testing.T) {
 	r := newUIRig(t, 3, nil)
 	r.login("gp")
-	room := `li[data-room="Room 1"]`
-	r.run("start", chromedp.WaitVisible(room+` input[name=consent]`, chromedp.ByQuery),
-		chromedp.Click(room+` input[name=consent]`, chromedp.ByQuery), chromedp.Click(room+` form button[type=submit]`, chromedp.ByQuery))
+	r.startInRoom("Room 1")
 	r.wait("recording with a line", `document.getElementById("rec-indicator").className.includes("recording") && document.querySelectorAll("#transcript li.segment").length > 0`)
 	var hash string
 	r.eval(`location.hash`, &hash)

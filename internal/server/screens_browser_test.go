@@ -161,6 +161,20 @@ func (wb *testWriteBack) Deliveries(ctx context.Context, state string) ([]Delive
 
 func (wb *testWriteBack) RetryDelivery(ctx context.Context, id int64) error { return outbox.Retry(ctx, wb.db, id) }
 
+// withWriteBack is a newEnv option: the server gets a real write-back (*wb) on the
+// store it will use, as the serve command wires it.
+func withWriteBack(t *testing.T, wb **testWriteBack) func(*Config, *Deps) {
+	return func(c *Config, d *Deps) {
+		st, err := store.Open(context.Background(), filepath.Join(c.DataDir, "scribe.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		*wb = newTestWriteBack(t, st.DB(), t.TempDir())
+		d.Store, d.OnApproved, d.DeliveryState, d.Deliveries = st, (*wb).onApproved, (*wb).state, *wb
+	}
+}
+
 // deliverAll runs the worker until nothing is due.
 func (wb *testWriteBack) deliverAll(t *testing.T) {
 	t.Helper()
@@ -184,15 +198,7 @@ func TestBrowserScreensAndAccessibility(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wb *testWriteBack
-	e := newEnv(t, func(c *Config, d *Deps) {
-		st, err := store.Open(context.Background(), filepath.Join(c.DataDir, "scribe.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		wb = newTestWriteBack(t, st.DB(), t.TempDir())
-		d.Store, d.OnApproved, d.DeliveryState, d.Deliveries = st, wb.onApproved, wb.state, wb
-	})
+	e := newEnv(t, withWriteBack(t, &wb))
 	st := e.srv.Store()
 	ctx := context.Background()
 	doc, err := st.CreateUser(ctx, store.NewUser{Username: "gp", DisplayName: "Dr Amara Patel", Role: store.RoleClinician, Password: testPassword, GMCNumber: "7654321"})

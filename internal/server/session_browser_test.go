@@ -1,8 +1,6 @@
 package server
 
 import (
-	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +17,7 @@ func TestBrowserStateReasonInTheHeader(t *testing.T) {
 	r := newUIRig(t, 0, func(c *Config, _ *Deps) { c.WAVSpeed = 2 })
 	r.e.room("Room W", store.SourceWAV, map[string]string{"path": writeTone(t, r.e.dir, 300, 3)}, r.doc.ID)
 	r.login("gp")
-	room := `li[data-room="Room W"]`
-	r.run("start", chromedp.WaitVisible(room+` input[name=consent]`, chromedp.ByQuery),
-		chromedp.Click(room+` input[name=consent]`, chromedp.ByQuery), chromedp.Click(room+` form button[type=submit]`, chromedp.ByQuery))
+	r.startInRoom("Room W")
 	r.wait("stopped by the end of the audio", `document.getElementById("rec-indicator").className.includes("stopped")`)
 	r.wait("the reason in the header", `(() => { const p = document.getElementById("state-reason");
 		return !p.hidden && p.closest("#rec-header") !== null && p.getAttribute("role") === "alert" && p.textContent.includes("the audio source ended"); })()`)
@@ -32,15 +28,7 @@ func TestBrowserStateReasonInTheHeader(t *testing.T) {
 // number, which the record's author needs).
 func TestBrowserDeliveryStateLive(t *testing.T) {
 	var wb *testWriteBack
-	r := newUIRig(t, 0, func(c *Config, d *Deps) {
-		st, err := store.Open(context.Background(), filepath.Join(c.DataDir, "scribe.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		wb = newTestWriteBack(t, st.DB(), t.TempDir())
-		d.Store, d.OnApproved, d.DeliveryState, d.Deliveries = st, wb.onApproved, wb.state, wb
-	})
+	r := newUIRig(t, 0, withWriteBack(t, &wb))
 	id, _ := r.seed("9434765919", "Good morning.", "Morning, doctor.")
 	r.login("gp")
 	r.open(id)

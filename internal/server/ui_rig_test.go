@@ -154,6 +154,14 @@ func (r *uiRig) login(user string) {
 	r.wait("logged in", `!document.getElementById("view-login") || document.getElementById("view-login").hidden`)
 }
 
+// startInRoom starts a consultation through the page: the consent box ticked, Start pressed.
+func (r *uiRig) startInRoom(name string) {
+	r.t.Helper()
+	room := fmt.Sprintf(`li[data-room=%q]`, name)
+	r.run("start in "+name, chromedp.WaitVisible(room+` input[name=consent]`, chromedp.ByQuery),
+		chromedp.Click(room+` input[name=consent]`, chromedp.ByQuery), chromedp.Click(room+` form button[type=submit]`, chromedp.ByQuery))
+}
+
 // open shows a session in the tab.
 func (r *uiRig) open(id string) {
 	r.t.Helper()

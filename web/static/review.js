@@ -292,8 +292,9 @@ function segmentItem(g) {
   return li;
 }
 
-// render brings the list in line with S.segments. A line being edited, or with its
-// speaker menu or a form open, is left alone; focus inside a redrawn line is put back.
+// render brings the list in line with S.segments. A line being edited (S.editing), or
+// with its speaker menu or a form open (S.busy), is left alone; focus inside a redrawn
+// line is put back.
 function render(force) {
   if (!S) return;
   const box = $("transcript-box");
@@ -304,7 +305,7 @@ function render(force) {
   for (const g of liveLines()) {
     let li = existing.get(g.id);
     if (!li) li = segmentItem(g);
-    else if (S.busy !== g.id && (force || li.dataset.key !== segKey(g) || li.dataset.state !== viewKey())) refill(li, g);
+    else if (S.busy !== g.id && S.editing !== g.id && (force || li.dataset.key !== segKey(g) || li.dataset.state !== viewKey())) refill(li, g);
     existing.delete(g.id);
     nodes.push(li);
   }
@@ -381,8 +382,9 @@ function lineMsg(id, text, bad) {
 function startEdit(id) {
   const g = cur(id);
   if (!g || isApproved()) return;
+  closeForms();
   if (S.editing && S.editing !== id) cancelEdit(S.editing, true);
-  S.editing = S.busy = id;
+  S.editing = id;
   S.editBase = g.version;
   S.editDraft = undefined;
   const li = lineEl(id);
@@ -393,7 +395,7 @@ function startEdit(id) {
 }
 
 function endEdit(id) {
-  S.editing = S.busy = null;
+  S.editing = null;
   S.editDraft = undefined;
   const li = lineEl(id);
   if (li && cur(id)) { fillSegment(li, cur(id)); focusLine(li); }
@@ -514,7 +516,10 @@ function chooseSpeaker(id, sp) {
 function closeForms() {
   for (const f of document.querySelectorAll("#transcript .speaker-menu, #transcript .line-form")) f.remove();
   for (const b of document.querySelectorAll("#transcript button.speaker[aria-expanded=true]")) b.setAttribute("aria-expanded", "false");
-  if (S && S.busy && S.busy !== S.editing) { const id = S.busy; S.busy = S.editing; if (cur(id) && lineEl(id)) refill(lineEl(id), cur(id)); }
+  if (!S || !S.busy) return;
+  const id = S.busy;
+  S.busy = null;
+  if (id !== S.editing && cur(id) && lineEl(id)) refill(lineEl(id), cur(id));
 }
 
 function lineForm(id, cls, fields, submit, label, submitClass) {
