@@ -37,7 +37,7 @@ $("user-form").addEventListener("submit", async (ev) => {
 
 // ---------- the write-back queue ----------
 
-const deliveryColours = { held: "red", failed: "red", queued: "grey", sending: "blue", sent: "green" };
+const deliveryColours = { held: "red", failed: "red", queued: "grey", sending: "blue", awaiting_ack: "blue", sent: "green" };
 
 async function showWriteback() {
   show("writeback");

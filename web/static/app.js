@@ -320,7 +320,7 @@ function statusTag(v) {
     case "sent": return t("In the record", "green");
     case "held": return t("Held", "red");
     case "failed": return t("Not filed", "red");
-    case "queued": case "sending": return t("Being filed", "grey");
+    case "queued": case "sending": case "awaiting_ack": return t("Being filed", "grey");
     case "": case undefined: return t("Approved", "green");
   }
   return t(v.delivery_state, "grey");

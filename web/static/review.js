@@ -209,6 +209,7 @@ function showDelivery(v) {
     sent: "In the patient record.",
     queued: "Queued for the patient record.",
     sending: "Being filed in the patient record.",
+    awaiting_ack: "Sent; waiting for the receiving system to acknowledge it.",
   }[v.delivery_state] || (v.delivery_state ? v.delivery_state + reason : "Handed to write-back.");
   p.replaceChildren(statusTag(v), " ", what);
   p.className = "delivery " + (v.delivery_state || "");
