@@ -16,7 +16,6 @@ const isApproved = () => S && S.session && S.session.state === "approved";
 
 function leaveSession() {
   if (!S) return;
-  S.closed = true;
   stopAudio();
   if (S.sock) S.sock.stop();
   if (S.delivery) S.delivery.stop();
@@ -52,7 +51,7 @@ function openSession(id) {
   clearSessionView();
   show("session");
   status("");
-  S = { id, session: null, segments: new Map(), provisional: new Map(), lastSeq: 0, epoch: "", sock: null, closed: false,
+  S = { id, session: null, segments: new Map(), provisional: new Map(), lastSeq: 0, epoch: "", sock: null,
     editing: null, editBase: 0, busy: null, current: null, seen: new Set(), shownAt: new Map(), seenTimer: 0, msgs: new Map(),
     check: null, confirmed: new Set(), checkTimer: null, mic: null, player: null, delivery: null };
   const s = S;
@@ -82,7 +81,8 @@ function apply(msg) {
     case "snapshot":
       S.segments = new Map((msg.segments || []).map((g) => [g.id, g]));
       S.provisional = new Map((msg.provisional || []).map((p) => [p.utterance, p.segment]));
-      $("transcript").replaceChildren();
+      // The lines on screen are brought in line by id (render), not redrawn: a line being
+      // edited keeps its text, cursor and focus across a reconnection.
       setSession(msg.session);
       break;
     case "provisional":
