@@ -154,6 +154,9 @@ func (s *Server) worklistSocket(w http.ResponseWriter, r *http.Request) error {
 	conn.SetReadLimit(MaxClientMessage)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	// A hijacked connection outlives the HTTP server's shutdown: the server's own stop
+	// (the live manager's run context) ends it.
+	defer context.AfterFunc(s.live.runCtx, cancel)()
 	// The client sends nothing; reading notices when it goes and answers pings.
 	go func() {
 		defer cancel()

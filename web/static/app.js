@@ -43,7 +43,9 @@ const fmtClock = (t) => new Date(t).toLocaleTimeString("en-GB", { hour: "2-digit
 // happened, sockets reconnect by themselves, and a lost login is signed back in on the
 // page, so nothing typed is lost.
 
-const conn = { lost: false, signedOut: false, waiters: [] };
+// gen counts sign-ins on this page: a 401 to a request sent before the latest one is
+// stale (its answer can arrive after the clinician signed back in) and is ignored.
+const conn = { lost: false, signedOut: false, waiters: [], gen: 0 };
 
 function showBanner() {
   const b = $("conn-banner");
@@ -102,6 +104,7 @@ $("relogin-form").addEventListener("submit", async (ev) => {
     $("relogin-password").value = "";
     if (me && u.id !== me.id) { location.reload(); return; } // someone else: start afresh
     me = u;
+    conn.gen++;
     conn.signedOut = false;
     showBanner();
     status("Signed in again. Anything you had not saved is still on the page: save it now.");
@@ -111,9 +114,10 @@ $("relogin-form").addEventListener("submit", async (ev) => {
 
 // probeLogin asks the server whether the login still holds, after a socket closed.
 async function probeLogin() {
+  const gen = conn.gen;
   try {
     const r = await fetch("/api/me", { credentials: "same-origin" });
-    if (r.status === 401) { signedOut(); return "out"; }
+    if (r.status === 401) { if (gen === conn.gen) signedOut(); return "out"; }
     connectionBack();
     return "ok";
   } catch (_) {
@@ -123,13 +127,15 @@ async function probeLogin() {
 }
 
 async function api(method, path, body) {
+  const gen = conn.gen;
   try {
     const out = await apiRequest(method, path, body);
     connectionBack();
     return out;
   } catch (err) {
     if (err.status === 401 && path !== "/api/login") {
-      if (me) signedOut(); else { show("login"); }
+      if (!me) show("login");
+      else if (gen === conn.gen) signedOut();
     } else if (err instanceof TypeError) { // fetch itself failed: no connection
       connectionLost();
       err.message = "not saved: the connection to scribe is lost";
