@@ -187,10 +187,7 @@ func TestBrowserLiveAutoScrollIsNotReading(t *testing.T) {
 // Defect 4: arrow keys on a closed speaker dropdown saved a speaker change at once.
 func TestBrowserArrowKeysNeverChangeSpeaker(t *testing.T) {
 	r := newUIRig(t, 0, nil)
-	id, segs := r.seed("", "Good morning.", "Morning, doctor.")
-	r.login("gp")
-	r.open(id)
-	r.wait("two lines", `document.querySelectorAll("#transcript li.segment").length === 2`)
+	id, segs := r.review("", "Good morning.", "Morning, doctor.")
 	first := `#transcript li.segment:nth-of-type(1) .speaker`
 	r.run("arrow keys on the first line's speaker", focusNode(first),
 		chromedp.KeyEvent(kb.ArrowDown), chromedp.KeyEvent(kb.ArrowDown), chromedp.KeyEvent(kb.ArrowUp), chromedp.KeyEvent(kb.ArrowRight))
@@ -231,10 +228,7 @@ func TestBrowserSkipLinkKeepsTheLiveSession(t *testing.T) {
 // offset 38 must be inside the text (1 to -1)".
 func TestBrowserSplitKeepsTypedText(t *testing.T) {
 	r := newUIRig(t, 0, nil)
-	id, segs := r.seed("", "alpha beta", "")
-	r.login("gp")
-	r.open(id)
-	r.wait("two lines", `document.querySelectorAll("#transcript li.segment").length === 2`)
+	id, _ := r.review("", "alpha beta", "")
 	split := func(n int, typed string, at int) {
 		t.Helper()
 		li := fmt.Sprintf(`#transcript li.segment:nth-of-type(%d)`, n)
@@ -262,7 +256,6 @@ func TestBrowserSplitKeepsTypedText(t *testing.T) {
 	r.wait("three lines on the page", `document.querySelectorAll("#transcript li.segment").length === 3`)
 	split(3, "one two", len("one "))
 	waitFor(t, 10*time.Second, "the line without text typed and split", func() bool { return strings.Join(texts(), "|") == "alpha beta|gamma delta|one|two" })
-	_ = segs
 }
 
 // liveServer is a scribe server on a fixed loopback port that a test can stop and start

@@ -29,10 +29,7 @@ func TestBrowserStateReasonInTheHeader(t *testing.T) {
 func TestBrowserDeliveryStateLive(t *testing.T) {
 	var wb *testWriteBack
 	r := newUIRig(t, 0, withWriteBack(t, &wb))
-	id, _ := r.seed("9434765919", "Good morning.", "Morning, doctor.")
-	r.login("gp")
-	r.open(id)
-	r.wait("two lines", `document.querySelectorAll("#transcript li.segment").length === 2`)
+	id, _ := r.review("9434765919", "Good morning.", "Morning, doctor.")
 	r.wait("the lines read", `!document.getElementById("confirm-reviewed").disabled`)
 	r.run("confirm and approve", chromedp.Click("#confirm-reviewed", chromedp.ByID),
 		chromedp.Poll(`document.getElementById("btn-approve").getAttribute("aria-disabled") === "false"`, nil),

@@ -200,6 +200,16 @@ func (r *uiRig) seed(nhs string, texts ...string) (string, []store.Segment) {
 	return c.ID, segs
 }
 
+// review seeds a stopped consultation (seed), logs in as its clinician and opens it.
+func (r *uiRig) review(nhs string, texts ...string) (string, []store.Segment) {
+	r.t.Helper()
+	id, segs := r.seed(nhs, texts...)
+	r.login("gp")
+	r.open(id)
+	r.wait(fmt.Sprintf("%d lines", len(texts)), fmt.Sprintf(`document.querySelectorAll("#transcript li.segment").length === %d`, len(texts)))
+	return id, segs
+}
+
 // segment reads one segment from the store.
 func (r *uiRig) segment(sessionID, id string) store.Segment {
 	r.t.Helper()
