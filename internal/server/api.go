@@ -182,6 +182,8 @@ func (s *Server) routes() http.Handler {
 	// protection.go: audit API, logout everywhere, CSRF guard, CSO access audit.
 	s.protectionRoutes(mux)
 	s.agentRoutes(mux) // agents.go: room agents
+	// review.go: pre-approval check, discard, worklist.
+	s.reviewRoutes(mux)
 	return securityHeaders(s.accessLog(s.csrfGuard(s.auditTranscriptAccess(mux))))
 }
 
@@ -368,6 +370,8 @@ type sessionView struct {
 	DeliveryState  string `json:"delivery_state,omitempty"`
 	DeliveryReason string `json:"delivery_reason,omitempty"`
 	AudioHeld      bool   `json:"audio_held"` // audio can be re-listened to (retention.go)
+	ConsentByName  string `json:"consent_by_name,omitempty"`
+	Discarded      bool   `json:"discarded,omitempty"` // closed with an empty note, nothing filed
 }
 
 func (s *Server) viewOf(ctx context.Context, c store.Consultation) (sessionView, error) {
@@ -379,6 +383,17 @@ func (s *Server) viewOf(ctx context.Context, c store.Consultation) (sessionView,
 	v.RoomName, v.RoomSource = room.Name, room.SourceKind
 	if u, err := s.store.User(ctx, c.ClinicianID); err == nil {
 		v.ClinicianName = u.DisplayName
+	}
+	v.ConsentByName = v.ClinicianName
+	if c.ConsentBy != c.ClinicianID {
+		if u, err := s.store.User(ctx, c.ConsentBy); err == nil {
+			v.ConsentByName = u.DisplayName
+		}
+	}
+	if c.State == store.StateStopped {
+		if v.Discarded, err = s.store.Discarded(ctx, c.ID); err != nil {
+			return v, err
+		}
 	}
 	v.AudioHeld = s.audioHeld(c.ID)
 	if c.State == store.StateApproved && s.deps.DeliveryState != nil {
@@ -440,6 +455,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request) error {
 	if err := s.live.start(r.Context(), c); err != nil {
 		return err
 	}
+	s.changes.notify() // worklists (review.go)
 	v, err := s.sessionView(r.Context(), c.ID)
 	if err != nil {
 		return err
@@ -558,15 +574,16 @@ func (s *Server) splitSegment(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req struct {
-		Version int64 `json:"version"`
-		Offset  int   `json:"offset"`
+		Version int64   `json:"version"`
+		Offset  int     `json:"offset"`
+		Text    *string `json:"text"` // typed into the line and not saved yet: split this
 	}
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
 	u := userOf(r)
 	return s.applyEdit(w, r, c, func() ([]store.Segment, error) {
-		return s.store.SplitSegment(r.Context(), c.ID, r.PathValue("seg"), u.ID, req.Version, req.Offset)
+		return s.store.SplitSegment(r.Context(), c.ID, r.PathValue("seg"), u.ID, req.Version, req.Offset, req.Text)
 	})
 }
 
@@ -688,7 +705,8 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req struct {
-		Reviewed bool `json:"reviewed"`
+		Reviewed bool     `json:"reviewed"`
+		Confirm  []string `json:"confirm"` // ids of the pre-approval items the clinician confirmed
 	}
 	if err := s.decode(w, r, &req); err != nil {
 		return err
@@ -716,7 +734,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 				ConsultationStart: ac.StartedAt, ConsultationStop: ac.StoppedAt, ApprovedAt: ac.ApprovedAt,
 				Text: ac.DocumentText,
 			})
-		})
+		}, req.Confirm...)
 		if err != nil {
 			return message{}, err
 		}
@@ -730,6 +748,12 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 		}
 		return message{Type: "state", Session: &view, Reason: "approved"}, nil
 	})
+	var open *store.ApprovalCheckError
+	if errors.As(err, &open) {
+		// Answered with the items still open, so the page can list them.
+		writeJSON(w, http.StatusConflict, map[string]any{"error": open.Error(), "check": open.Open})
+		return nil
+	}
 	if err != nil {
 		return err
 	}

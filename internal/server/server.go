@@ -117,6 +117,7 @@ type Server struct {
 	ret     *retention // retention.go
 	handler http.Handler
 	policy  store.LoginPolicy
+	changes broadcaster // a session changed state (review.go: worklists)
 
 	mu      sync.Mutex
 	url     string

@@ -61,6 +61,7 @@ func readClientMessage(conn *websocket.Conn, limit int64) (int, []byte, error) {
 type resumeRequest struct {
 	Resume *int64 `json:"resume"`
 	Epoch  string `json:"epoch"`
+	Level  bool   `json:"level"` // also send "level" messages while recording (review.go)
 }
 
 func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) error {
@@ -107,6 +108,9 @@ func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) error {
 
 	h := s.live.session(c.ID).hub
 	v, first, err := h.join(r.Context(), *req.Resume, req.Epoch)
+	if err == nil && req.Level {
+		h.wantLevel(v)
+	}
 	if err != nil {
 		s.log.Error("live join failed", "session", c.ID, "err", err)
 		send(errorFrame("internal", "could not load the session"))

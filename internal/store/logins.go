@@ -114,3 +114,19 @@ func (s *Store) CountLogins(ctx context.Context, userID int64) (int, error) {
 	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM login_sessions WHERE user_id = ? AND expires_at >= ?`, userID, ms(s.now())).Scan(&n)
 	return n, err
 }
+
+// LoginActive reports whether a login token is still good (it exists, has not passed its
+// maximum age and has not been idle too long) without counting the check as activity:
+// a socket left open re-checks with it and closes when the login has ended.
+func (s *Store) LoginActive(ctx context.Context, token string, p LoginPolicy) (bool, error) {
+	var lastSeen, expires int64
+	err := s.db.QueryRowContext(ctx, `SELECT last_seen_at, expires_at FROM login_sessions WHERE token_hash = ?`, tokenHash(token)).Scan(&lastSeen, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("login: %w", err)
+	}
+	now := s.now()
+	return now.UnixMilli() <= expires && now.Sub(fromMS(lastSeen)) <= p.Idle, nil
+}
