@@ -15,7 +15,6 @@ import (
 	"scribe/internal/capture"
 	"scribe/internal/config"
 	"scribe/internal/domain"
-	"scribe/internal/dsp"
 	"scribe/internal/gpio"
 	"scribe/internal/source"
 	"scribe/internal/whisper"
@@ -112,15 +111,12 @@ func agentRun(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return capture.Open(capture.Options{Device: *device, Channels: nch})
 		}
 	}
-	dcfg := app.DSPConfig(cfg)
 	opts := agent.Options{
-		Config:     acfg,
-		Channels:   nch,
-		Open:       open,
-		NewScorer:  app.NewScorer(cfg.Models.VAD),
-		NewCleaner: func() agent.Cleaner { return dsp.NewChain(dcfg) },
-		VAD:        app.VADConfig(cfg),
-		Buffer:     *buffer,
+		Config:   acfg,
+		Channels: nch,
+		Open:     open,
+		Frontend: app.FrontendConfig(cfg),
+		Buffer:   *buffer,
 	}
 	if *trace {
 		opts.Trace = stdout

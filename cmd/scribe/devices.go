@@ -73,16 +73,31 @@ func cmdListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer stop()
 	fmt.Fprintln(stderr, "● RECORDING — press Ctrl-C to stop")
 	tty := isTerminal(stdout)
+	// A line is printed once complete; on a terminal, the words committed so far and the
+	// provisional rest show on the line in progress.
+	var lineSoFar []domain.Segment
 	err = rt.Pipeline.Transcribe(context.WithoutCancel(ctx), src, 0, func(ev domain.LiveEvent) {
-		line := fmt.Sprintf("[%s] %s: %s", clock(ev.Segment.Start, ".")[:8], ev.Segment.Speaker, cueText(ev.Segment))
+		so := ""
+		if len(lineSoFar) > 0 {
+			so = lineSoFar[0].Text + " "
+		}
 		switch {
 		case ev.Kind == domain.EventProvisional && tty:
-			fmt.Fprintf(stdout, "\r\033[K… %s", strings.TrimSpace(ev.Segment.Text))
+			fmt.Fprintf(stdout, "\r\033[K… %s", strings.TrimSpace(so+ev.Segment.Text))
 		case ev.Kind == domain.EventCommitted:
+			lineSoFar = domain.AddCommitted(lineSoFar, ev)
+			if ev.Audio == nil {
+				if tty {
+					fmt.Fprintf(stdout, "\r\033[K… %s", lineSoFar[0].Text)
+				}
+				return
+			}
+			l := lineSoFar[0]
+			lineSoFar = nil
 			if tty {
 				fmt.Fprint(stdout, "\r\033[K")
 			}
-			fmt.Fprintln(stdout, line)
+			fmt.Fprintf(stdout, "[%s] %s: %s\n", clock(l.Start, ".")[:8], l.Speaker, cueText(l))
 		}
 	})
 	fmt.Fprintln(stderr, "■ stopped")

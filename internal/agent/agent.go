@@ -31,7 +31,7 @@ import (
 
 	"scribe/internal/agent/wire"
 	"scribe/internal/domain"
-	"scribe/internal/vad"
+	"scribe/internal/frontend"
 )
 
 // DefaultConfigPath is where `scribe agent enrol` writes and `scribe agent run` reads.
@@ -199,11 +199,6 @@ type Indicator interface {
 	SetRecording(on bool) error
 }
 
-// Cleaner cleans one channel of live audio; output has the input's length.
-type Cleaner interface {
-	Process(in []float32) []float32
-}
-
 // Options configure a running agent.
 type Options struct {
 	Config Config
@@ -212,11 +207,9 @@ type Options struct {
 	// Open opens the room's audio for one recording run (a microphone or a WAV replay);
 	// it is closed when the run ends.
 	Open func(ctx context.Context) (domain.AudioSource, error)
-	// NewScorer gives each run a fresh VAD (Silero) and a function releasing it.
-	NewScorer func() (vad.Scorer, func(), error)
-	// NewCleaner makes one channel's clean-up chain; nil sends audio as captured.
-	NewCleaner func() Cleaner
-	VAD        vad.Config
+	// Frontend is the clean-up and VAD each run gets afresh: the gateway's own
+	// (internal/frontend); NewCleaner nil sends audio as captured.
+	Frontend frontend.Config
 	// Buffer bounds the unacknowledged speech held through a network cut, and the time the
 	// agent keeps recording while the gateway is unreachable (default DefaultBuffer).
 	Buffer time.Duration
@@ -262,13 +255,13 @@ const PressMaxAge = 10 * time.Minute
 
 // New checks the options.
 func New(opts Options) (*Agent, error) {
-	if opts.Open == nil || opts.NewScorer == nil {
+	if opts.Open == nil || opts.Frontend.NewScorer == nil {
 		return nil, errors.New("agent: an audio source and a VAD are required")
 	}
 	if opts.Channels < 1 || opts.Channels > wire.MaxChannels {
 		return nil, fmt.Errorf("agent: %d channels", opts.Channels)
 	}
-	if err := opts.VAD.Validate(); err != nil {
+	if err := opts.Frontend.VAD.Validate(); err != nil {
 		return nil, err
 	}
 	if opts.Buffer <= 0 {
@@ -475,41 +468,29 @@ func (a *Agent) record(ctx context.Context, rec *recording) {
 		return
 	}
 	defer src.Close()
-	scorer, release, err := a.opts.NewScorer()
-	if err != nil {
-		a.log.Error("cannot load the VAD", "err", err)
-		end("VAD unavailable")
-		return
-	}
-	defer release()
 	nch := src.Channels()
 	if nch != a.opts.Channels {
 		a.log.Error("audio source channel count differs from the announced one", "source", nch, "announced", a.opts.Channels)
 		end("channel mismatch")
 		return
 	}
-	seg, err := vad.New(a.opts.VAD, scorer, nch)
+	fe, err := frontend.New(a.opts.Frontend, nch)
 	if err != nil {
-		a.log.Error("VAD", "err", err)
-		end("VAD error")
+		a.log.Error("cannot load the VAD", "err", err)
+		end("VAD unavailable")
 		return
 	}
-	var cleaners []Cleaner
-	if a.opts.NewCleaner != nil {
-		for range nch {
-			cleaners = append(cleaners, a.opts.NewCleaner())
-		}
-	}
-	var pos, sentUpTo int64
+	defer fe.Close()
+	var sentUpTo int64
 	full := false
 	// send queues the audio of utterances not sent yet: a growing utterance's new part
-	// as soon as the segmenter shows it, so the gateway hears speech with little delay.
+	// as soon as the segmenter returns it, so the gateway hears speech with little delay.
 	send := func(us []domain.Utterance) {
 		for _, u := range us {
 			if full {
 				return
 			}
-			uStart := int64(u.Start*domain.SampleRate + 0.5)
+			uStart := int64(u.AudioStart()*domain.SampleRate + 0.5)
 			uEnd := uStart + int64(len(u.Channels[0]))
 			for from := max(sentUpTo, uStart); from < uEnd; {
 				to := min(from+wire.MaxFrameSamples, uEnd)
@@ -527,53 +508,47 @@ func (a *Agent) record(ctx context.Context, rec *recording) {
 			}
 		}
 	}
-	reason := "stopped by the gateway"
-	for !full {
+	errAway := errors.New("gateway unreachable")
+	errFull := errors.New("buffer full")
+	sink := func(us []domain.Utterance, pos frontend.Position) error {
 		if d := a.away(); d > a.opts.Buffer {
 			a.log.Error("the gateway has been unreachable for longer than the buffer holds: recording stopped", "away", d.Round(time.Second), "buffer", a.opts.Buffer)
-			reason = "gateway unreachable"
-			break
-		}
-		chunk, err := src.Read(readCtx)
-		if errors.Is(err, io.EOF) {
-			reason = "the audio source ended"
-			break
-		}
-		if err != nil {
-			if readCtx.Err() == nil {
-				a.log.Error("audio capture failed", "err", err)
-				reason = "capture failed"
-			}
-			break
-		}
-		if len(chunk) != nch || len(chunk[0]) == 0 {
-			continue
-		}
-		for i := range cleaners {
-			chunk[i] = cleaners[i].Process(chunk[i])
-		}
-		pos += int64(len(chunk[0]))
-		us, err := seg.Push(domain.MixDown(chunk), chunk)
-		if err != nil {
-			a.log.Error("VAD failed", "err", err)
-			reason = "VAD failed"
-			break
+			return errAway
 		}
 		send(us)
+		if full {
+			return errFull
+		}
 		// Tell the gateway how far the timeline has gone without speech, so it can close
 		// utterances without waiting for the next one. Audio the segmenter still holds
 		// may yet become speech, so the mark stays before it.
-		if mark := pos - int64(seg.Buffered()); mark-sentUpTo >= domain.SampleRate/2 && !full {
+		if mark := pos.Read - int64(pos.Held); mark-sentUpTo >= domain.SampleRate/2 {
 			if _, err := a.buf.Add(wire.Frame{Kind: wire.KindMark, Run: run, Start: mark}); err == nil {
 				sentUpTo = mark
 			}
 		}
+		return nil
 	}
-	if full {
+	err = fe.Run(readCtx, src, sink)
+	if err != nil && !errors.Is(err, errFull) && !errors.Is(err, frontend.ErrVAD) {
+		fe.Flush(func(us []domain.Utterance, _ frontend.Position) error { send(us); return nil })
+	}
+	reason := "the audio source ended"
+	switch {
+	case err == nil:
+	case errors.Is(err, errAway):
+		reason = "gateway unreachable"
+	case errors.Is(err, errFull):
 		a.log.Error("speech buffer full: the gateway has not acknowledged audio for too long; recording stopped", "buffer", a.opts.Buffer)
 		reason = "buffer full"
-	} else if us, err := seg.Flush(); err == nil {
-		send(us)
+	case errors.Is(err, frontend.ErrVAD):
+		a.log.Error("VAD failed", "err", err)
+		reason = "VAD failed"
+	case readCtx.Err() != nil:
+		reason = "stopped by the gateway"
+	default:
+		a.log.Error("audio capture failed", "err", err)
+		reason = "capture failed"
 	}
 	end(reason)
 }

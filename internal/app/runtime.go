@@ -15,8 +15,10 @@ import (
 	"scribe/internal/config"
 	"scribe/internal/domain"
 	"scribe/internal/dsp"
+	"scribe/internal/frontend"
 	"scribe/internal/pipeline"
 	"scribe/internal/source"
+	"scribe/internal/stream"
 	"scribe/internal/transcribe"
 	"scribe/internal/vad"
 	"scribe/internal/whisper"
@@ -53,7 +55,13 @@ func Load(cfg config.Config, opt Options) (*Runtime, error) {
 		return nil, err
 	}
 	probe.Close()
-	model, err := whisper.LoadModel(cfg.Models.Whisper)
+	scfg := StreamConfig(cfg)
+	if err := scfg.Validate(); err != nil {
+		return nil, err
+	}
+	// The streaming commit policy places words on the timeline by the decoder's
+	// alignment of each token to the audio (DTW).
+	model, err := whisper.LoadModelWith(cfg.Models.Whisper, whisper.ModelOptions{DTW: true})
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +126,39 @@ func VADConfig(cfg config.Config) vad.Config {
 	return v
 }
 
+// FrontendConfig is the clean-up and VAD every live stream runs, on the gateway and on a
+// room agent's box.
+func FrontendConfig(cfg config.Config) frontend.Config {
+	dcfg := DSPConfig(cfg)
+	return frontend.Config{
+		VAD:        VADConfig(cfg),
+		NewScorer:  NewScorer(cfg.Models.VAD),
+		NewCleaner: func() frontend.Cleaner { return dsp.NewChain(dcfg) },
+	}
+}
+
+// StreamConfig is the streaming commit policy the configuration asks for.
+func StreamConfig(cfg config.Config) stream.Config {
+	s := stream.DefaultConfig()
+	l := cfg.Transcription.Live
+	if l.Policy != "" {
+		s.Policy = stream.Policy(l.Policy)
+	}
+	if l.Agreement != 0 {
+		s.Agreement = l.Agreement
+	}
+	if l.Step != 0 {
+		s.Step = l.Step
+	}
+	if l.Context != 0 {
+		s.Context = l.Context
+	}
+	if l.Grace != 0 {
+		s.Grace = l.Grace
+	}
+	return s
+}
+
 // NewScorer gives each stream its own Silero VAD from the model file at path (Silero keeps
 // LSTM state per stream) and the function releasing it.
 func NewScorer(path string) func() (vad.Scorer, func(), error) {
@@ -170,7 +211,7 @@ func (rt *Runtime) TranscribeClip(ctx context.Context, clip *audio.Clip) (*domai
 	}
 	err = p.Transcribe(ctx, src, 0, func(ev domain.LiveEvent) {
 		if ev.Kind == domain.EventCommitted {
-			tr.Segments = append(tr.Segments, ev.Segment)
+			tr.Segments = domain.AddCommitted(tr.Segments, ev)
 		}
 	})
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -187,17 +228,14 @@ func (rt *Runtime) TranscribeClip(ctx context.Context, clip *audio.Clip) (*domai
 // NewPipeline builds a pipeline over the runtime's engine, with or without provisional
 // text, reporting each decoded utterance to observe (may be nil).
 func (rt *Runtime) NewPipeline(provisional bool, observe func(pipeline.Observation)) (*pipeline.Pipeline, error) {
-	cfg := rt.Config
 	pcfg := pipeline.DefaultConfig()
 	pcfg.Provisional = provisional
-	pcfg.VAD = VADConfig(cfg)
-	dcfg := DSPConfig(cfg)
+	pcfg.Stream = StreamConfig(rt.Config)
 	return pipeline.New(pcfg, pipeline.Deps{
-		Engine:     rt.Engine,
-		NewScorer:  NewScorer(cfg.Models.VAD),
-		NewCleaner: func() pipeline.Cleaner { return dsp.NewChain(dcfg) },
-		Logger:     rt.logger,
-		Observe:    observe,
+		Engine:   rt.Engine,
+		Frontend: FrontendConfig(rt.Config),
+		Logger:   rt.logger,
+		Observe:  observe,
 	})
 }
 

@@ -85,17 +85,38 @@ func TestExcerptRotatesAudioAndTruth(t *testing.T) {
 	}
 }
 
-func TestDelaysUseLastOverlappingCommit(t *testing.T) {
+// An utterance's delay runs to the first committed text reaching its end: a line still
+// short of it does not count, the same line grown past it does.
+func TestDelaysUseFirstCoveringCommit(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	truth := []corpus.TruthUtterance{{Start: 1, End: 3}, {Start: 5, End: 6}, {Start: 9, End: 10}}
 	events := []emitted{
-		{seg: domain.Segment{Start: 0.8, End: 2}, at: t0.Add(3200 * time.Millisecond)},
-		{seg: domain.Segment{Start: 2, End: 3.2}, at: t0.Add(3500 * time.Millisecond)},
-		{seg: domain.Segment{Start: 4.8, End: 6.2}, at: t0.Add(7 * time.Second)},
+		{seg: domain.Segment{ID: "s1", Start: 0.8, End: 2}, at: t0.Add(3200 * time.Millisecond)},
+		{seg: domain.Segment{ID: "s1", Start: 0.8, End: 3.2}, at: t0.Add(3500 * time.Millisecond)},
+		{seg: domain.Segment{ID: "s1", Start: 0.8, End: 4}, at: t0.Add(4500 * time.Millisecond)},
+		{seg: domain.Segment{ID: "s2", Start: 4.8, End: 6.2}, at: t0.Add(7 * time.Second)},
 	}
 	d, missed := Delays(truth, events, func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) })
 	if missed != 1 || len(d) != 2 || math.Abs(d[0]-0.5) > 1e-9 || math.Abs(d[1]-1) > 1e-9 {
 		t.Errorf("delays %v, missed %d", d, missed)
+	}
+}
+
+// The text lag is sampled while someone speaks: 0 once the text shown reaches the audio.
+func TestTextLagSamplesSpeechInProgress(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	spoken := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+	truth := []corpus.TruthUtterance{{Start: 0, End: 2}}
+	events := []emitted{
+		{seg: domain.Segment{Start: 0, End: 0.8, Text: "a"}, at: spoken(1.25)},
+		{seg: domain.Segment{Start: 0, End: 2, Text: "a b"}, at: spoken(1.75)},
+	}
+	lag := TextLag(truth, events, spoken)
+	if len(lag) != 15 || lag[0] != 0.5 || math.Abs(lag[7]-1.2) > 1e-9 || math.Abs(lag[8]-0.5) > 1e-9 || lag[13] != 0 {
+		t.Errorf("lag %v", lag)
+	}
+	if finalText(events) != "a b" {
+		t.Errorf("final text %q", finalText(events))
 	}
 }
 

@@ -168,9 +168,11 @@ func (c *benchClient) watch(ctx context.Context, r *roomRun) error {
 				r.mu.Unlock()
 			}
 		case "provisional":
-			r.mu.Lock()
-			r.prov++
-			r.mu.Unlock()
+			if m.Segment != nil {
+				r.mu.Lock()
+				r.provs = append(r.provs, emitted{seg: domainSegment(*m.Segment), at: at})
+				r.mu.Unlock()
+			}
 		case "error":
 			return fmt.Errorf("bench: live socket error: %s", m.Message)
 		}

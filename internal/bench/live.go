@@ -8,16 +8,19 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"scribe/internal/app"
+	"scribe/internal/audio"
 	"scribe/internal/corpus"
 	"scribe/internal/domain"
 	"scribe/internal/pipeline"
 	"scribe/internal/server"
 	"scribe/internal/source"
 	"scribe/internal/store"
+	"scribe/internal/textdiff"
 	"scribe/internal/transcribe"
 )
 
@@ -33,16 +36,18 @@ type LiveOptions struct {
 	Logger *slog.Logger
 }
 
-// UtteranceDelay is one slow utterance, with what the pipeline saw of it (for finding the
-// cause of outliers).
+// UtteranceDelay is one slow utterance, with what the pipeline did meanwhile (for finding
+// the cause of outliers).
 type UtteranceDelay struct {
-	EndS       float64 `json:"truth_end_s"`         // on the recording's timeline
-	DelayS     float64 `json:"delay_s"`             // speech end → committed text at the websocket client
-	PipelineS  float64 `json:"pipeline_delay_s"`    // speech end → the pipeline's emit
-	UtterS     float64 `json:"vad_utterance_s"`     // length of the decoded VAD utterance(s) covering it
-	DecodeS    float64 `json:"decode_s"`            // decoder time of that utterance
-	HeardLagS  float64 `json:"segmenter_to_emit_s"` // utterance released by the VAD → text emitted
-	QueuedThen int     `json:"queued_behind"`       // the room's finished utterances waiting then
+	EndS      float64 `json:"truth_end_s"`      // on the recording's timeline
+	DelayS    float64 `json:"delay_s"`          // speech end → committed text at the websocket client
+	PipelineS float64 `json:"pipeline_delay_s"` // speech end → the pipeline's emit
+	// The decode whose result committed it: how much audio it decoded, how long it took,
+	// how long the stream's line had been closed by then (0 when committed mid-line).
+	AudioS  float64 `json:"decoded_audio_s"`
+	DecodeS float64 `json:"decode_s"`
+	ClosedS float64 `json:"line_closed_for_s"`
+	Final   bool    `json:"close_decode"` // a close (committed work), not a step
 }
 
 // RoomDelays is one room's delays from the end of each utterance's speech (ground
@@ -62,12 +67,29 @@ type RoomDelays struct {
 	// stretch): text is committed per VAD utterance, which cannot end while someone is
 	// still talking, so an utterance overlapped or closely followed by another waits for
 	// the whole stretch. The difference from Delay is that segmentation share.
-	RunDelay    Summary          `json:"speech_run_delay_s"`
-	Slowest     []UtteranceDelay `json:"slowest"`
-	MaxWaitS    float64          `json:"scheduler_max_wait_s"`
-	Dropped     int              `json:"provisional_dropped"`
-	Preempted   int              `json:"provisional_preempted"`
-	Provisional int              `json:"provisional_received"`
+	RunDelay Summary `json:"speech_run_delay_s"`
+	// TextLag samples, every 0.1 s while someone speaks, how far the newest text shown
+	// (committed or provisional) is behind the audio heard.
+	TextLag Summary          `json:"text_lag_s"`
+	Slowest []UtteranceDelay `json:"slowest"`
+	// Where the time goes: decodes of this room's stream, steps and closes, their decode
+	// times and the audio each covered; how far apart steps started on the stream's
+	// timeline (they grow under load); the longest a step or close waited for a decoder.
+	Steps        int     `json:"steps"`
+	Closes       int     `json:"closes"`
+	StepAudio    Summary `json:"step_decoded_audio_s"`
+	StepDecode   Summary `json:"step_decode_s"`
+	StepSpacing  Summary `json:"step_spacing_s"`
+	MaxStepWaitS float64 `json:"scheduler_max_step_wait_s"`
+	MaxWaitS     float64 `json:"scheduler_max_close_wait_s"`
+	Preempted    int     `json:"steps_preempted"`
+	Provisional  int     `json:"provisional_received"`
+	// Words: the live transcript (as the review page ends up with it) and `scribe
+	// transcribe` of the same audio and model, against the ground truth; the ratio is the
+	// issue's figure (≤ 1.05).
+	LiveWER  float64 `json:"live_wer"`
+	FileWER  float64 `json:"file_wer"`
+	WERRatio float64 `json:"live_vs_file_wer"`
 }
 
 // LiveReport is one live run.
@@ -83,6 +105,11 @@ type LiveReport struct {
 	OverallPipe Summary      `json:"overall_pipeline_emit_delay_s"`
 	WorstP95    float64      `json:"worst_room_p95_s"`
 	WorstRunP95 float64      `json:"worst_room_speech_run_p95_s"`
+	OverallLag  Summary      `json:"overall_text_lag_s"`
+	// EncoderS is one encoder pass over a full window on this machine (measured apart,
+	// before the rooms start): every decode pays it, whatever it decodes.
+	EncoderS float64 `json:"encoder_s"`
+	Policy   string  `json:"commit_policy"`
 	// ReplayAudioMB is the bench's own copy of the audio it replays (a microphone would
 	// not hold it): part of the RSS figures, not of a room's cost.
 	ReplayAudioMB float64 `json:"replay_audio_mb"`
@@ -109,11 +136,11 @@ type roomRun struct {
 
 	mu    sync.Mutex
 	t0    time.Time // the replay's first read: sample s is reached at t0 + s/pace
-	pipe  []emitted // committed segments at the pipeline's emit
+	pipe  []emitted // committed pieces at the pipeline's emit
 	obs   []pipeline.Observation
 	obsAt []time.Time
-	ws    []emitted // committed segments received by the websocket client
-	prov  int
+	ws    []emitted // committed segments received by the websocket client (a line as it grows)
+	provs []emitted // provisional text received by the websocket client
 	err   error
 }
 
@@ -131,12 +158,10 @@ func (b benchTranscriber) Transcribe(ctx context.Context, src domain.AudioSource
 		return fmt.Errorf("bench: unknown room %q", room)
 	}
 	p, err := b.rt.NewPipeline(true, func(o pipeline.Observation) {
-		if o.Final {
-			r.mu.Lock()
-			r.obs = append(r.obs, o)
-			r.obsAt = append(r.obsAt, time.Now())
-			r.mu.Unlock()
-		}
+		r.mu.Lock()
+		r.obs = append(r.obs, o)
+		r.obsAt = append(r.obsAt, time.Now())
+		r.mu.Unlock()
 	})
 	if err != nil {
 		return err
@@ -183,7 +208,12 @@ func RunLive(ctx context.Context, rt *app.Runtime, opt LiveOptions) (*LiveReport
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	}
+	enc, err := encoderSeconds(rt)
+	if err != nil {
+		return nil, err
+	}
 	rep := &LiveReport{Rooms: opt.Rooms, Seconds: opt.Seconds, Pace: opt.Pace, LoadAverage: LoadAverage(), Workers: rt.Engine.Workers(),
+		EncoderS: enc, Policy: string(app.StreamConfig(rt.Config).Policy),
 		Path: "replay → real server (store, hub) → websocket client; pipeline_emit figures are before the store and websocket"}
 
 	runs := make([]*roomRun, opt.Rooms)
@@ -293,7 +323,8 @@ func RunLive(ctx context.Context, rt *app.Runtime, opt LiveOptions) (*LiveReport
 	rep.RSSPerRoom = (rep.RSSPeakMB - rep.RSSBaseMB) / float64(opt.Rooms)
 
 	stats := rt.Engine.Stats()
-	var all, allPipe, allRun []float64
+	var all, allPipe, allRun, allLag []float64
+	fileWER := map[string]float64{} // per excerpt
 	for _, r := range runs {
 		if r.err != nil {
 			return nil, fmt.Errorf("bench live: %s: %w", r.name, r.err)
@@ -302,41 +333,109 @@ func RunLive(ctx context.Context, rt *app.Runtime, opt LiveOptions) (*LiveReport
 		delays, missed := Delays(r.rec.Truth, r.ws, spoken)
 		pipe, _ := Delays(r.rec.Truth, r.pipe, spoken)
 		runDelays, _ := Delays(SpeechRuns(r.rec.Truth, rt.Config.Audio.MinSilence), r.ws, spoken)
+		lag := TextLag(r.rec.Truth, append(append([]emitted(nil), r.ws...), r.provs...), spoken)
 		rs := stats.Room(r.name)
 		rd := RoomDelays{Room: r.name, Recording: r.rec.Name, Utterances: len(r.rec.Truth), Missed: missed,
-			Delay: Summarise(delays), PipelineDelay: Summarise(pipe), RunDelay: Summarise(runDelays), MaxWaitS: rs.MaxWait.Seconds(),
-			Dropped: rs.Dropped, Preempted: rs.Preempted, Provisional: r.prov, Slowest: r.slowest(spoken, 5)}
+			Delay: Summarise(delays), PipelineDelay: Summarise(pipe), RunDelay: Summarise(runDelays), TextLag: Summarise(lag),
+			MaxWaitS: rs.MaxWait.Seconds(), MaxStepWaitS: rs.MaxStepWait.Seconds(), Preempted: rs.Preempted,
+			Provisional: len(r.provs), Slowest: r.slowest(spoken, 5)}
+		r.decodes(&rd)
+		ref := r.rec.Text()
+		rd.LiveWER = textdiff.WER(ref, finalText(r.ws)).WER
+		key := fmt.Sprintf("%s@%.1f", r.rec.Name, r.rec.Offset)
+		if _, ok := fileWER[key]; !ok {
+			tr, err := rt.TranscribeClip(ctx, &audio.Clip{Rate: domain.SampleRate, Channels: r.rec.Channels})
+			if err != nil {
+				return nil, fmt.Errorf("bench live: file transcription: %w", err)
+			}
+			fileWER[key] = textdiff.WER(ref, segmentsText(tr.Segments)).WER
+		}
+		rd.FileWER = fileWER[key]
+		if rd.FileWER > 0 {
+			rd.WERRatio = rd.LiveWER / rd.FileWER
+		}
 		rep.PerRoom = append(rep.PerRoom, rd)
 		rep.WorstP95 = max(rep.WorstP95, rd.Delay.P95)
 		rep.WorstRunP95 = max(rep.WorstRunP95, rd.RunDelay.P95)
 		all = append(all, delays...)
 		allPipe = append(allPipe, pipe...)
 		allRun = append(allRun, runDelays...)
+		allLag = append(allLag, lag...)
 	}
 	rep.Overall = Summarise(all)
 	rep.OverallRun = Summarise(allRun)
 	rep.OverallPipe = Summarise(allPipe)
+	rep.OverallLag = Summarise(allLag)
 	return rep, nil
 }
 
-// slowest lists the n truth utterances with the longest websocket delay, with the
-// decode of the VAD utterance that completed each.
+// encoderSeconds is the median of three encoder passes over a full window of the
+// runtime's model, on a decoder state of its own, with the runtime's threads per decode.
+func encoderSeconds(rt *app.Runtime) (float64, error) {
+	st, err := rt.Model.NewState()
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	_, threads := rt.Config.Parallelism()
+	x := make([]float32, 30*domain.SampleRate)
+	var runs []float64
+	for range 3 {
+		d, err := st.EncodeTime(x, threads)
+		if err != nil {
+			return 0, fmt.Errorf("bench live: encoder: %w", err)
+		}
+		runs = append(runs, d.Seconds())
+	}
+	return Summarise(runs).P50, nil
+}
+
+// decodes fills in the room's decode figures from the pipeline's observations.
+func (r *roomRun) decodes(rd *RoomDelays) {
+	var audio, took, spacing []float64
+	last := -1.0
+	for _, o := range r.obs {
+		switch {
+		case o.Final:
+		case o.Decode == 0 && o.AudioSeconds == 0:
+		default:
+			rd.Steps++
+			audio = append(audio, o.AudioSeconds)
+			took = append(took, o.Decode.Seconds())
+			if last >= 0 {
+				spacing = append(spacing, o.Interval.End-last)
+			}
+			last = o.Interval.End
+		}
+	}
+	for _, o := range r.obs {
+		if o.Final && o.Decode > 0 {
+			rd.Closes++
+		}
+	}
+	rd.StepAudio, rd.StepDecode, rd.StepSpacing = Summarise(audio), Summarise(took), Summarise(spacing)
+}
+
+// slowest lists the n truth utterances with the longest websocket delay, with the decode
+// that committed each.
 func (r *roomRun) slowest(spoken func(float64) time.Time, n int) []UtteranceDelay {
 	var out []UtteranceDelay
 	for _, u := range r.rec.Truth {
-		last, ok := lastCovering(u, r.ws)
+		at, ok := covered(u, r.ws)
 		if !ok {
 			continue
 		}
-		d := UtteranceDelay{EndS: u.End, DelayS: last.Sub(spoken(u.End)).Seconds()}
-		if p, ok := lastCovering(u, r.pipe); ok {
+		d := UtteranceDelay{EndS: u.End, DelayS: at.Sub(spoken(u.End)).Seconds()}
+		if p, ok := covered(u, r.pipe); ok {
 			d.PipelineS = p.Sub(spoken(u.End)).Seconds()
-		}
-		var latest time.Time
-		for i, o := range r.obs {
-			if o.Interval.Start < u.End && o.Interval.End > u.Start && r.obsAt[i].After(latest) {
-				latest = r.obsAt[i]
-				d.UtterS, d.DecodeS, d.HeardLagS, d.QueuedThen = o.AudioSeconds, o.Decode.Seconds(), o.Lag.Seconds(), o.Queued
+			// The decode that produced it: the last one observed before its emit.
+			for i, o := range r.obs {
+				if r.obsAt[i].After(p) {
+					break
+				}
+				if o.Decode > 0 {
+					d.AudioS, d.DecodeS, d.Final, d.ClosedS = o.AudioSeconds, o.Decode.Seconds(), o.Final, o.Lag.Seconds()
+				}
 			}
 		}
 		out = append(out, d)
@@ -345,14 +444,50 @@ func (r *roomRun) slowest(spoken func(float64) time.Time, n int) []UtteranceDela
 	return out[:min(n, len(out))]
 }
 
-func lastCovering(u corpus.TruthUtterance, events []emitted) (time.Time, bool) {
-	var last time.Time
+// coverSlack: a committed line covers an utterance once it reaches this close to the
+// utterance's end (the decoder's alignment of the last word may fall a little short).
+const coverSlack = 0.25
+
+// covered is when committed text first reached the end of utterance u: the first event
+// whose segment overlaps u and ends at or after its end.
+func covered(u corpus.TruthUtterance, events []emitted) (time.Time, bool) {
+	var first time.Time
 	for _, ev := range events {
-		if ev.seg.Start < u.End && ev.seg.End > u.Start && ev.at.After(last) {
-			last = ev.at
+		if ev.seg.Start < u.End && ev.seg.End >= u.End-coverSlack && (first.IsZero() || ev.at.Before(first)) {
+			first = ev.at
 		}
 	}
-	return last, !last.IsZero()
+	return first, !first.IsZero()
+}
+
+// finalText is the transcript the websocket client ends up with: each segment's last
+// version, in the order segments first arrived.
+func finalText(events []emitted) string {
+	var order []string
+	last := map[string]string{}
+	for _, ev := range events {
+		if _, ok := last[ev.seg.ID]; !ok {
+			order = append(order, ev.seg.ID)
+		}
+		last[ev.seg.ID] = ev.seg.Text
+	}
+	var parts []string
+	for _, id := range order {
+		if t := last[id]; t != "" {
+			parts = append(parts, t)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func segmentsText(segs []domain.Segment) string {
+	var parts []string
+	for _, s := range segs {
+		if s.Text != "" {
+			parts = append(parts, s.Text)
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // SpeechRuns merges truth utterances (of any speaker) that overlap or are separated by
@@ -371,20 +506,44 @@ func SpeechRuns(truth []corpus.TruthUtterance, gap float64) []corpus.TruthUttera
 	return out
 }
 
-// Delays matches truth utterances to committed segments on the recording's timeline: an
-// utterance's text is complete when every segment overlapping it has arrived, so its
-// delay is the last such arrival minus spoken(its end), the wall clock at which the
-// replay reached the end of its speech. Utterances no segment overlaps are missed.
+// Delays measures, for each truth utterance, the time from the moment the replay reached
+// the end of its speech (spoken(end), the wall clock) to the moment committed text first
+// reached that end (see covered). Utterances never covered are missed.
 func Delays(truth []corpus.TruthUtterance, events []emitted, spoken func(sec float64) time.Time) (delays []float64, missed int) {
 	for _, u := range truth {
-		last, ok := lastCovering(u, events)
+		at, ok := covered(u, events)
 		if !ok {
 			missed++
 			continue
 		}
-		delays = append(delays, last.Sub(spoken(u.End)).Seconds())
+		delays = append(delays, at.Sub(spoken(u.End)).Seconds())
 	}
 	return delays, missed
+}
+
+// TextLag samples, every 0.1 s of recording inside each truth utterance (after its first
+// half second), how far behind the audio heard the newest text shown (any event that had
+// arrived by then, committed or provisional) ends: 0 when the text has caught up.
+func TextLag(truth []corpus.TruthUtterance, events []emitted, spoken func(sec float64) time.Time) []float64 {
+	sorted := append([]emitted(nil), events...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].at.Before(sorted[j].at) })
+	var out []float64
+	for _, u := range truth {
+		for t := u.Start + 0.5; t < u.End; t += 0.1 {
+			w := spoken(t)
+			shown := 0.0
+			for _, ev := range sorted {
+				if ev.at.After(w) {
+					break
+				}
+				if ev.seg.Text != "" {
+					shown = max(shown, ev.seg.End)
+				}
+			}
+			out = append(out, max(0, t-shown))
+		}
+	}
+	return out
 }
 
 // Chart shows p50 and p95 delay per room against limit (the goal).

@@ -18,6 +18,18 @@ type Recording struct {
 	Name     string
 	Channels [][]float32
 	Truth    []corpus.TruthUtterance
+	Offset   float64 // where an Excerpt starts in the original
+}
+
+// Text is the ground truth's words, utterances in order of their start. (Words of
+// utterances an Excerpt cut off are in the audio but not here: transcripts of the excerpt
+// carry them as insertions, live and file alike.)
+func (r Recording) Text() string {
+	var parts []string
+	for _, u := range r.Truth {
+		parts = append(parts, u.Text)
+	}
+	return strings.Join(parts, " ")
 }
 
 // Seconds is the recording's length.
@@ -74,7 +86,7 @@ func (r Recording) Excerpt(offset, seconds float64) Recording {
 	}
 	shift := int(offset * domain.SampleRate)
 	n := int(seconds * domain.SampleRate)
-	out := Recording{Name: r.Name}
+	out := Recording{Name: r.Name, Offset: offset}
 	for _, ch := range r.Channels {
 		rot := append(append([]float32(nil), ch[shift:]...), ch[:shift]...)
 		out.Channels = append(out.Channels, rot[:n])

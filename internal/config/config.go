@@ -47,6 +47,15 @@ type Config struct {
 		// whose audio waits in memory for it (0 = 32).
 		SecondPassModel string `yaml:"second_pass_model"`
 		SecondPassQueue int    `yaml:"second_pass_queue"`
+		// Live is the streaming commit policy (internal/stream): when words said while
+		// people are still talking are committed.
+		Live struct {
+			Policy    string  `yaml:"policy"`    // agreement (LocalAgreement-n, default) or horizon (DTW alignment)
+			Agreement int     `yaml:"agreement"` // decodes that must agree (2)
+			Step      float64 `yaml:"step"`      // seconds of new speech between decodes (0.5)
+			Context   float64 `yaml:"context"`   // committed seconds kept before the words in progress (4)
+			Grace     float64 `yaml:"grace"`     // seconds a line's last words wait for the next speech (1)
+		} `yaml:"live"`
 	} `yaml:"transcription"`
 	Audio struct {
 		HighPass         bool    `yaml:"high_pass"`

@@ -16,6 +16,7 @@ import (
 	"scribe/internal/agent"
 	"scribe/internal/config"
 	"scribe/internal/domain"
+	"scribe/internal/frontend"
 	"scribe/internal/server"
 	"scribe/internal/store"
 	"scribe/internal/vad"
@@ -232,10 +233,11 @@ func TestGatewayDoctorAgents(t *testing.T) {
 	}
 
 	// A real agent connects and stays idle (no session records, so no audio is opened).
-	a, err := agent.New(agent.Options{Config: live, Channels: 1, VAD: vad.DefaultConfig(),
-		Open:      func(context.Context) (domain.AudioSource, error) { return nil, errors.New("not used") },
-		NewScorer: func() (vad.Scorer, func(), error) { return nil, nil, errors.New("not used") },
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)), MinBackoff: 50 * time.Millisecond})
+	a, err := agent.New(agent.Options{Config: live, Channels: 1,
+		Open: func(context.Context) (domain.AudioSource, error) { return nil, errors.New("not used") },
+		Frontend: frontend.Config{VAD: vad.DefaultConfig(),
+			NewScorer: func() (vad.Scorer, func(), error) { return nil, nil, errors.New("not used") }},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MinBackoff: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ package domain
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -73,11 +74,24 @@ type Utterance struct {
 	Seq      int         // 0-based order within the stream
 	Interval             // where it sits in the recording
 	Channels [][]float32 // per-channel samples at SampleRate; Channels[0] is the mix when mono
-	Final    bool        // false for a provisional (still growing) utterance
+	Final    bool        // false for an utterance still growing (Channels: its new audio only)
 	Cut      bool        // true when the maximum utterance length forced the cut
 	// Context is the text committed just before this utterance in the same stream (its
 	// tail), given to the decoder as the preceding text, as Whisper was trained to see it.
 	Context string
+	// SpeechEnd is where the last speech heard in it ends (seconds on the stream's
+	// timeline). In a growing utterance the audio after it is a pause that may yet end it.
+	SpeechEnd float64
+}
+
+// AudioStart is where the utterance's samples begin on the stream's timeline: its start,
+// or for a growing utterance (Final false) the first sample not returned before, since it
+// carries only its new audio.
+func (u Utterance) AudioStart() float64 {
+	if len(u.Channels) == 0 {
+		return u.End
+	}
+	return u.End - float64(len(u.Channels[0]))/SampleRate
 }
 
 // Mono returns the utterance as one channel (the average of all channels).
@@ -117,6 +131,32 @@ type Segment struct {
 	// monitoring can relate edits to them.
 	NoSpeechProb float64 `json:"no_speech_prob,omitempty"`
 	AvgLogProb   float64 `json:"avg_logprob,omitempty"`
+}
+
+// Extend appends a committed piece of the same line (LiveEvent.Continues): its words
+// follow the line's, its end and speaker (attributed over more of the line) replace the
+// line's, flags are joined, and the confidence figures are averaged by words.
+func (s *Segment) Extend(piece Segment) {
+	n, m := len(strings.Fields(s.Text)), len(strings.Fields(piece.Text))
+	if n+m > 0 {
+		s.AvgLogProb = (s.AvgLogProb*float64(n) + piece.AvgLogProb*float64(m)) / float64(n+m)
+	}
+	s.NoSpeechProb = max(s.NoSpeechProb, piece.NoSpeechProb)
+	switch {
+	case s.Text == "":
+		s.Text = piece.Text
+	case piece.Text != "":
+		s.Text += " " + piece.Text
+	}
+	s.End = max(s.End, piece.End)
+	if piece.Speaker != "" {
+		s.Speaker = piece.Speaker
+	}
+	for _, f := range piece.Flags {
+		if !s.HasFlag(f) {
+			s.Flags = append(s.Flags, f)
+		}
+	}
 }
 
 // HasFlag reports whether f is among the segment's flags.
@@ -186,12 +226,26 @@ type LiveEvent struct {
 	Kind      LiveEventKind `json:"kind"`
 	Utterance int           `json:"utterance"`
 	Segment   Segment       `json:"segment"`
+	// Continues marks a committed event that extends the line committed before under the
+	// same Utterance: words committed while the speaker was still talking. Its Segment
+	// holds only the new words; the line is the pieces joined (Segment.Extend).
+	Continues bool `json:"continues,omitempty"`
 	// Audio is the utterance's audio, on the last committed event of each utterance, for
 	// a second pass to keep in memory (never on disk); nil otherwise.
 	Audio *Utterance `json:"-"`
 	// Replaces and Refined belong to EventRefined.
 	Replaces []Segment `json:"replaces,omitempty"`
 	Refined  []Segment `json:"refined,omitempty"`
+}
+
+// AddCommitted adds a committed event to the segments committed so far, in order: a
+// piece that continues a line extends the line's segment (the last one).
+func AddCommitted(segs []Segment, ev LiveEvent) []Segment {
+	if ev.Continues && len(segs) > 0 {
+		segs[len(segs)-1].Extend(ev.Segment)
+		return segs
+	}
+	return append(segs, ev.Segment)
 }
 
 // FlagUntranscribed marks an utterance in which the VAD heard speech but the decoder
@@ -218,14 +272,23 @@ type DecodeOptions struct {
 	// MaxTokens caps the text tokens decoded (0 = the model's limit): speech rarely
 	// exceeds ~7 tokens a second, so a longer output is a runaway decode.
 	MaxTokens int
+	// TokenTimestamps asks for each token's start and end (DecodedToken.Start, End): the
+	// streaming commit policy places words on the timeline with them.
+	TokenTimestamps bool
 }
 
-// DecodedToken is one text token with its probability.
+// DecodedToken is one text token with its probability and, when asked for
+// (DecodeOptions.TokenTimestamps), its place in the audio: seconds from the start of the
+// samples decoded. At is the moment the decoder's attention puts the token at (DTW
+// alignment, when the model was loaded with it), or -1.
 type DecodedToken struct {
 	ID      int     `json:"id"`
 	Text    string  `json:"text"`
 	P       float32 `json:"p"`
 	LogProb float32 `json:"logprob"`
+	Start   float64 `json:"start,omitempty"`
+	End     float64 `json:"end,omitempty"`
+	At      float64 `json:"at,omitempty"`
 }
 
 // DecodedSegment is a decoder's raw output; times are seconds from the start of the

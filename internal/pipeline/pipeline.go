@@ -1,72 +1,71 @@
 // Package pipeline runs one live stream end to end: audio source → per-channel clean-up →
-// VAD segmenter → decoder → transcript events. Audio is held only in memory, in bounded
-// buffers, and each utterance's samples are released once it is transcribed.
+// VAD segmenter (internal/frontend) → the streaming commit policy (internal/stream) over
+// the shared decoder → transcript events. Audio is held only in memory, in bounded
+// buffers, and released once the words in it are committed.
 package pipeline
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"strings"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"scribe/internal/domain"
+	"scribe/internal/frontend"
+	"scribe/internal/stream"
 	"scribe/internal/transcribe"
-	"scribe/internal/vad"
 )
 
-// Cleaner cleans one channel of live audio (high-pass, noise suppression, gain). Output
-// has the same length as input.
-type Cleaner interface {
-	Process(in []float32) []float32
+// Decoder decodes a stream's rolling buffer on the decoders shared by all streams
+// (transcribe.Engine.Hypothesis): closes as committed work, steps after it.
+type Decoder interface {
+	Hypothesis(ctx context.Context, final bool, prepare func() ([]float32, string)) ([]domain.DecodedSegment, time.Duration, error)
 }
 
-// Transcriber is the decoding engine shared by all streams.
-type Transcriber interface {
-	Transcribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error)
-	TryTranscribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error)
-}
-
-// Config holds a stream's segmentation and queueing rules.
+// Config holds a stream's commit rules.
 type Config struct {
-	VAD vad.Config
-	// Provisional enables provisional text for utterances still in progress.
+	Stream stream.Config
+	// Provisional decodes the growing buffer every step while people talk: words are
+	// committed as they become stable and the rest is shown as provisional text. Without
+	// it (a file transcribed as fast as it can be read) lines are decoded only once the
+	// VAD closes them, still with the preceding speech as context.
 	Provisional bool
-	// MaxQueued bounds finished utterances waiting for a decoder; past it the reader
-	// waits (back-pressure) rather than holding unbounded audio.
-	MaxQueued int
+	// MaxHeld bounds the audio (seconds) read but not yet taken by the decoding side;
+	// past it the reader waits (back-pressure) rather than holding unbounded audio.
+	MaxHeld float64
 }
 
-// DefaultConfig enables provisional text and queues up to 32 utterances.
+// DefaultConfig streams with provisional text.
 func DefaultConfig() Config {
-	return Config{VAD: vad.DefaultConfig(), Provisional: true, MaxQueued: 32}
+	return Config{Stream: stream.DefaultConfig(), Provisional: true, MaxHeld: 60}
 }
 
 // Deps are the parts a pipeline is built from.
 type Deps struct {
-	Engine Transcriber
-	// NewScorer gives each stream its own VAD (Silero keeps LSTM state per stream) and a
-	// function releasing it.
-	NewScorer func() (vad.Scorer, func(), error)
-	// NewCleaner makes one channel's clean-up chain; nil passes audio through.
-	NewCleaner func() Cleaner
-	Logger     *slog.Logger
-	// Observe, when set, is told each utterance's decode time and queueing delay (metrics).
+	Engine Decoder
+	// Frontend is each stream's clean-up and VAD (the same as a room agent's).
+	Frontend frontend.Config
+	Logger   *slog.Logger
+	// Observe, when set, is told about every decode (metrics).
 	Observe func(Observation)
 }
 
-// Observation describes one decoded utterance, for metrics.
+// Observation describes one decode of a stream, or a line closed without one.
 type Observation struct {
+	// Final: the decode closed one or more lines (committed work), or lines were closed
+	// on an earlier decode's words.
 	Final        bool
-	Interval     domain.Interval // the utterance, on the stream's own timeline
+	Interval     domain.Interval // the audio decoded, on the stream's own timeline
 	AudioSeconds float64
 	Decode       time.Duration
-	Lag          time.Duration // from the utterance's end being heard to its text
-	Queued       int
+	// Lag is, for a close, the time from the VAD closing the line to its words being
+	// committed.
+	Lag    time.Duration
+	Queued int // lines closed and waiting for their decode
 }
 
 // Pipeline transcribes live streams. One Pipeline serves many streams at once.
@@ -77,14 +76,21 @@ type Pipeline struct {
 
 // New checks the configuration and dependencies.
 func New(cfg Config, deps Deps) (*Pipeline, error) {
-	if err := cfg.VAD.Validate(); err != nil {
+	if err := deps.Frontend.VAD.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Engine == nil || deps.NewScorer == nil {
+	if err := cfg.Stream.Validate(); err != nil {
+		return nil, err
+	}
+	if need := cfg.Stream.Context + deps.Frontend.VAD.MaxUtterance + 2; cfg.Stream.MaxBuffer < need {
+		// A line in progress, with its context, must always fit in the buffer.
+		return nil, fmt.Errorf("pipeline: stream buffer %.0f s cannot hold %.0f s of context and a %.0f s utterance", cfg.Stream.MaxBuffer, cfg.Stream.Context, deps.Frontend.VAD.MaxUtterance)
+	}
+	if deps.Engine == nil || deps.Frontend.NewScorer == nil {
 		return nil, errors.New("pipeline: engine and VAD scorer are required")
 	}
-	if cfg.MaxQueued <= 0 {
-		cfg.MaxQueued = 32
+	if cfg.MaxHeld <= 0 {
+		cfg.MaxHeld = 60
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
@@ -104,11 +110,6 @@ func WithoutCleanup(ctx context.Context) context.Context {
 // streamSeq numbers streams whose caller gave no room name.
 var streamSeq atomic.Int64
 
-type heard struct {
-	u  domain.Utterance
-	at time.Time // when the segmenter released it
-}
-
 // Transcribe reads src until io.EOF, commits whatever is pending and returns nil.
 // Cancelling ctx abandons work in progress and returns ctx.Err(). offset (seconds) is added
 // to every time, so a session resumed after a pause continues its timeline. emit is called
@@ -118,26 +119,21 @@ func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offse
 	if nch < 1 {
 		return fmt.Errorf("pipeline: source has %d channels", nch)
 	}
-	scorer, release, err := p.deps.NewScorer()
+	fcfg := p.deps.Frontend
+	if ctx.Value(cleanedKey{}) != nil {
+		fcfg.NewCleaner = nil
+	}
+	fe, err := frontend.New(fcfg, nch)
 	if err != nil {
-		return fmt.Errorf("pipeline: VAD: %w", err)
+		return fmt.Errorf("pipeline: %w", err)
 	}
-	defer release()
-	vcfg := p.cfg.VAD
-	if !p.cfg.Provisional {
-		vcfg.ProvisionalEvery = 0
-	}
-	seg, err := vad.New(vcfg, scorer, nch)
+	defer fe.Close()
+	st, err := stream.New(p.cfg.Stream, nch)
 	if err != nil {
 		return err
 	}
-	var cleaners []Cleaner
-	if p.deps.NewCleaner != nil && ctx.Value(cleanedKey{}) == nil {
-		for range nch {
-			cleaners = append(cleaners, p.deps.NewCleaner())
-		}
-	}
 
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if transcribe.RoomOf(ctx) == "" {
@@ -145,184 +141,144 @@ func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offse
 		// name is a room of its own.
 		ctx = transcribe.WithRoom(ctx, fmt.Sprintf("stream-%d", streamSeq.Add(1)))
 	}
-	finals := make(chan heard, p.cfg.MaxQueued)
-	prov := &latest{wake: make(chan struct{}, 1)}
-
+	in := &inbox{wake: make(chan struct{}, 1), room: make(chan struct{}, 1), max: int(p.cfg.MaxHeld * domain.SampleRate)}
 	var wg sync.WaitGroup
-	var readErr error
 	wg.Add(1)
 	go func() { // the reader: owned by this call, stopped by cancel or EOF
 		defer wg.Done()
-		defer close(finals)
-		readErr = p.read(ctx, src, seg, cleaners, finals, prov)
-		if readErr != nil {
-			cancel()
+		err := fe.Run(ctx, src, func(us []domain.Utterance, pos frontend.Position) error { return in.put(ctx, us, pos.Read) })
+		in.finish(err)
+		if err != nil {
+			cancel() // the audio failed: abandon the stream
 		}
 	}()
 
-	decErr := p.decode(ctx, offset, finals, prov, emit)
+	d := &decoding{p: p, st: st, in: in, offset: offset, emit: emit}
+	decErr := d.run(ctx)
 	if decErr != nil {
 		cancel()
 	}
 	wg.Wait()
+	readErr := in.err
 	switch {
 	case readErr != nil && !errors.Is(readErr, context.Canceled):
-		return readErr
+		return fmt.Errorf("pipeline: %w", readErr)
 	case decErr != nil:
 		return decErr
 	}
-	return ctx.Err()
+	return parent.Err()
 }
 
-// read pulls audio, cleans it and feeds the segmenter.
-func (p *Pipeline) read(ctx context.Context, src domain.AudioSource, seg *vad.Segmenter, cleaners []Cleaner, finals chan<- heard, prov *latest) error {
-	send := func(us []domain.Utterance) error {
-		for _, u := range us {
-			if !u.Final {
-				prov.set(u)
-				continue
+// decoding is the decoding side of one stream: it owns the stream's commit state.
+type decoding struct {
+	p      *Pipeline
+	st     *stream.Stream
+	in     *inbox
+	offset float64
+	emit   func(domain.LiveEvent)
+	closes []time.Time // when each line still waiting for its words was closed
+	// backlog is what the reader heard that the stream has no room for yet (its buffer
+	// is full until decodes commit and trim).
+	backlog []domain.Utterance
+	read    int64 // samples the reader had read at the last take
+	done    bool  // the reader has finished and the inbox is empty
+}
+
+// run decodes until the reader has finished and every line is committed.
+func (d *decoding) run(ctx context.Context) error {
+	for {
+		done := d.take()
+		kind := d.st.Due()
+		if kind == stream.Step && !d.p.cfg.Provisional {
+			kind = stream.None
+		}
+		if kind == stream.None {
+			if done {
+				return nil
 			}
-			// The utterance a provisional decode is working on has just ended: its
-			// committed decode supersedes it, so stop it now rather than let the final wait.
-			prov.supersede()
 			select {
-			case finals <- heard{u: u, at: time.Now()}:
+			case <-d.in.wake:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-		}
-		return nil
-	}
-	for {
-		chunk, err := src.Read(ctx)
-		if errors.Is(err, io.EOF) {
-			us, ferr := seg.Flush()
-			if ferr != nil {
-				return ferr
-			}
-			return send(us)
-		}
-		if err != nil {
-			return fmt.Errorf("pipeline: reading audio: %w", err)
-		}
-		if len(chunk) == 0 || len(chunk[0]) == 0 {
 			continue
 		}
-		if len(cleaners) == len(chunk) {
-			for i := range chunk {
-				chunk[i] = cleaners[i].Process(chunk[i])
-			}
-		}
-		us, err := seg.Push(domain.MixDown(chunk), chunk)
-		if err != nil {
-			return err
-		}
-		if err := send(us); err != nil {
+		if err := d.decode(ctx, kind); err != nil {
 			return err
 		}
 	}
 }
 
-// decode turns utterances into events: finished utterances first, then — only when a
-// decoder is free — the newest provisional snapshot.
-func (p *Pipeline) decode(ctx context.Context, offset float64, finals <-chan heard, prov *latest, emit func(domain.LiveEvent)) error {
-	committed := -1
-	var context []string // the stream's committed text, newest last (its tail is enough)
-	commit := func(h heard) error {
-		h.u.Context = transcribe.ContextTail(context)
-		text, err := p.commit(ctx, h, offset, len(finals), emit)
-		if err != nil {
-			return err
-		}
-		committed = h.u.Seq
-		if text != "" {
-			context = append(context, text)
-			if len(context) > 8 {
-				context = context[len(context)-8:]
-			}
-		}
-		return nil
+// take moves what the reader has heard into the stream; done once the reader has finished
+// and everything it heard was taken.
+func (d *decoding) take() (done bool) {
+	if len(d.backlog) == 0 { // else the reader waits: the inbox is bounded
+		d.backlog, d.read, d.done = d.in.take()
 	}
-	for {
-		// Finished utterances have priority over provisional text.
-		select {
-		case h, ok := <-finals:
-			if !ok {
-				return nil
-			}
-			if err := commit(h); err != nil {
-				return err
-			}
-			continue
-		default:
+	for len(d.backlog) > 0 && !d.st.Full() {
+		u := d.backlog[0]
+		d.backlog = d.backlog[1:]
+		if u.Final {
+			d.closes = append(d.closes, time.Now())
 		}
-		select {
-		case h, ok := <-finals:
-			if !ok {
-				return nil
-			}
-			if err := commit(h); err != nil {
-				return err
-			}
-		case <-prov.wake:
-			u, ok := prov.take()
-			if !ok || u.Seq <= committed {
-				continue
-			}
-			u.Context = transcribe.ContextTail(context)
-			pctx := prov.begin(ctx)
-			segs, took, err := p.deps.Engine.TryTranscribe(pctx, u)
-			superseded := prov.end()
-			if errors.Is(err, transcribe.ErrBusy) {
-				continue // dropped or preempted under load; a newer snapshot or the commit follows
-			}
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if superseded {
-					continue // the utterance ended mid-decode: its commit follows
-				}
-				p.deps.Logger.Warn("provisional decode failed", "err", err)
-				continue
-			}
-			p.observe(Observation{Interval: u.Interval, AudioSeconds: u.End - u.Start, Decode: took})
-			emit(domain.LiveEvent{Kind: domain.EventProvisional, Utterance: u.Seq, Segment: joinProvisional(segs, offset)})
+		d.publish(d.st.Push(u), 0)
+	}
+	heard := float64(d.read) / domain.SampleRate
+	switch {
+	case len(d.backlog) > 0:
+		heard = d.backlog[0].AudioStart()
+	case d.done:
+		heard = math.Inf(1) // the end: nothing more will confirm any word
+	}
+	d.publish(d.st.Advance(heard), 0)
+	return d.done && len(d.backlog) == 0
+}
+
+// decode runs one decode of the stream's buffer and publishes what it commits.
+func (d *decoding) decode(ctx context.Context, kind stream.Kind) error {
+	var job stream.Job
+	segs, took, err := d.p.deps.Engine.Hypothesis(ctx, kind == stream.Close, func() ([]float32, string) {
+		d.take() // the newest audio: under load, a step that waited covers more
+		job = d.st.Job(kind)
+		return job.Samples, job.Context
+	})
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, transcribe.ErrPreempted):
+		return nil // committed work needed the decoder; the step runs again later, over more audio
+	case kind == stream.Close:
+		// The speech is real even if decoding failed: keep it visible to the reviewer.
+		d.p.deps.Logger.Error("decode failed; lines kept as untranscribed", "err", err)
+		d.publish(d.st.Undecoded(), took)
+		return nil
+	default:
+		d.p.deps.Logger.Warn("step decode failed", "err", err)
+		select { // try again with more audio
+		case <-d.in.wake:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		return nil
 	}
+	d.p.observe(Observation{Interval: domain.Interval{Start: job.End() - job.Seconds(), End: job.End()}, AudioSeconds: job.Seconds(), Decode: took})
+	d.publish(d.st.Apply(job, segs), took)
+	return nil
 }
 
-// commit decodes a finished utterance, emits its segments and returns their text.
-func (p *Pipeline) commit(ctx context.Context, h heard, offset float64, queued int, emit func(domain.LiveEvent)) (string, error) {
-	u := h.u
-	segs, took, err := p.deps.Engine.Transcribe(ctx, u)
-	if err != nil {
-		if ctx.Err() != nil {
-			return "", ctx.Err()
+// publish emits events on the session's timeline and observes the lines they close.
+func (d *decoding) publish(evs []domain.LiveEvent, took time.Duration) {
+	for _, ev := range evs {
+		ev.Segment.Start += d.offset
+		ev.Segment.End += d.offset
+		if ev.Kind == domain.EventCommitted && ev.Audio != nil && len(d.closes) > 0 {
+			d.p.observe(Observation{Final: true, Interval: ev.Audio.Interval, AudioSeconds: ev.Audio.Duration(),
+				Decode: took, Lag: time.Since(d.closes[0]), Queued: len(d.closes) - 1})
+			d.closes = d.closes[1:]
 		}
-		// The speech is real even if decoding failed: keep it visible to the reviewer.
-		p.deps.Logger.Error("decode failed; utterance kept as untranscribed", "utterance", u.Seq, "err", err)
-		segs = []domain.Segment{{ID: fmt.Sprintf("u%d-0", u.Seq), Start: u.Start, End: u.End,
-			Speaker: domain.SpeakerUnknown, Flags: []domain.Flag{domain.FlagUntranscribed}}}
+		d.emit(ev)
 	}
-	p.observe(Observation{Final: true, Interval: u.Interval, AudioSeconds: u.End - u.Start, Decode: took, Lag: time.Since(h.at), Queued: queued})
-	var text []string
-	for i, s := range segs {
-		if s.Text != "" {
-			text = append(text, s.Text)
-		}
-		s.Start += offset
-		s.End += offset
-		ev := domain.LiveEvent{Kind: domain.EventCommitted, Utterance: u.Seq, Segment: s}
-		if i == len(segs)-1 {
-			// For a second pass; dropped with the event unless one keeps it.
-			ev.Audio = &u
-		}
-		emit(ev)
-	}
-	return strings.Join(text, " "), nil
 }
 
 func (p *Pipeline) observe(o Observation) {
@@ -331,87 +287,75 @@ func (p *Pipeline) observe(o Observation) {
 	}
 }
 
-// joinProvisional shows a growing utterance as one provisional segment.
-func joinProvisional(segs []domain.Segment, offset float64) domain.Segment {
-	if len(segs) == 0 {
-		return domain.Segment{}
+// inbox passes the segmenter's output from the reader to the decoding side without ever
+// making the reader wait for a decode, up to a bound on the audio held.
+type inbox struct {
+	mu   sync.Mutex
+	us   []domain.Utterance
+	read int64 // samples per channel the reader has read
+	held int   // samples per channel in us
+	max  int
+	done bool
+	err  error
+	wake chan struct{} // the decoding side: something arrived
+	room chan struct{} // the reader: something was taken
+}
+
+func (b *inbox) put(ctx context.Context, us []domain.Utterance, read int64) error {
+	if len(us) == 0 {
+		b.mu.Lock()
+		b.read = read
+		b.mu.Unlock()
+		signal(b.wake)
+		return nil
 	}
-	out := segs[0]
-	for _, s := range segs[1:] {
-		if s.Text != "" {
-			if out.Text != "" {
-				out.Text += " "
-			}
-			out.Text += s.Text
+	n := 0
+	for _, u := range us {
+		if len(u.Channels) > 0 {
+			n += len(u.Channels[0])
 		}
-		out.End = s.End
-		out.Flags = append(out.Flags, s.Flags...)
 	}
-	out.Start += offset
-	out.End += offset
-	out.ID = ""
-	return out
-}
-
-// latest holds only the newest provisional snapshot: older ones are coalesced away. It
-// also holds the cancel function of the provisional decode in flight, so the reader can
-// stop it when the utterance ends.
-type latest struct {
-	mu         sync.Mutex
-	u          domain.Utterance
-	ok         bool
-	wake       chan struct{}
-	cancel     context.CancelFunc // of the provisional decode in flight, if any
-	superseded bool
-}
-
-// begin starts a provisional decode: its context is cancelled by supersede.
-func (l *latest) begin(ctx context.Context) context.Context {
-	c, cancel := context.WithCancel(ctx)
-	l.mu.Lock()
-	l.cancel, l.superseded = cancel, false
-	l.mu.Unlock()
-	return c
-}
-
-// end finishes the provisional decode begun last; true if supersede cancelled it.
-func (l *latest) end() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cancel != nil {
-		l.cancel()
-		l.cancel = nil
+	for {
+		b.mu.Lock()
+		if b.held == 0 || b.held+n <= b.max {
+			b.us = append(b.us, us...)
+			b.held += n
+			b.read = read
+			b.mu.Unlock()
+			signal(b.wake)
+			return nil
+		}
+		b.mu.Unlock()
+		select { // back-pressure: the decoder is far behind
+		case <-b.room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	return l.superseded
 }
 
-// supersede cancels the provisional decode in flight and drops the pending snapshot: a
-// finished utterance is about to be committed.
-func (l *latest) supersede() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cancel != nil {
-		l.cancel()
-		l.cancel = nil
-		l.superseded = true
+// finish records that the reader has stopped (err nil at the end of the source).
+func (b *inbox) finish(err error) {
+	b.mu.Lock()
+	b.done, b.err = true, err
+	b.mu.Unlock()
+	signal(b.wake)
+}
+
+func (b *inbox) take() ([]domain.Utterance, int64, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	us := b.us
+	b.us, b.held = nil, 0
+	if len(us) > 0 {
+		signal(b.room)
 	}
-	l.u, l.ok = domain.Utterance{}, false
+	return us, b.read, b.done && len(us) == 0
 }
 
-func (l *latest) set(u domain.Utterance) {
-	l.mu.Lock()
-	l.u, l.ok = u, true
-	l.mu.Unlock()
+func signal(c chan struct{}) {
 	select {
-	case l.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
-}
-
-func (l *latest) take() (domain.Utterance, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	u, ok := l.u, l.ok
-	l.u, l.ok = domain.Utterance{}, false
-	return u, ok
 }

@@ -3,14 +3,17 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"scribe/internal/domain"
+	"scribe/internal/frontend"
 	"scribe/internal/source"
-	"scribe/internal/transcribe"
 	"scribe/internal/vad"
 )
 
@@ -32,21 +35,24 @@ func (loudScorer) Probs(s []float32) ([]float32, error) {
 	return out, nil
 }
 
-// slowEngine takes a fixed time per decode, can fail, and records what it decoded.
+// slowEngine takes a fixed time per decode, can fail, and says every stretch of audio it
+// hears is one word, "words", aligned to the end of the audio.
 type slowEngine struct {
 	delay time.Duration
 	fail  bool
 	mu    sync.Mutex
-	busy  bool
 	calls int
+	final int
 }
 
-func (e *slowEngine) Transcribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+func (e *slowEngine) Hypothesis(ctx context.Context, final bool, prepare func() ([]float32, string)) ([]domain.DecodedSegment, time.Duration, error) {
 	e.mu.Lock()
-	e.busy = true
 	e.calls++
+	if final {
+		e.final++
+	}
 	e.mu.Unlock()
-	defer func() { e.mu.Lock(); e.busy = false; e.mu.Unlock() }()
+	samples, _ := prepare()
 	select {
 	case <-time.After(e.delay):
 	case <-ctx.Done():
@@ -55,17 +61,8 @@ func (e *slowEngine) Transcribe(ctx context.Context, u domain.Utterance) ([]doma
 	if e.fail {
 		return nil, e.delay, errors.New("decoder exploded")
 	}
-	return []domain.Segment{{ID: "x", Start: u.Start, End: u.End, Speaker: domain.SpeakerUnknown, Text: "words"}}, e.delay, nil
-}
-
-func (e *slowEngine) TryTranscribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
-	e.mu.Lock()
-	busy := e.busy
-	e.mu.Unlock()
-	if busy {
-		return nil, 0, transcribe.ErrBusy
-	}
-	return e.Transcribe(ctx, u)
+	at := float64(len(samples)) / domain.SampleRate
+	return []domain.DecodedSegment{{Tokens: []domain.DecodedToken{{Text: " words", At: at}}}}, e.delay, nil
 }
 
 // bursts makes n seconds of audio with a tone burst of length on, every period seconds.
@@ -79,55 +76,154 @@ func bursts(n, period, on float64) []float32 {
 	return out
 }
 
-func newPipeline(t *testing.T, e Transcriber) *Pipeline {
+func newPipeline(t *testing.T, e Decoder) *Pipeline {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.VAD.ProvisionalEvery = 0.5
-	p, err := New(cfg, Deps{Engine: e, NewScorer: func() (vad.Scorer, func(), error) { return loudScorer{}, func() {}, nil }})
+	fe := frontend.Config{VAD: vad.DefaultConfig(), NewScorer: func() (vad.Scorer, func(), error) { return loudScorer{}, func() {}, nil }}
+	p, err := New(DefaultConfig(), Deps{Engine: e, Frontend: fe})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-func TestCommittedNeverDroppedProvisionalCoalesced(t *testing.T) {
-	audio := bursts(24, 3, 2) // eight 2 s utterances, 1 s apart
-	src, _ := source.NewClip([][]float32{audio}, 100*time.Millisecond, 0)
-	e := &slowEngine{delay: 30 * time.Millisecond}
-	var events []domain.LiveEvent
-	err := newPipeline(t, e).Transcribe(context.Background(), src, 100, func(ev domain.LiveEvent) { events = append(events, ev) })
-	if err != nil {
-		t.Fatal(err)
+// wordDecoder hears words as tone bursts (see speak): each burst is one word, named by its
+// amplitude and aligned just after its end, as DTW aligns a word.
+type wordDecoder struct {
+	delay  time.Duration
+	calls  atomic.Int64
+	finals atomic.Int64
+}
+
+func (w *wordDecoder) Hypothesis(ctx context.Context, final bool, prepare func() ([]float32, string)) ([]domain.DecodedSegment, time.Duration, error) {
+	w.calls.Add(1)
+	if final {
+		w.finals.Add(1)
 	}
-	var committed, prov int
-	last := -1
-	for _, ev := range events {
-		switch ev.Kind {
-		case domain.EventCommitted:
-			committed++
-			if ev.Utterance != last+1 {
-				t.Errorf("committed utterance %d after %d: out of order or missing", ev.Utterance, last)
-			}
-			last = ev.Utterance
-			if ev.Segment.Start < 100 {
-				t.Errorf("offset not applied: %+v", ev.Segment)
-			}
-		case domain.EventProvisional:
-			prov++
-			if ev.Utterance <= last {
-				t.Errorf("provisional text for utterance %d after it was committed", ev.Utterance)
+	x, _ := prepare()
+	select {
+	case <-time.After(w.delay):
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+	var toks []domain.DecodedToken
+	for i := 0; i < len(x); {
+		if math.Abs(float64(x[i])) < 0.02 {
+			i++
+			continue
+		}
+		last, peak := i, 0.0
+		for j := i; j < len(x) && j-last < 160; j++ {
+			if a := math.Abs(float64(x[j])); a >= 0.02 {
+				last, peak = j, max(peak, a)
 			}
 		}
+		k := int(math.Round((peak - 0.1) / 0.005))
+		toks = append(toks, domain.DecodedToken{Text: fmt.Sprintf(" w%d", k), At: float64(last+1)/domain.SampleRate + 0.05})
+		i = last + 161
 	}
-	if committed != 8 {
-		t.Errorf("%d committed utterances, want 8", committed)
+	return []domain.DecodedSegment{{Tokens: toks}}, w.delay, nil
+}
+
+// speak renders phrases of words as tone bursts (0.35 s each, 0.15 s apart), the phrases
+// 1.2 s apart; word k is a burst of amplitude 0.1 + 0.005k.
+func speak(phrases [][]int) []float32 {
+	var out []float32
+	out = append(out, make([]float32, domain.SampleRate/2)...)
+	for _, ph := range phrases {
+		for _, k := range ph {
+			amp := 0.1 + 0.005*float64(k)
+			for i := range int(0.35 * domain.SampleRate) {
+				out = append(out, float32(amp*math.Sin(2*math.Pi*300*float64(i)/domain.SampleRate)))
+			}
+			out = append(out, make([]float32, int(0.15*domain.SampleRate))...)
+		}
+		out = append(out, make([]float32, int(1.05*domain.SampleRate))...)
 	}
-	// Snapshots come every 0.5 s of a 2 s utterance (3-4 each), but the reader runs far
-	// ahead of the 30 ms decoder, so most are coalesced away.
-	if prov >= 8*3 {
-		t.Errorf("%d provisional updates: not coalesced", prov)
+	return out
+}
+
+// lines joins committed pieces into lines, checking that a piece only ever extends the
+// line in progress: committed text is never rewritten.
+func lines(t *testing.T, events []domain.LiveEvent) []domain.Segment {
+	t.Helper()
+	var out []domain.Segment
+	open, last := -1, -1
+	for _, ev := range events {
+		if ev.Kind != domain.EventCommitted {
+			continue
+		}
+		if ev.Continues {
+			if ev.Utterance != open || len(out) == 0 {
+				t.Fatalf("piece of line %d continues line %d", ev.Utterance, open)
+			}
+			out[len(out)-1].Extend(ev.Segment)
+		} else {
+			if ev.Utterance <= last {
+				t.Fatalf("line %d committed after line %d", ev.Utterance, last)
+			}
+			out = append(out, ev.Segment)
+			open, last = ev.Utterance, ev.Utterance
+		}
+		if ev.Audio != nil {
+			open = -1 // complete: nothing may extend it
+		}
 	}
-	t.Logf("%d committed, %d provisional, %d decodes", committed, prov, e.calls)
+	return out
+}
+
+// Every word is committed exactly once and in order, each phrase is one line, and a
+// line's later pieces only add words — whether the decoder keeps up (steps of 0.5 s of
+// real time) or the audio arrives far faster than it decodes (each step then covers more).
+func TestWordsCommittedOnceInOrder(t *testing.T) {
+	var phrases [][]int
+	var want []string
+	for p := range 6 {
+		var ph []int
+		for i := range 3 + p%3 {
+			k := 1 + len(want) + i
+			ph = append(ph, k)
+		}
+		for _, k := range ph {
+			want = append(want, fmt.Sprintf("w%d", k))
+		}
+		phrases = append(phrases, ph)
+	}
+	audio := speak(phrases)
+	for _, c := range []struct {
+		name  string
+		pace  float64
+		delay time.Duration
+	}{{"real time", 8, 20 * time.Millisecond}, {"decoder behind", 0, 30 * time.Millisecond}} {
+		t.Run(c.name, func(t *testing.T) {
+			src, _ := source.NewClip([][]float32{audio}, 100*time.Millisecond, c.pace)
+			w := &wordDecoder{delay: c.delay}
+			var events []domain.LiveEvent
+			if err := newPipeline(t, w).Transcribe(context.Background(), src, 100, func(ev domain.LiveEvent) { events = append(events, ev) }); err != nil {
+				t.Fatal(err)
+			}
+			ls := lines(t, events)
+			var got []string
+			for _, l := range ls {
+				got = append(got, strings.Fields(l.Text)...)
+				if l.Start < 100 {
+					t.Errorf("offset not applied: %+v", l)
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("committed %q\nwant      %q", got, want)
+			}
+			if len(ls) != len(phrases) {
+				t.Errorf("%d lines for %d phrases", len(ls), len(phrases))
+			}
+			var prov int
+			for _, ev := range events {
+				if ev.Kind == domain.EventProvisional {
+					prov++
+				}
+			}
+			t.Logf("%d lines, %d events (%d provisional), %d decodes (%d closes)", len(ls), len(events), prov, w.calls.Load(), w.finals.Load())
+		})
+	}
 }
 
 func TestDecodeFailureKeepsSpeechVisible(t *testing.T) {
@@ -173,81 +269,3 @@ func TestCloseCommitsPendingSpeech(t *testing.T) {
 	}
 }
 
-// gatedEngine's provisional decodes never finish by themselves: they end only when their
-// context is cancelled. Committed decodes return at once.
-type gatedEngine struct {
-	provStarted chan struct{}
-	provErr     chan error
-}
-
-func (g *gatedEngine) Transcribe(_ context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
-	return []domain.Segment{{ID: "c", Start: u.Start, End: u.End}}, 0, nil
-}
-
-func (g *gatedEngine) TryTranscribe(ctx context.Context, _ domain.Utterance) ([]domain.Segment, time.Duration, error) {
-	select {
-	case g.provStarted <- struct{}{}:
-	default:
-	}
-	<-ctx.Done()
-	g.provErr <- ctx.Err()
-	return nil, 0, ctx.Err()
-}
-
-// heldSource plays the first part of a clip, then holds back the rest until release is
-// closed, so a test can arrange for the utterance to end while a provisional decode runs.
-type heldSource struct {
-	first, rest *source.Clip
-	release     chan struct{}
-	inRest      bool
-}
-
-func (h *heldSource) Channels() int { return 1 }
-func (h *heldSource) Close() error  { return h.rest.Close() }
-func (h *heldSource) Read(ctx context.Context) ([][]float32, error) {
-	if !h.inRest {
-		c, err := h.first.Read(ctx)
-		if err == nil {
-			return c, nil
-		}
-		select {
-		case <-h.release:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		h.inRest = true
-	}
-	return h.rest.Read(ctx)
-}
-
-// When an utterance ends while a provisional decode of it is still running, that decode
-// is cancelled so the committed decode does not wait behind it.
-func TestUtteranceEndSupersedesProvisionalDecode(t *testing.T) {
-	audio := bursts(6, 6, 3) // 3 s of speech, 3 s of silence
-	first, _ := source.NewClip([][]float32{audio[:2*domain.SampleRate]}, 100*time.Millisecond, 0)
-	rest, _ := source.NewClip([][]float32{audio[2*domain.SampleRate:]}, 100*time.Millisecond, 0)
-	src := &heldSource{first: first, rest: rest, release: make(chan struct{})}
-	g := &gatedEngine{provStarted: make(chan struct{}, 1), provErr: make(chan error, 4)}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang, not a timing bound
-	defer cancel()
-	var events []domain.LiveEvent
-	done := make(chan error, 1)
-	go func() {
-		done <- newPipeline(t, g).Transcribe(ctx, src, 0, func(ev domain.LiveEvent) { events = append(events, ev) })
-	}()
-	select {
-	case <-g.provStarted:
-	case <-ctx.Done():
-		t.Fatal("no provisional decode started")
-	}
-	close(src.release) // the speech ends; the utterance is final
-	if err := <-done; err != nil {
-		t.Fatalf("pipeline: %v (the committed decode waited behind the provisional one)", err)
-	}
-	if err := <-g.provErr; !errors.Is(err, context.Canceled) {
-		t.Errorf("provisional decode ended with %v, want cancelled", err)
-	}
-	if len(events) != 1 || events[0].Kind != domain.EventCommitted || events[0].Segment.End-events[0].Segment.Start < 3 {
-		t.Errorf("events %+v, want the one committed utterance", events)
-	}
-}

@@ -147,7 +147,7 @@ func (s *Service) Transcribe(ctx context.Context, src domain.AudioSource, offset
 		if ev.Kind != domain.EventCommitted {
 			return
 		}
-		pending[ev.Utterance] = append(pending[ev.Utterance], ev.Segment)
+		pending[ev.Utterance] = domain.AddCommitted(pending[ev.Utterance], ev)
 		if audio != nil {
 			s.enqueue(&job{run: r, u: *audio, offset: offset, first: pending[ev.Utterance]})
 			delete(pending, ev.Utterance)

@@ -24,6 +24,7 @@ import (
 	"scribe/internal/audio"
 	"scribe/internal/config"
 	"scribe/internal/domain"
+	"scribe/internal/frontend"
 	"scribe/internal/source"
 	"scribe/internal/store"
 	"scribe/internal/vad"
@@ -195,8 +196,7 @@ func newAgentRig(t *testing.T, buffer time.Duration) *agentRig {
 		Config:     acfg,
 		Channels:   1,
 		Open:       rig.replay.open,
-		NewScorer:  app.NewScorer(vadModel),
-		VAD:        vad.DefaultConfig(),
+		Frontend:   frontend.Config{VAD: vad.DefaultConfig(), NewScorer: app.NewScorer(vadModel)},
 		Buffer:     buffer,
 		Indicator:  rig.led,
 		Button:     rig.presses,

@@ -71,6 +71,8 @@ type hub struct {
 	viewers   map[*viewer]struct{}
 	// Latest provisional segment per utterance not committed yet (for snapshots).
 	provisional map[int]domain.Segment
+	// open is the stored segment of each line the pipeline is still committing words to.
+	open map[int]string
 }
 
 func newEpoch() string {
@@ -248,7 +250,7 @@ func (m *manager) session(id string) *liveSession {
 	defer m.mu.Unlock()
 	ls, ok := m.sessions[id]
 	if !ok {
-		ls = &liveSession{hub: &hub{s: m.s, sessionID: id, epoch: newEpoch(), viewers: map[*viewer]struct{}{}, provisional: map[int]domain.Segment{}}}
+		ls = &liveSession{hub: &hub{s: m.s, sessionID: id, epoch: newEpoch(), viewers: map[*viewer]struct{}{}, provisional: map[int]domain.Segment{}, open: map[int]string{}}}
 		m.sessions[id] = ls
 	}
 	return ls
@@ -352,9 +354,19 @@ func (m *manager) handleEvent(ls *liveSession, ev domain.LiveEvent) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		err := h.mutate(func() (message, error) {
-			g, err := m.s.store.InsertCommitted(ctx, h.sessionID, ev.Segment)
+			var g store.Segment
+			var err error
+			if id, ok := h.open[u]; ok && ev.Continues {
+				g, err = m.s.store.ExtendCommitted(ctx, h.sessionID, id, ev.Segment)
+			} else {
+				g, err = m.s.store.InsertCommitted(ctx, h.sessionID, ev.Segment)
+			}
 			if err != nil {
 				return message{}, err
+			}
+			h.open[u] = g.ID
+			if ev.Audio != nil { // the line is complete
+				delete(h.open, u)
 			}
 			delete(h.provisional, u)
 			return message{Type: "committed", Utterance: &u, Segment: &liveSegment{g}}, nil
@@ -397,6 +409,7 @@ func (m *manager) stopRunLocked(ctx context.Context, ls *liveSession) float64 {
 	h := ls.hub
 	h.mu.Lock()
 	clear(h.provisional) // whatever was provisional is committed or gone now
+	clear(h.open)
 	h.mu.Unlock()
 	return run.src.seconds()
 }

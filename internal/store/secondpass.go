@@ -44,17 +44,13 @@ func (s *Store) ReplaceSecondPass(ctx context.Context, sessionID string, first, 
 		if err := rows.Err(); err != nil {
 			return nil, nil, fmt.Errorf("second pass: %w", err)
 		}
-		if len(found) != 1 || found[0].Version != 1 || found[0].Deleted {
+		// (The version moves on as words are committed to a line in progress, so it says
+		// nothing here: the edits and flags do.)
+		if len(found) != 1 || found[0].Deleted {
 			return nil, nil, nil
 		}
-		var touched int
-		err = tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM segment_edits WHERE session_id = ?1 AND segment_id = ?2)
-			+ (SELECT COUNT(*) FROM flags WHERE session_id = ?1 AND segment_id = ?2)`, sessionID, found[0].ID).Scan(&touched)
-		if err != nil {
-			return nil, nil, fmt.Errorf("second pass: %w", err)
-		}
-		if touched > 0 {
-			return nil, nil, nil
+		if t, err := touched(ctx, tx, sessionID, found[0].ID); err != nil || t {
+			return nil, nil, err
 		}
 		old = append(old, found[0])
 	}

@@ -116,6 +116,74 @@ func (s *Store) InsertCommitted(ctx context.Context, sessionID string, seg domai
 	return g, tx.Commit()
 }
 
+// ExtendCommitted appends a piece the pipeline committed to the line it is still
+// committing words to (domain.LiveEvent.Continues), machine segment id: its text and
+// machine draft grow, its end moves on, and its version moves on, so an edit based on the
+// shorter line is refused as a conflict rather than dropping the new words. A segment the
+// clinician has touched meanwhile (edited, split, merged, deleted or flagged) is left as
+// it is, and the piece becomes a segment of its own after it. It returns the segment that
+// holds the piece.
+func (s *Store) ExtendCommitted(ctx context.Context, sessionID, id string, piece domain.Segment) (Segment, error) {
+	tx, err := s.beginEditable(ctx, sessionID, "extend segment")
+	if err != nil {
+		return Segment{}, err
+	}
+	defer tx.Rollback()
+	g, err := s.getSegment(ctx, tx, sessionID, id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Segment{}, err
+	}
+	keep := err != nil || g.Deleted || g.Origin != OriginMachine
+	if !keep {
+		if keep, err = touched(ctx, tx, sessionID, id); err != nil {
+			return Segment{}, err
+		}
+	}
+	if keep {
+		seg, fj := normaliseNewSegment(piece)
+		seq, pos, err := nextSeqPos(ctx, tx, sessionID)
+		if err != nil {
+			return Segment{}, err
+		}
+		if g, err = s.insertMachine(ctx, tx, sessionID, seq, pos, seg, fj); err != nil {
+			return Segment{}, err
+		}
+		return g, tx.Commit()
+	}
+	line := domain.Segment{Start: g.Start, End: g.End, Speaker: g.Speaker, Text: g.Text, Flags: g.Flags, NoSpeechProb: g.NoSpeechProb, AvgLogProb: g.AvgLogProb}
+	line.Extend(piece)
+	line, fj := normaliseNewSegment(line)
+	text, err := s.sealSegmentText(sessionID, id, line.Text)
+	if err != nil {
+		return Segment{}, err
+	}
+	machine, err := s.seal("segments", "machine_text", sessionID+"/"+id, line.Text)
+	if err != nil {
+		return Segment{}, err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE segments SET end_s = ?, speaker = ?, text = ?, flags = ?, machine_text = ?, machine_speaker = ?,
+		no_speech_prob = ?, avg_logprob = ?, version = version + 1 WHERE session_id = ? AND id = ?`,
+		line.End, line.Speaker, text, fj, machine, line.Speaker, line.NoSpeechProb, line.AvgLogProb, sessionID, id)
+	if err != nil {
+		return Segment{}, fmt.Errorf("extend segment: %w", err)
+	}
+	if g, err = s.getSegment(ctx, tx, sessionID, id); err != nil {
+		return Segment{}, err
+	}
+	return g, tx.Commit()
+}
+
+// touched says whether the clinician has edited or flagged segment id.
+func touched(ctx context.Context, tx *sql.Tx, sessionID, id string) (bool, error) {
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM segment_edits WHERE session_id = ?1 AND segment_id = ?2)
+		+ (SELECT COUNT(*) FROM flags WHERE session_id = ?1 AND segment_id = ?2)`, sessionID, id).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("segment %s edits: %w", id, err)
+	}
+	return n > 0, nil
+}
+
 // insertMachine writes a normalised machine segment (flags fj) as row seq at pos, its
 // text also kept as the machine draft that edit rates are measured against, and returns it.
 func (s *Store) insertMachine(ctx context.Context, tx *sql.Tx, sessionID string, seq int64, pos float64, seg domain.Segment, fj string) (Segment, error) {

@@ -143,23 +143,44 @@ func (e *Engine) Transcribe(ctx context.Context, u domain.Utterance) ([]domain.S
 	return segs, took, err
 }
 
-// TryTranscribe transcribes u only if a decoder is free right now and no committed
-// utterance of any room is waiting for one: provisional updates are dropped under load
-// (ErrBusy) rather than queued, and a provisional decode still running when committed
-// work comes to wait for a decoder is cancelled (ErrPreempted, an ErrBusy), so they
-// never delay committed text by more than libwhisper takes to notice the cancellation.
-func (e *Engine) TryTranscribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+// Hypothesis decodes a live stream's rolling buffer (internal/stream), with token times.
+// A close (final) waits as committed work: before any step, round-robin by room. A step
+// waits after all committed work, round-robin with the other rooms' steps, and is
+// cancelled (ErrPreempted) if committed work comes to need its decoder. prepare is called
+// once a decoder is there and gives the audio and the preceding text: under load a step
+// starts later and covers more audio, rather than steps queueing up.
+func (e *Engine) Hypothesis(ctx context.Context, final bool, prepare func() (samples []float32, context string)) ([]domain.DecodedSegment, time.Duration, error) {
 	room := RoomOf(ctx)
-	d, work, preempted, ok := e.sched.tryAcquire(ctx, room)
-	if !ok {
-		return nil, 0, ErrBusy
+	var (
+		d         Decoder
+		work      = ctx
+		wait      time.Duration
+		preempted = func() bool { return false }
+		err       error
+	)
+	if final {
+		d, wait, err = e.sched.acquire(ctx, room)
+	} else {
+		d, work, preempted, wait, err = e.sched.acquireStep(ctx, room)
+	}
+	if err != nil {
+		return nil, 0, err
 	}
 	defer e.sched.release(d)
-	segs, took, err := e.run(work, d, u)
+	samples, prompt := prepare()
+	if len(samples) == 0 {
+		return nil, 0, nil
+	}
+	seconds := float64(len(samples)) / domain.SampleRate
+	opts := e.options(seconds, prompt)
+	opts.TokenTimestamps = true
+	start := time.Now()
+	segs, err := d.Decode(work, padded(samples), opts)
+	took := time.Since(start)
 	if err != nil && ctx.Err() == nil && preempted() {
 		segs, err = nil, ErrPreempted
 	}
-	e.observe(Scheduled{Room: room, Decode: took, AudioSeconds: u.End - u.Start, Err: err})
+	e.observe(Scheduled{Room: room, Final: final, Wait: wait, Decode: took, AudioSeconds: seconds, Err: err})
 	return segs, took, err
 }
 
@@ -208,16 +229,18 @@ func (e *Engine) observe(s Scheduled) {
 	}
 }
 
-func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
-	mono := u.Mono()
-	if len(mono) == 0 {
-		return nil, 0, nil
+// padded is samples, lengthened with silence to what libwhisper accepts.
+func padded(samples []float32) []float32 {
+	if len(samples) >= minDecodeSamples {
+		return samples
 	}
-	samples := mono
-	if len(samples) < minDecodeSamples {
-		samples = make([]float32, minDecodeSamples)
-		copy(samples, mono)
-	}
+	out := make([]float32, minDecodeSamples)
+	copy(out, samples)
+	return out
+}
+
+// options are the decoding options for seconds of audio after the preceding text.
+func (e *Engine) options(seconds float64, context string) domain.DecodeOptions {
 	opts := domain.DecodeOptions{
 		Language:       e.cfg.Language,
 		Threads:        e.cfg.Threads,
@@ -228,13 +251,23 @@ func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]doma
 		// Whisper's skip rule is turned off (threshold above any probability): we flag
 		// instead of dropping, in guard().
 		NoSpeechThold:     2,
-		Prompt:            decoderPrompt(e.Prompt(), u.Context),
+		Prompt:            decoderPrompt(e.Prompt(), context),
 		SuppressNonSpeech: true,
+		MaxTokens:         MaxTokensFor(seconds),
 	}
-	opts.MaxTokens = MaxTokensFor(float64(len(mono)) / domain.SampleRate)
 	if e.cfg.ShrinkAudioCtx {
-		opts.AudioCtx = AudioCtxFor(float64(len(samples))/domain.SampleRate, e.cfg.ModelAudioCtx)
+		opts.AudioCtx = AudioCtxFor(max(seconds, float64(minDecodeSamples)/domain.SampleRate), e.cfg.ModelAudioCtx)
 	}
+	return opts
+}
+
+func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+	mono := u.Mono()
+	if len(mono) == 0 {
+		return nil, 0, nil
+	}
+	samples := padded(mono)
+	opts := e.options(float64(len(mono))/domain.SampleRate, u.Context)
 	start := time.Now()
 	decoded, err := d.Decode(ctx, samples, opts)
 	took := time.Since(start)

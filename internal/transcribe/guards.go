@@ -31,17 +31,35 @@ func cleanText(s string) string {
 
 // CutRepetition collapses a run of the same word sequence repeated back to back — the
 // decoder's failure mode on noise and silence ("thank you thank you thank you …") — to one
-// copy. A phrase of up to maxPeriod words must occur at least minRepeats times in a row
-// (single words minRepeats+1, since "no, no, no" is ordinary speech). It reports whether
-// anything was cut.
+// copy (see RepeatedRunsCut). It reports whether anything was cut.
 func CutRepetition(text string) (string, bool) {
-	const maxPeriod, minRepeats = 12, 3
 	words := strings.Fields(text)
 	norm := make([]string, len(words))
 	for i, w := range words {
 		norm[i] = strings.ToLower(strings.Trim(w, `.,!?;:"'`))
 	}
-	cut := false
+	keep, cut := RepeatedRunsCut(norm)
+	if !cut {
+		return text, false
+	}
+	kept := make([]string, len(keep))
+	for i, k := range keep {
+		kept[i] = words[k]
+	}
+	return strings.Join(kept, " "), true
+}
+
+// RepeatedRunsCut finds, in normalised words, runs of the same phrase repeated back to
+// back and keeps one copy of each: a phrase of up to maxPeriod words must occur at least
+// minRepeats times in a row (single words minRepeats+1, since "no, no, no" is ordinary
+// speech). It returns the indices of the words kept, in order, and whether any were cut.
+func RepeatedRunsCut(norm []string) (keep []int, cut bool) {
+	const maxPeriod, minRepeats = 12, 3
+	idx := make([]int, len(norm))
+	for i := range idx {
+		idx[i] = i
+	}
+	norm = append([]string(nil), norm...)
 	for i := 0; i < len(norm); i++ {
 		for p := 1; p <= maxPeriod && i+2*p <= len(norm); p++ {
 			reps := 1
@@ -53,14 +71,14 @@ func CutRepetition(text string) (string, bool) {
 				need++
 			}
 			if reps >= need {
-				words = append(words[:i+p], words[i+reps*p:]...)
+				idx = append(idx[:i+p], idx[i+reps*p:]...)
 				norm = append(norm[:i+p], norm[i+reps*p:]...)
 				cut = true
 				break
 			}
 		}
 	}
-	return strings.Join(words, " "), cut
+	return idx, cut
 }
 
 func equalWords(a, b []string) bool {

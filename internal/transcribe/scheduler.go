@@ -20,13 +20,10 @@ const DefaultMaxQueuedPerRoom = 8
 // entry per session forever.
 const maxRoomsKept = 256
 
-// ErrBusy is returned by TryTranscribe when no decoder is free for provisional work.
-var ErrBusy = errors.New("transcribe: all decoders busy")
-
-// ErrPreempted is returned by TryTranscribe when its provisional decode was cancelled so
-// that committed work waiting for a decoder could have it. It is an ErrBusy: the
-// provisional update is dropped, as if no decoder had been free.
-var ErrPreempted = fmt.Errorf("%w: provisional decode preempted by committed work", ErrBusy)
+// ErrPreempted is returned when a step or idle-time decode was cancelled so that
+// committed work waiting for a decoder could have it. The stream simply decodes again
+// later, over more audio.
+var ErrPreempted = errors.New("transcribe: decode preempted by committed work")
 
 // ErrQueueFull is returned by Transcribe when the room already has
 // MaxQueuedPerRoom committed utterances waiting.
@@ -49,7 +46,7 @@ func RoomOf(ctx context.Context) string {
 // Scheduled describes one decode the scheduler ran, for metrics.
 type Scheduled struct {
 	Room         string
-	Final        bool          // committed (true) or provisional
+	Final        bool          // committed (true) or a step
 	Wait         time.Duration // time queued for a decoder (the room's scheduling lag)
 	Decode       time.Duration
 	AudioSeconds float64
@@ -61,13 +58,19 @@ type RoomStats struct {
 	Room    string `json:"room"`
 	Waiting int    `json:"waiting"` // committed utterances queued now
 	Served  int    `json:"served"`  // committed utterances given a decoder
-	Dropped int    `json:"dropped"` // provisional updates refused (ErrBusy)
-	// Preempted counts provisional decodes of this room cancelled mid-decode because
-	// committed work (of any room) was waiting for their decoder.
-	Preempted int           `json:"preempted"`
-	Rejected  int           `json:"rejected"` // committed utterances refused (ErrQueueFull)
-	LastWait  time.Duration `json:"last_wait_ns"`
-	MaxWait   time.Duration `json:"max_wait_ns"`
+	Steps   int    `json:"steps"`   // step decodes given a decoder
+	// StepsWaiting is the room's steps queued now (a stream has at most one decode
+	// outstanding, so this is 0 or 1 per stream).
+	StepsWaiting int `json:"steps_waiting"`
+	// Preempted counts step decodes of this room cancelled mid-decode because committed
+	// work (of any room) was waiting for their decoder.
+	Preempted int `json:"preempted"`
+	// MaxStepWait is the longest a step waited for a decoder: under load it grows, and so
+	// does the audio each step covers.
+	MaxStepWait time.Duration `json:"max_step_wait_ns"`
+	Rejected    int           `json:"rejected"` // committed utterances refused (ErrQueueFull)
+	LastWait    time.Duration `json:"last_wait_ns"`
+	MaxWait     time.Duration `json:"max_wait_ns"`
 	// MaxQueued is the longest the room's queue has been.
 	MaxQueued int       `json:"max_queued"`
 	lastSeen  time.Time // for evicting idle rooms
@@ -91,15 +94,21 @@ func (s Stats) Room(name string) RoomStats {
 	return RoomStats{Room: name}
 }
 
-// request is one committed utterance waiting for a decoder.
+// request is one committed utterance, or one stream's step, waiting for a decoder.
 type request struct {
 	room   string
 	queued time.Time
 	ready  chan Decoder // buffered: the scheduler never blocks handing a decoder over
+	// A step is lent its decoder (preemptible): ctx is the step's, and work and
+	// preempted are set, under s.mu, when the decoder is handed over.
+	step      bool
+	ctx       context.Context
+	work      context.Context
+	preempted func() bool
 }
 
-// provHold is a decoder lent to provisional or idle-time work, which live work may take
-// back.
+// provHold is a decoder lent to a step or to idle-time work, which committed work may
+// take back.
 type provHold struct {
 	room      string
 	since     time.Time
@@ -111,21 +120,24 @@ type provHold struct {
 type roomState struct {
 	RoomStats
 	queue []*request
+	steps []*request
 }
 
-// scheduler hands decoders to rooms: committed work before provisional, rooms served
+// scheduler hands decoders to rooms: committed work before steps, rooms served
 // round-robin when several wait, each room's queue bounded.
 type scheduler struct {
-	mu       sync.Mutex
-	size     int
-	maxQueue int
-	free     []Decoder
-	rooms    map[string]*roomState
-	ring     []string // rooms with waiting requests, in the order they will be served
-	waiting  int
-	prov     map[Decoder]*provHold // decoders running provisional or idle-time work
-	lastLive time.Time             // the last time live work took or gave back a decoder
-	idle     chan struct{}         // closed when every decoder is free and nothing waits
+	mu        sync.Mutex
+	size      int
+	maxQueue  int
+	free      []Decoder
+	rooms     map[string]*roomState
+	ring      []string              // rooms with waiting committed requests, in the order they will be served
+	stepRing  []string              // rooms with waiting steps, likewise
+	waiting   int                   // committed requests waiting
+	stepsWait int                   // steps waiting
+	prov      map[Decoder]*provHold // decoders running provisional or idle-time work
+	lastLive  time.Time             // the last time live work took or gave back a decoder
+	idle      chan struct{}         // closed when every decoder is free and nothing waits
 }
 
 func newScheduler(decoders []Decoder, maxQueue int) *scheduler {
@@ -156,7 +168,7 @@ func (s *scheduler) room(name string) *roomState {
 func (s *scheduler) evictIdle() {
 	var idle []*roomState
 	for _, rs := range s.rooms {
-		if len(rs.queue) == 0 {
+		if len(rs.queue) == 0 && len(rs.steps) == 0 {
 			idle = append(idle, rs)
 		}
 	}
@@ -238,23 +250,49 @@ func (s *scheduler) preemptLocked() {
 	oldest.cancel()
 }
 
-// tryAcquire takes a free decoder for provisional work, unless committed work waits. The
-// work must run under the returned context, which is cancelled if committed work comes
-// to need the decoder; preempted then says whether that happened.
-func (s *scheduler) tryAcquire(ctx context.Context, room string) (d Decoder, work context.Context, preempted func() bool, ok bool) {
+// acquireStep waits for a decoder for one step of room's stream, after every committed
+// request and, round-robin, the other rooms' steps. The decoder is lent: the step must run
+// under the returned context, which is cancelled if committed work comes to need the
+// decoder; preempted then says whether that happened.
+func (s *scheduler) acquireStep(ctx context.Context, room string) (d Decoder, work context.Context, preempted func() bool, wait time.Duration, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, 0, err
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	rs := s.room(room)
 	s.lastLive = time.Now()
-	// Provisional text outranks idle-time work: take the machine back from it, for this
-	// snapshot or, when this one is dropped rather than made to wait, for the next.
+	// Steps outrank idle-time work: take the machine back from it.
 	s.preemptLowestLocked()
-	if len(s.free) == 0 || s.waiting > 0 {
-		rs.Dropped++
-		return nil, nil, nil, false
+	if len(s.free) > 0 && s.waiting == 0 && s.stepsWait == 0 {
+		rs.Steps++
+		d, work, preempted = s.lendLocked(ctx, &provHold{room: room})
+		s.mu.Unlock()
+		return d, work, preempted, 0, nil
 	}
-	d, work, preempted = s.lendLocked(ctx, &provHold{room: room})
-	return d, work, preempted, true
+	req := &request{room: room, queued: time.Now(), ready: make(chan Decoder, 1), step: true, ctx: ctx}
+	if len(rs.steps) == 0 {
+		s.stepRing = append(s.stepRing, room)
+	}
+	rs.steps = append(rs.steps, req)
+	rs.StepsWaiting = len(rs.steps)
+	s.stepsWait++
+	s.mu.Unlock()
+
+	select {
+	case d := <-req.ready:
+		s.mu.Lock()
+		work, preempted = req.work, req.preempted
+		s.mu.Unlock()
+		return d, work, preempted, time.Since(req.queued), nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		removed := s.remove(req)
+		s.mu.Unlock()
+		if !removed {
+			s.release(<-req.ready)
+		}
+		return nil, nil, nil, 0, ctx.Err()
+	}
 }
 
 // lendLocked lends a free decoder to the provisional or idle-time work h describes:
@@ -262,10 +300,16 @@ func (s *scheduler) tryAcquire(ctx context.Context, room string) (d Decoder, wor
 // reports whether it was. s.mu is held.
 func (s *scheduler) lendLocked(ctx context.Context, h *provHold) (Decoder, context.Context, func() bool) {
 	d := s.popFree()
+	work, preempted := s.lendTo(ctx, d, h)
+	return d, work, preempted
+}
+
+// lendTo records d as lent to the work h describes. s.mu is held.
+func (s *scheduler) lendTo(ctx context.Context, d Decoder, h *provHold) (context.Context, func() bool) {
 	work, cancel := context.WithCancel(ctx)
 	h.since, h.cancel = time.Now(), cancel
 	s.prov[d] = h
-	return d, work, func() bool {
+	return work, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return h.preempted
@@ -291,7 +335,7 @@ func (s *scheduler) preemptLowestLocked() {
 func (s *scheduler) tryIdle(ctx context.Context, quiet time.Duration) (d Decoder, work context.Context, preempted func() bool, wait <-chan struct{}, retry time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.free) < s.size || s.waiting > 0 {
+	if len(s.free) < s.size || s.waiting > 0 || s.stepsWait > 0 {
 		if s.idle == nil {
 			s.idle = make(chan struct{})
 		}
@@ -328,25 +372,41 @@ func (s *scheduler) release(d Decoder) {
 			s.idle = nil
 		}
 	}()
-	if len(s.ring) == 0 {
+	switch {
+	case len(s.ring) > 0:
+		name := s.ring[0]
+		s.ring = s.ring[1:]
+		rs := s.rooms[name]
+		req := rs.queue[0]
+		rs.queue = rs.queue[1:]
+		rs.Waiting = len(rs.queue)
+		if len(rs.queue) > 0 {
+			s.ring = append(s.ring, name) // back of the line: other rooms go first
+		}
+		s.waiting--
+		wait := time.Since(req.queued)
+		rs.Served++
+		rs.LastWait = wait
+		rs.MaxWait = max(rs.MaxWait, wait)
+		req.ready <- d
+	case len(s.stepRing) > 0:
+		name := s.stepRing[0]
+		s.stepRing = s.stepRing[1:]
+		rs := s.rooms[name]
+		req := rs.steps[0]
+		rs.steps = rs.steps[1:]
+		rs.StepsWaiting = len(rs.steps)
+		if len(rs.steps) > 0 {
+			s.stepRing = append(s.stepRing, name)
+		}
+		s.stepsWait--
+		rs.Steps++
+		rs.MaxStepWait = max(rs.MaxStepWait, time.Since(req.queued))
+		req.work, req.preempted = s.lendTo(req.ctx, d, &provHold{room: name})
+		req.ready <- d
+	default:
 		s.free = append(s.free, d)
-		return
 	}
-	name := s.ring[0]
-	s.ring = s.ring[1:]
-	rs := s.rooms[name]
-	req := rs.queue[0]
-	rs.queue = rs.queue[1:]
-	rs.Waiting = len(rs.queue)
-	if len(rs.queue) > 0 {
-		s.ring = append(s.ring, name) // back of the line: other rooms go first
-	}
-	s.waiting--
-	wait := time.Since(req.queued)
-	rs.Served++
-	rs.LastWait = wait
-	rs.MaxWait = max(rs.MaxWait, wait)
-	req.ready <- d
 }
 
 // remove takes a cancelled request out of its room's queue; false if it was already served.
@@ -355,17 +415,21 @@ func (s *scheduler) remove(req *request) bool {
 	if rs == nil {
 		return false
 	}
-	for i, r := range rs.queue {
+	queue, ring, count := &rs.queue, &s.ring, &s.waiting
+	if req.step {
+		queue, ring, count = &rs.steps, &s.stepRing, &s.stepsWait
+	}
+	for i, r := range *queue {
 		if r != req {
 			continue
 		}
-		rs.queue = append(rs.queue[:i], rs.queue[i+1:]...)
-		rs.Waiting = len(rs.queue)
-		s.waiting--
-		if len(rs.queue) == 0 {
-			for j, n := range s.ring {
+		*queue = append((*queue)[:i], (*queue)[i+1:]...)
+		*count--
+		rs.Waiting, rs.StepsWaiting = len(rs.queue), len(rs.steps)
+		if len(*queue) == 0 {
+			for j, n := range *ring {
 				if n == req.room {
-					s.ring = append(s.ring[:j], s.ring[j+1:]...)
+					*ring = append((*ring)[:j], (*ring)[j+1:]...)
 					break
 				}
 			}
@@ -373,6 +437,13 @@ func (s *scheduler) remove(req *request) bool {
 		return true
 	}
 	return false
+}
+
+// stepsWaiting is the number of steps waiting for a decoder.
+func (s *scheduler) stepsWaiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stepsWait
 }
 
 func (s *scheduler) stats() Stats {

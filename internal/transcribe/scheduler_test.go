@@ -3,6 +3,7 @@ package transcribe
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,24 @@ func (g *gateDecoder) Decode(ctx context.Context, _ []float32, _ domain.DecodeOp
 		return nil, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// step runs one step decode of room's stream (one second of audio).
+func step(e *Engine, room string) ([]domain.DecodedSegment, time.Duration, error) {
+	return e.Hypothesis(WithRoom(context.Background(), room), false, func() ([]float32, string) {
+		return utter(1, 1).Mono(), ""
+	})
+}
+
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition never reached")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -69,17 +88,23 @@ func TestSchedulerRoundRobinsRoomsAndBoundsQueues(t *testing.T) {
 	if _, _, err := e.Transcribe(WithRoom(context.Background(), "a"), utter(1, 1)); !errors.Is(err, ErrQueueFull) {
 		t.Errorf("a fourth queued utterance of room a: %v, want ErrQueueFull", err)
 	}
-	if _, _, err := e.TryTranscribe(WithRoom(context.Background(), "d"), utter(1, 1)); !errors.Is(err, ErrBusy) {
-		t.Errorf("provisional work while committed waits: %v, want ErrBusy", err)
-	}
+	// A step of room d waits behind every committed utterance.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if _, _, err := step(e, "d"); err != nil {
+			t.Errorf("step: %v", err)
+		}
+	}()
+	waitFor(t, func() bool { return e.sched.stats().Waiting == 9 && e.sched.stepsWaiting() == 1 })
 	var order []string
-	for range 9 {
+	for range 10 {
 		g.finish <- struct{}{}
 		order = append(order, <-g.started)
 	}
 	g.finish <- struct{}{}
 	wg.Wait()
-	want := []string{"a", "b", "c", "a", "b", "c", "a", "b", "c"}
+	want := []string{"a", "b", "c", "a", "b", "c", "a", "b", "c", "d"}
 	for i := range want {
 		if order[i] != want[i] {
 			t.Fatalf("served %v, want %v", order, want)
@@ -92,7 +117,7 @@ func TestSchedulerRoundRobinsRoomsAndBoundsQueues(t *testing.T) {
 	if a := st.Room("a"); a.Served != 3 || a.Rejected != 1 || a.MaxQueued != 3 || a.MaxWait <= 0 {
 		t.Errorf("room a stats %+v", a)
 	}
-	if d := st.Room("d"); d.Dropped != 1 {
+	if d := st.Room("d"); d.Steps != 1 || d.MaxStepWait <= 0 {
 		t.Errorf("room d stats %+v", d)
 	}
 }
@@ -132,9 +157,9 @@ func TestSchedulerCancelledWaiterLeavesQueue(t *testing.T) {
 	}
 }
 
-// A provisional decode holding the only decoder is cancelled as soon as committed work of
+// A step decode holding the only decoder is cancelled as soon as committed work of
 // another room has to wait, and the decoder goes to the committed work.
-func TestSchedulerCommittedWorkPreemptsProvisional(t *testing.T) {
+func TestSchedulerCommittedWorkPreemptsSteps(t *testing.T) {
 	g := &gateDecoder{started: make(chan string, 4), finish: make(chan struct{})}
 	e, err := NewEngine(DefaultConfig(), []Decoder{g})
 	if err != nil {
@@ -142,7 +167,7 @@ func TestSchedulerCommittedWorkPreemptsProvisional(t *testing.T) {
 	}
 	prov := make(chan error, 1)
 	go func() {
-		_, _, err := e.TryTranscribe(WithRoom(context.Background(), "talking"), utter(8, 1))
+		_, _, err := step(e, "talking")
 		prov <- err
 	}()
 	if r := <-g.started; r != "talking" {
@@ -153,10 +178,10 @@ func TestSchedulerCommittedWorkPreemptsProvisional(t *testing.T) {
 		_, _, err := e.Transcribe(WithRoom(context.Background(), "finished"), utter(1, 1))
 		committed <- err
 	}()
-	// The gate decoder only returns early when its context is cancelled: the provisional
-	// decode ends only if the scheduler preempts it.
-	if err := <-prov; !errors.Is(err, ErrPreempted) || !errors.Is(err, ErrBusy) {
-		t.Fatalf("preempted provisional decode returned %v, want ErrPreempted (an ErrBusy)", err)
+	// The gate decoder only returns early when its context is cancelled: the step ends
+	// only if the scheduler preempts it.
+	if err := <-prov; !errors.Is(err, ErrPreempted) {
+		t.Fatalf("preempted step returned %v, want ErrPreempted", err)
 	}
 	if r := <-g.started; r != "finished" {
 		t.Fatalf("decoder went to %q, want the committed work", r)
@@ -169,15 +194,65 @@ func TestSchedulerCommittedWorkPreemptsProvisional(t *testing.T) {
 	if st.Room("talking").Preempted != 1 || st.Room("finished").Preempted != 0 || st.Free != 1 {
 		t.Errorf("stats after preemption: %+v", st)
 	}
-	// With a free decoder, provisional work runs to the end and is not preempted.
+	// With a free decoder, a step runs to the end and is not preempted.
 	go func() {
-		_, _, err := e.TryTranscribe(WithRoom(context.Background(), "talking"), utter(2, 1))
+		_, _, err := step(e, "talking")
 		prov <- err
 	}()
 	<-g.started
 	g.finish <- struct{}{}
 	if err := <-prov; err != nil {
-		t.Errorf("undisturbed provisional decode: %v", err)
+		t.Errorf("undisturbed step: %v", err)
+	}
+}
+
+// Steps of several rooms waiting for the one decoder are served round-robin, one room
+// at a time, and a step whose stream stops while it waits leaves the queue.
+func TestSchedulerStepsRoundRobinAndCancel(t *testing.T) {
+	g := &gateDecoder{started: make(chan string, 8), finish: make(chan struct{})}
+	e, err := NewEngine(DefaultConfig(), []Decoder{g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	run := func(room string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := step(e, room); err != nil {
+				t.Errorf("%s: %v", room, err)
+			}
+		}()
+	}
+	run("a")
+	<-g.started
+	for i, room := range []string{"a", "a", "b", "c"} {
+		run(room)
+		waitFor(t, func() bool { return e.sched.stepsWaiting() == i+1 })
+	}
+	ctx, cancel := context.WithCancel(WithRoom(context.Background(), "gone"))
+	gone := make(chan error, 1)
+	go func() {
+		_, _, err := e.Hypothesis(ctx, false, func() ([]float32, string) { return utter(1, 1).Mono(), "" })
+		gone <- err
+	}()
+	waitFor(t, func() bool { return e.sched.stepsWaiting() == 5 })
+	cancel()
+	if err := <-gone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled step: %v", err)
+	}
+	var order []string
+	for range 4 {
+		g.finish <- struct{}{}
+		order = append(order, <-g.started)
+	}
+	g.finish <- struct{}{}
+	wg.Wait()
+	if want := []string{"a", "b", "c", "a"}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Errorf("steps served %v, want %v", order, want)
+	}
+	if st := e.Stats(); st.Free != 1 || e.sched.stepsWaiting() != 0 {
+		t.Errorf("after the steps: %+v", st)
 	}
 }
 
@@ -227,8 +302,7 @@ func TestSchedulerIdleWorkHasLowestPriority(t *testing.T) {
 	if err := <-live; err != nil {
 		t.Fatal(err)
 	}
-	// So does provisional text: the snapshot that finds the machine taken is dropped,
-	// and the idle-time work is stopped for the next one.
+	// So does a step: it takes the machine back and runs.
 	go func() {
 		idle <- e.WhenIdle(context.Background(), time.Nanosecond, func(ctx context.Context) error {
 			idleRan <- true
@@ -237,11 +311,18 @@ func TestSchedulerIdleWorkHasLowestPriority(t *testing.T) {
 		})
 	}()
 	<-idleRan
-	if _, _, err := e.TryTranscribe(WithRoom(context.Background(), "c"), utter(1, 1)); !errors.Is(err, ErrBusy) {
-		t.Errorf("provisional work while idle-time work holds the decoder: %v, want ErrBusy", err)
-	}
+	stepped := make(chan error, 1)
+	go func() {
+		_, _, err := step(e, "c")
+		stepped <- err
+	}()
 	if err := <-idle; !errors.Is(err, ErrPreempted) {
-		t.Fatalf("idle-time work returned %v after provisional work arrived, want ErrPreempted", err)
+		t.Fatalf("idle-time work returned %v after a step arrived, want ErrPreempted", err)
+	}
+	<-g.started
+	g.finish <- struct{}{}
+	if err := <-stepped; err != nil {
+		t.Fatal(err)
 	}
 	if st := e.Stats(); st.Free != 1 || st.Waiting != 0 {
 		t.Errorf("stats %+v", st)

@@ -29,9 +29,9 @@ type Config struct {
 	MinSilence   float64 // a pause this long ends an utterance
 	MaxUtterance float64 // longer speech is cut here (whisper's window is 30 s)
 	Padding      float64 // audio kept before and after speech
-	// ProvisionalEvery emits a snapshot of a growing utterance after this much new audio
-	// (0 disables provisional output).
-	ProvisionalEvery float64
+	// GrowEvery returns the new audio of the utterance in progress after this much of it
+	// (0: only finished utterances are returned). See Push.
+	GrowEvery float64
 	// TurnMin: with two or more channels (a microphone per speaker), an utterance is also
 	// cut when another channel has dominated for this long, so each utterance holds one
 	// speaker's turn (0 disables).
@@ -44,14 +44,14 @@ const turnDominanceDB = 6
 // DefaultConfig suits consultation speech: a 0.6 s pause separates utterances.
 func DefaultConfig() Config {
 	return Config{
-		Threshold:        0.5,
-		NegThreshold:     0.35,
-		MinSpeech:        0.12,
-		MinSilence:       0.6,
-		MaxUtterance:     20,
-		Padding:          0.2,
-		ProvisionalEvery: 1.5,
-		TurnMin:          0.3,
+		Threshold:    0.5,
+		NegThreshold: 0.35,
+		MinSpeech:    0.12,
+		MinSilence:   0.6,
+		MaxUtterance: 20,
+		Padding:      0.2,
+		GrowEvery:    0.1,
+		TurnMin:      0.3,
 	}
 }
 
@@ -93,7 +93,7 @@ type Segmenter struct {
 	uttStart    int64 // first sample of the utterance (with padding)
 	lastSpeech  int64 // end of the last window at or above NegThreshold
 	speechCount int64 // samples of windows above threshold in this utterance
-	lastProv    int64 // utterance length at the last provisional snapshot
+	emitted     int64 // stream sample up to which audio has been returned
 	seq         int
 
 	// Speaker turns (multi-channel only): the channel owning the utterance, and a
@@ -117,7 +117,10 @@ func New(cfg Config, scorer Scorer, nch int) (*Segmenter, error) {
 
 // Push adds audio: the mono mix the VAD listens to, and the channels kept for the decoder
 // and for speaker attribution (all the same length). It returns utterances that ended
-// (Final) and provisional snapshots of the one in progress.
+// (Final, with all their audio) and, every GrowEvery seconds, the one in progress (Final
+// false): its interval so far, with only the audio not returned before (Utterance.AudioStart).
+// A finished utterance's audio may overlap audio returned with it while it grew, and its
+// padding may overlap the previous utterance's.
 func (s *Segmenter) Push(mix []float32, chans [][]float32) ([]domain.Utterance, error) {
 	if len(chans) != s.nch {
 		return nil, fmt.Errorf("vad: got %d channels, stream has %d", len(chans), s.nch)
@@ -159,11 +162,8 @@ func (s *Segmenter) Push(mix []float32, chans [][]float32) ([]domain.Utterance, 
 			out = append(out, u)
 		}
 	}
-	if s.inSpeech && s.cfg.ProvisionalEvery > 0 {
-		if s.scored-s.uttStart-s.lastProv >= int64(secondsToSamples(s.cfg.ProvisionalEvery)) {
-			s.lastProv = s.scored - s.uttStart
-			out = append(out, s.snapshot(s.scored, false, false))
-		}
+	if s.inSpeech && s.cfg.GrowEvery > 0 && s.scored-max(s.emitted, s.uttStart) >= int64(secondsToSamples(s.cfg.GrowEvery)) {
+		out = append(out, s.growth())
 	}
 	if !s.inSpeech {
 		s.trimToPreroll()
@@ -183,7 +183,6 @@ func (s *Segmenter) step(p float32, wStart int64) (domain.Utterance, bool) {
 		s.uttStart = max(s.bufStart, wStart-pad)
 		s.lastSpeech = wEnd
 		s.speechCount = Window
-		s.lastProv = 0
 		s.owner, s.challenger, s.turnRun = -1, -1, 0
 		return domain.Utterance{}, false
 	}
@@ -203,7 +202,6 @@ func (s *Segmenter) step(p float32, wStart int64) (domain.Utterance, bool) {
 		s.uttStart = wEnd
 		s.lastSpeech = wEnd
 		s.speechCount = 0
-		s.lastProv = 0
 		return u, ok
 	}
 	return domain.Utterance{}, false
@@ -251,7 +249,6 @@ func (s *Segmenter) turn(wStart int64) (domain.Utterance, bool) {
 	s.uttStart = cutAt
 	s.lastSpeech = wStart + Window
 	s.speechCount = int64(s.turnRun * Window)
-	s.lastProv = 0
 	s.owner, s.challenger, s.turnRun = newOwner, -1, 0
 	return u, ok
 }
@@ -270,26 +267,43 @@ func (s *Segmenter) finish(end int64, cut bool) (domain.Utterance, bool) {
 	if float64(s.speechCount)/domain.SampleRate < s.cfg.MinSpeech && !cut {
 		return domain.Utterance{}, false
 	}
-	u := s.snapshot(end, true, cut)
+	u := s.snapshot(end, cut)
 	s.seq++
 	// Release the utterance's audio: only the pre-roll from end onwards stays.
 	s.dropBefore(end)
 	return u, true
 }
 
-// snapshot copies the utterance's audio from uttStart to end.
-func (s *Segmenter) snapshot(end int64, final, cut bool) domain.Utterance {
-	from, to := int(s.uttStart-s.bufStart), int(end-s.bufStart)
+// snapshot copies the finished utterance's audio from uttStart to end.
+func (s *Segmenter) snapshot(end int64, cut bool) domain.Utterance {
+	s.emitted = max(s.emitted, end)
+	u := s.audio(s.uttStart, end)
+	u.Final, u.Cut = true, cut
+	u.SpeechEnd = float64(min(s.lastSpeech, end)) / domain.SampleRate
+	return u
+}
+
+// growth returns the utterance in progress with the audio scored since the last return.
+func (s *Segmenter) growth() domain.Utterance {
+	from := max(s.emitted, s.uttStart)
+	s.emitted = s.scored
+	u := s.audio(from, s.scored)
+	u.Start = float64(s.uttStart) / domain.SampleRate
+	u.SpeechEnd = float64(s.lastSpeech) / domain.SampleRate
+	return u
+}
+
+// audio copies samples [from, to) of every channel as an utterance over that interval.
+func (s *Segmenter) audio(from, to int64) domain.Utterance {
+	i, j := int(from-s.bufStart), int(to-s.bufStart)
 	chans := make([][]float32, s.nch)
-	for i := range s.nch {
-		chans[i] = append([]float32(nil), s.buf[i][from:to]...)
+	for c := range s.nch {
+		chans[c] = append([]float32(nil), s.buf[c][i:j]...)
 	}
 	return domain.Utterance{
 		Seq:      s.seq,
-		Interval: domain.Interval{Start: float64(s.uttStart) / domain.SampleRate, End: float64(end) / domain.SampleRate},
+		Interval: domain.Interval{Start: float64(from) / domain.SampleRate, End: float64(to) / domain.SampleRate},
 		Channels: chans,
-		Final:    final,
-		Cut:      cut,
 	}
 }
 
@@ -331,6 +345,9 @@ func (s *Segmenter) Flush() ([]domain.Utterance, error) {
 	return []domain.Utterance{u}, nil
 }
 
+// Channels is the number of channels the stream has.
+func (s *Segmenter) Channels() int { return s.nch }
+
 // Buffered reports how many samples per channel the segmenter holds: bounded by the
 // padding while idle and by MaxUtterance while in speech.
 func (s *Segmenter) Buffered() int { return len(s.buf[0]) + len(s.pending[0]) }
@@ -338,7 +355,7 @@ func (s *Segmenter) Buffered() int { return len(s.buf[0]) + len(s.pending[0]) }
 // Speech runs a whole recording through a segmenter and returns its speech intervals
 // (padding excluded is not attempted: these are the utterance spans as cut).
 func Speech(cfg Config, scorer Scorer, mono []float32) ([]domain.Interval, error) {
-	cfg.ProvisionalEvery = 0
+	cfg.GrowEvery = 0
 	seg, err := New(cfg, scorer, 1)
 	if err != nil {
 		return nil, err

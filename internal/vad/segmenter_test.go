@@ -110,7 +110,7 @@ func TestSegmenterNeverPassesSilence(t *testing.T) {
 
 func TestSegmenterChunkSizeDoesNotMatter(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.ProvisionalEvery = 0
+	cfg.GrowEvery = 0
 	audio := stream(15, []domain.Interval{{Start: 0.5, End: 2}, {Start: 2.3, End: 4}, {Start: 9, End: 14}})
 	a := run(t, cfg, audio, 37)
 	b := run(t, cfg, audio, 16000)
@@ -167,24 +167,54 @@ func TestSegmenterCutsLongSpeechAndBoundsMemory(t *testing.T) {
 	}
 }
 
-func TestSegmenterProvisionalSnapshots(t *testing.T) {
+// A growing utterance is returned piece by piece: each piece's audio follows the last
+// one's, never repeating it, the pieces and the finished utterance carry the same start,
+// and the audio is the finished utterance's, sample for sample.
+func TestSegmenterGrowthReturnsEachSampleOnce(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.ProvisionalEvery = 1
-	us := run(t, cfg, stream(8, []domain.Interval{{Start: 1, End: 5}}), 1600)
-	var prov int
+	cfg.GrowEvery = 0.25
+	audio := stream(12, []domain.Interval{{Start: 1, End: 5}, {Start: 7, End: 9.5}})
+	us := run(t, cfg, audio, 1000)
+	var grown []float32
+	next := -1.0
+	utts := 0
 	for _, u := range us {
-		if !u.Final {
-			prov++
-			if u.Seq != 0 {
-				t.Errorf("provisional snapshot has seq %d", u.Seq)
+		if u.Final {
+			if len(grown) == 0 {
+				t.Fatalf("utterance %d finished without growing", u.Seq)
 			}
+			for i, v := range u.Channels[0] {
+				if i < len(grown) && grown[i] != v {
+					t.Fatalf("utterance %d: grown sample %d differs from the finished one", u.Seq, i)
+				}
+			}
+			if end := u.Start + float64(len(grown))/domain.SampleRate; end < u.End-1e-9 {
+				t.Errorf("utterance %d grew to %.3f, ends at %.3f", u.Seq, end, u.End)
+			}
+			if pad := u.End - u.SpeechEnd; pad < cfg.Padding-0.04 || pad > cfg.Padding+0.001 {
+				t.Errorf("finished utterance %d: speech ends %.3f, the utterance with its padding %.3f", u.Seq, u.SpeechEnd, u.End)
+			}
+			grown, next = nil, -1
+			utts++
+			continue
 		}
+		if u.Seq != utts {
+			t.Errorf("growing utterance has seq %d, want %d", u.Seq, utts)
+		}
+		if next < 0 && math.Abs(u.AudioStart()-u.Start) > 1e-9 {
+			t.Errorf("first piece of utterance %d starts at %.3f, utterance at %.3f", u.Seq, u.AudioStart(), u.Start)
+		}
+		if next >= 0 && math.Abs(u.AudioStart()-next) > 1e-9 {
+			t.Errorf("piece starts at %.4f, the last one ended at %.4f", u.AudioStart(), next)
+		}
+		if u.SpeechEnd > u.End || u.SpeechEnd < u.Start {
+			t.Errorf("speech end %.3f outside %.3f–%.3f", u.SpeechEnd, u.Start, u.End)
+		}
+		grown = append(grown, u.Channels[0]...)
+		next = u.End
 	}
-	if prov < 3 {
-		t.Errorf("4 s of speech with 1 s provisional interval gave %d snapshots", prov)
-	}
-	if f := finals(us); len(f) != 1 {
-		t.Fatalf("want one final utterance, got %d", len(f))
+	if utts != 2 {
+		t.Fatalf("want 2 utterances, got %d", utts)
 	}
 }
 
@@ -208,7 +238,7 @@ func TestConfigValidate(t *testing.T) {
 // its own utterance, cut where the new speaker starts.
 func TestSegmenterCutsAtSpeakerTurns(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.ProvisionalEvery = 0
+	cfg.GrowEvery = 0
 	turns := []domain.Interval{{Start: 1, End: 3}, {Start: 3, End: 4.5}, {Start: 4.5, End: 7}}
 	n := 9 * domain.SampleRate
 	chans := [][]float32{make([]float32, n), make([]float32, n)}

@@ -21,6 +21,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"scribe/internal/domain"
@@ -51,6 +52,7 @@ var ErrModel = errors.New("whisper: cannot load model")
 type Model struct {
 	path string
 	ctx  *C.struct_whisper_context
+	dtw  bool // tokens carry DTW alignment (ModelOptions.DTW)
 
 	mu     sync.Mutex
 	closed bool
@@ -58,11 +60,23 @@ type Model struct {
 }
 
 // LoadModel loads a ggml whisper model (e.g. ggml-base.en.bin) without a decoder state.
-func LoadModel(path string) (*Model, error) {
+func LoadModel(path string) (*Model, error) { return LoadModelWith(path, ModelOptions{}) }
+
+// ModelOptions are choices fixed when a model is loaded.
+type ModelOptions struct {
+	// DTW aligns each decoded token to the audio through the cross-attention of the
+	// model's alignment heads (DecodedToken.At). Only the official model sizes have known
+	// heads; other models load without it (Model.DTW says which).
+	DTW bool
+}
+
+// LoadModelWith loads a model with the given options.
+func LoadModelWith(path string, opts ModelOptions) (*Model, error) {
 	if err := checkReadable(path); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModel, err)
 	}
-	if _, err := checkModelHeader(path); err != nil {
+	h, err := checkModelHeader(path)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModel, err)
 	}
 	initLibrary()
@@ -70,11 +84,43 @@ func LoadModel(path string) (*Model, error) {
 	defer C.free(unsafe.Pointer(cpath))
 	params := C.whisper_context_default_params()
 	params.use_gpu = false
+	preset, known := alignmentHeads(h)
+	opts.DTW = opts.DTW && known
+	if opts.DTW {
+		params.dtw_token_timestamps = true
+		params.dtw_aheads_preset = preset
+		params.flash_attn = false // DTW reads the attention weights, which flash attention never stores
+	}
 	ctx := C.whisper_init_from_file_with_params_no_state(cpath, params)
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: %s is not a whisper ggml model (or is damaged)", ErrModel, path)
 	}
-	return &Model{path: path, ctx: ctx}, nil
+	return &Model{path: path, ctx: ctx, dtw: opts.DTW}, nil
+}
+
+// alignmentHeads is libwhisper's preset of cross-attention heads that follow the audio,
+// for the official model sizes (told apart by their text decoder's shape and vocabulary).
+func alignmentHeads(h ModelHeader) (C.enum_whisper_alignment_heads_preset, bool) {
+	english := h.Vocab == 51864
+	pick := func(en, multi C.enum_whisper_alignment_heads_preset) (C.enum_whisper_alignment_heads_preset, bool) {
+		if english {
+			return en, true
+		}
+		return multi, true
+	}
+	switch {
+	case h.TextLayer == 4 && h.TextState == 384:
+		return pick(C.WHISPER_AHEADS_TINY_EN, C.WHISPER_AHEADS_TINY)
+	case h.TextLayer == 6 && h.TextState == 512:
+		return pick(C.WHISPER_AHEADS_BASE_EN, C.WHISPER_AHEADS_BASE)
+	case h.TextLayer == 12 && h.TextState == 768:
+		return pick(C.WHISPER_AHEADS_SMALL_EN, C.WHISPER_AHEADS_SMALL)
+	case h.TextLayer == 24 && h.TextState == 1024:
+		return pick(C.WHISPER_AHEADS_MEDIUM_EN, C.WHISPER_AHEADS_MEDIUM)
+	case h.TextLayer == 4 && h.TextState == 1280:
+		return C.WHISPER_AHEADS_LARGE_V3_TURBO, !english
+	}
+	return C.WHISPER_AHEADS_NONE, false
 }
 
 func checkReadable(path string) error {
@@ -90,6 +136,9 @@ func checkReadable(path string) error {
 	}
 	return nil
 }
+
+// DTW reports whether decoded tokens carry their DTW alignment (DecodedToken.At).
+func (m *Model) DTW() bool { return m.dtw }
 
 // Path is the file the model was loaded from.
 func (m *Model) Path() string { return m.path }
@@ -199,6 +248,7 @@ func (s *State) Decode(ctx context.Context, samples []float32, p domain.DecodeOp
 	cp.print_progress = false
 	cp.print_realtime = false
 	cp.print_timestamps = false
+	cp.token_timestamps = C.bool(p.TokenTimestamps)
 	cp.suppress_blank = true
 	cp.suppress_nst = C.bool(p.SuppressNonSpeech)
 	cp.audio_ctx = C.int(p.AudioCtx)
@@ -271,16 +321,50 @@ func (s *State) Decode(ctx context.Context, samples []float32, p domain.DecodeOp
 			if data.id >= eot { // special and timestamp tokens
 				continue
 			}
-			seg.Tokens = append(seg.Tokens, domain.DecodedToken{
+			tok := domain.DecodedToken{
 				ID:      int(data.id),
 				Text:    C.GoString(C.whisper_full_get_token_text_from_state(s.m.ctx, s.st, ci, cj)),
 				P:       float32(data.p),
 				LogProb: float32(data.plog),
-			})
+				At:      -1,
+			}
+			if p.TokenTimestamps {
+				// centiseconds, like segment times
+				tok.Start, tok.End = float64(data.t0)/100, float64(data.t1)/100
+				if s.m.dtw {
+					tok.At = float64(data.t_dtw) / 100
+				}
+			}
+			seg.Tokens = append(seg.Tokens, tok)
 		}
 		segs = append(segs, seg)
 	}
 	return segs, nil
+}
+
+// EncodeTime runs only the encoder over samples (one full window, as every decode with the
+// model's full context does) and reports how long it took: benchmarks split a decode's
+// time between the encoder and the decoder with it.
+func (s *State) EncodeTime(samples []float32, threads int) (time.Duration, error) {
+	if len(samples) == 0 {
+		return 0, errors.New("whisper: no samples")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st == nil {
+		return 0, errors.New("whisper: state is closed")
+	}
+	var pinner runtime.Pinner
+	pinner.Pin(&samples[0])
+	defer pinner.Unpin()
+	start := time.Now()
+	if rc := C.whisper_pcm_to_mel_with_state(s.m.ctx, s.st, (*C.float)(unsafe.Pointer(&samples[0])), C.int(len(samples)), C.int(threads)); rc != 0 {
+		return 0, fmt.Errorf("whisper: mel spectrogram failed (code %d)", int(rc))
+	}
+	if rc := C.whisper_encode_with_state(s.m.ctx, s.st, 0, C.int(threads)); rc != 0 {
+		return 0, fmt.Errorf("whisper: encoder failed (code %d)", int(rc))
+	}
+	return time.Since(start), nil
 }
 
 // SystemInfo is libwhisper's description of the CPU features it uses.

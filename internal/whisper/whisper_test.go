@@ -79,7 +79,7 @@ func TestVADFindsJFKPhrases(t *testing.T) {
 	cfg := vad.DefaultConfig()
 	// Our hysteresis (speech ends below 0.35, not 0.5) is stricter than libwhisper's, so a
 	// 0.25 s pause rule gives the same phrases as its 0.1 s one.
-	cfg.MinSilence, cfg.Padding, cfg.MinSpeech, cfg.ProvisionalEvery = 0.25, 0.03, 0.25, 0
+	cfg.MinSilence, cfg.Padding, cfg.MinSpeech, cfg.GrowEvery = 0.25, 0.03, 0.25, 0
 	seg, err := vad.New(cfg, v, 1)
 	if err != nil {
 		t.Fatal(err)

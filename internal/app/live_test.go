@@ -1,0 +1,332 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"scribe/internal/audio"
+	"scribe/internal/corpus"
+	"scribe/internal/domain"
+	"scribe/internal/pipeline"
+	"scribe/internal/source"
+	"scribe/internal/textdiff"
+	"scribe/internal/transcribe"
+)
+
+// liveRun is one stream through the live pipeline, as a room runs it.
+type liveRun struct {
+	events []domain.LiveEvent
+	obs    []pipeline.Observation
+	err    error
+	took   time.Duration
+}
+
+// runLive replays chans through rt's live pipeline (provisional text on) at pace (1 =
+// real time) as room, until the clip ends, src is closed or ctx ends.
+func runLive(ctx context.Context, t testing.TB, rt *Runtime, src domain.AudioSource, room string) liveRun {
+	t.Helper()
+	var r liveRun
+	var mu sync.Mutex
+	p, err := rt.NewPipeline(true, func(o pipeline.Observation) {
+		mu.Lock()
+		r.obs = append(r.obs, o)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r.err = p.Transcribe(transcribe.WithRoom(ctx, room), src, 0, func(ev domain.LiveEvent) { r.events = append(r.events, ev) })
+	r.took = time.Since(start)
+	return r
+}
+
+func clipSource(t testing.TB, chans [][]float32, pace float64) *source.Clip {
+	t.Helper()
+	src, err := source.NewClip(chans, 100*time.Millisecond, pace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// lines checks the committed events as the review page relies on them — a piece only
+// extends the line in progress, never one that is complete, lines arrive in order — and
+// returns the lines, the committed pieces in order, and how many pieces extended a line.
+func (r liveRun) lines(t testing.TB) (lines []domain.Segment, pieces []string, later int) {
+	t.Helper()
+	open, last := -1, -1
+	for _, ev := range r.events {
+		if ev.Kind != domain.EventCommitted {
+			continue
+		}
+		switch {
+		case ev.Continues && ev.Utterance != open:
+			t.Fatalf("a piece of line %d continues line %d", ev.Utterance, open)
+		case ev.Continues:
+			later++
+		case ev.Utterance <= last:
+			t.Fatalf("line %d started after line %d", ev.Utterance, last)
+		default:
+			open, last = ev.Utterance, ev.Utterance
+		}
+		if ev.Audio != nil {
+			open = -1
+		}
+		lines = domain.AddCommitted(lines, ev)
+		pieces = append(pieces, ev.Segment.Text)
+	}
+	if open != -1 {
+		t.Errorf("line %d was never completed", open)
+	}
+	return lines, pieces, later
+}
+
+func linesText(segs []domain.Segment) string {
+	var parts []string
+	for _, s := range segs {
+		if s.Text != "" {
+			parts = append(parts, s.Text)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// seam finds a word committed twice across two committed pieces: the last n ≥ 2 words of
+// one piece again at the start of the next, which the reference does not repeat.
+func seam(pieces []string, ref string) string {
+	norm := func(s string) []string { return textdiff.Normalise(s, textdiff.DefaultOptions) }
+	refText := " " + strings.Join(norm(ref), " ") + " "
+	var prev []string
+	for _, p := range pieces {
+		w := norm(p)
+		if len(w) == 0 {
+			continue
+		}
+		for n := 2; n <= min(4, len(prev), len(w)); n++ {
+			a, b := strings.Join(prev[len(prev)-n:], " "), strings.Join(w[:n], " ")
+			if a == b && !strings.Contains(refText, " "+a+" "+b+" ") {
+				return a
+			}
+		}
+		prev = w
+	}
+	return ""
+}
+
+// The streaming commit policy on the real tiny.en, at real-time pace: jfk.wav and a
+// rendered consultation (two voices, 60 s, many buffer trims). Words are committed while
+// the speaker is still talking (lines grow in pieces), committed text is only extended,
+// no word is committed twice across pieces, and against the reference the live text
+// loses and adds no more words than `scribe transcribe` of the same audio does.
+func TestStreamingCommitsEachWordOnceRealWeights(t *testing.T) {
+	rt, err := Load(realConfig(t), Options{Provisional: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	jfk, err := audio.ReadFile(sharedFile(t, "audio/jfk.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, ref string
+		chans     [][]float32
+		pace      float64
+	}{{"jfk", jfkReference, jfk.To16k().Channels, 1}}
+	if b, err := os.ReadFile("../../testdata/audio/day1_consultation01-60s.truth.json"); err == nil {
+		var truth corpus.Truth
+		if err := json.Unmarshal(b, &truth); err != nil {
+			t.Fatal(err)
+		}
+		clip, err := audio.ReadFile("../../testdata/audio/day1_consultation01-60s.mono.wav")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ref []string
+		for _, u := range truth.Utterances {
+			if u.End <= truth.Duration-0.5 { // the last one is cut by the excerpt
+				ref = append(ref, u.Text)
+			}
+		}
+		cases = append(cases, struct {
+			name, ref string
+			chans     [][]float32
+			pace      float64
+		}{"consultation", strings.Join(ref, " "), clip.To16k().Channels, 2})
+	} else {
+		t.Log("rendered consultation missing (scripts/make-test-audio): jfk only")
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := runLive(context.Background(), t, rt, clipSource(t, c.chans, c.pace), "room-"+c.name)
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			lines, pieces, later := r.lines(t)
+			live := linesText(lines)
+			tr, err := rt.TranscribeClip(context.Background(), &audio.Clip{Rate: domain.SampleRate, Channels: c.chans})
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := linesText(tr.Segments)
+			count := func(hyp string) (dels, ins int, wer float64) {
+				al := textdiff.Align(textdiff.Normalise(c.ref, textdiff.DefaultOptions), textdiff.Normalise(hyp, textdiff.DefaultOptions))
+				_, _, dels, ins = al.Counts()
+				return dels, ins, textdiff.WER(c.ref, hyp).WER
+			}
+			ld, li, lw := count(live)
+			fd, fi, fw := count(file)
+			t.Logf("live: WER %.3f (%d deleted, %d inserted), %d lines, %d later pieces: %q", lw, ld, li, len(lines), later, live)
+			t.Logf("file: WER %.3f (%d deleted, %d inserted): %q", fw, fd, fi, file)
+			if later == 0 {
+				t.Error("no line grew in pieces: nothing was committed while the speaker was still talking")
+			}
+			if w := seam(pieces, c.ref); w != "" {
+				t.Errorf("%q committed twice, at the end of one piece and the start of the next", w)
+			}
+			// A word lost or doubled across a buffer trim shows as a deletion or insertion
+			// file mode (one decode per line, no trims) does not make. Tiny.en's own
+			// wavering (a word heard differently with more or less context) costs a few.
+			slack := 1 + len(strings.Fields(c.ref))/60
+			if ld > fd+slack || li > fi+slack {
+				t.Errorf("live deleted %d and inserted %d words, file mode %d and %d (slack %d)", ld, li, fd, fi, slack)
+			}
+		})
+	}
+}
+
+// Stop while someone is talking: the source is closed mid-sentence (as Stop does) and the
+// pipeline commits what was heard — every line complete, the words said up to the stop —
+// and returns; cancelling the context instead (the server giving up) abandons the work
+// at once.
+func TestStopCommitsWhatWasHeardRealWeights(t *testing.T) {
+	rt, err := Load(realConfig(t), Options{Provisional: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	jfk, err := audio.ReadFile(sharedFile(t, "audio/jfk.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := clipSource(t, jfk.To16k().Channels, 1)
+	time.AfterFunc(6*time.Second, func() { src.Close() }) // in "what your country"
+	r := runLive(context.Background(), t, rt, src, "stopped")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	lines, _, _ := r.lines(t)
+	got := strings.ToLower(linesText(lines))
+	for _, want := range []string{"fellow", "not"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("committed %q: %q, said before Stop, is missing", got, want)
+		}
+	}
+	if strings.Contains(got, "for your country") {
+		t.Errorf("committed %q: words said after Stop", got)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(4*time.Second, cancel)
+	r = runLive(ctx, t, rt, clipSource(t, jfk.To16k().Channels, 1), "abandoned")
+	if !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("cancelled pipeline returned %v", r.err)
+	}
+	// Not a speed figure: a hang. The decode in flight is aborted, not finished.
+	if r.took > 4*time.Second+30*time.Second {
+		t.Errorf("the cancelled pipeline took %v to return", r.took)
+	}
+	if st := rt.Engine.Stats(); st.Free != st.Workers || st.Waiting != 0 {
+		t.Errorf("decoders not given back: %+v", st)
+	}
+}
+
+// Several rooms on one decoder, each replayed faster than real time so the decoder cannot
+// keep up with everyone's steps: each room's steps grow (each decode covers more new
+// audio) instead of a queue growing — no room ever has more than one decode waiting —
+// and every room's every line is still committed.
+func TestLoadLengthensStepsRealWeights(t *testing.T) {
+	rt, err := Load(realConfig(t), Options{Provisional: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	jfk, err := audio.ReadFile(sharedFile(t, "audio/jfk.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rooms = 4
+	chans := jfk.To16k().Channels
+	stop := make(chan struct{})
+	var peak sync.Map // room → most decodes it had waiting at once
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() { // owned by the test: stopped by close(stop)
+		defer sampler.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			for _, rs := range rt.Engine.Stats().Rooms {
+				w := rs.Waiting + rs.StepsWaiting
+				if v, ok := peak.Load(rs.Room); !ok || v.(int) < w {
+					peak.Store(rs.Room, w)
+				}
+			}
+		}
+	}()
+	runs := make([]liveRun, rooms)
+	var wg sync.WaitGroup
+	for i := range rooms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runs[i] = runLive(context.Background(), t, rt, clipSource(t, chans, 2), fmt.Sprintf("busy-%d", i))
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	sampler.Wait()
+	step := StreamConfig(rt.Config).Step
+	for i, r := range runs {
+		if r.err != nil {
+			t.Fatalf("room %d: %v", i, r.err)
+		}
+		lines, _, _ := r.lines(t)
+		var spacing []float64
+		last := -1.0
+		for _, o := range r.obs {
+			if !o.Final && o.Decode > 0 {
+				if last >= 0 {
+					spacing = append(spacing, o.Interval.End-last)
+				}
+				last = o.Interval.End
+			}
+		}
+		mean := 0.0
+		for _, s := range spacing {
+			mean += s / float64(len(spacing))
+		}
+		w, _ := peak.Load(fmt.Sprintf("busy-%d", i))
+		t.Logf("room %d: %d lines, %d steps %.2f s apart on average (step %.1f s), at most %v waiting: %q", i, len(lines), len(spacing)+1, mean, step, w, linesText(lines))
+		if w != nil && w.(int) > 1 {
+			t.Errorf("room %d had %d decodes waiting at once", i, w)
+		}
+		if mean < 2*step {
+			t.Errorf("room %d: steps %.2f s apart under a load of %d rooms at twice real time", i, mean, rooms)
+		}
+		if r := textdiff.WER(jfkReference, linesText(lines)); r.WER > 0.3 {
+			t.Errorf("room %d: WER %.2f under load", i, r.WER)
+		}
+	}
+}

@@ -1,0 +1,672 @@
+// Package stream is the live pipeline's commit policy: it decides which decoded words are
+// stable enough to commit while people are still talking.
+//
+// The decoder is given a rolling buffer of the stream's speech — the VAD's utterances
+// packed back to back, so Whisper hears the words around a pause — and decodes it again
+// every Step seconds of new speech. A word is committed when it is stable (see Policy);
+// committed words are never changed, and the buffer is trimmed behind them, keeping
+// Context seconds of already committed audio (with its text as the decoder's prompt) so
+// the next words are still heard in context. Words not yet stable are shown as
+// provisional text. The VAD still closes lines: when it calls the end of an utterance
+// (a pause, a change of speaker on two-channel input, the length limit), every word of
+// that line is committed, and the next words start a new line.
+//
+// The package is pure Go and single-threaded: one goroutine owns a Stream and feeds it
+// the segmenter's output (Push), asks what to decode (Due, Job) and hands back what the
+// decoder said (Apply). Both return the events to publish, in order.
+package stream
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"scribe/internal/domain"
+	"scribe/internal/transcribe"
+)
+
+// Policy decides when a decoded word is stable.
+type Policy string
+
+const (
+	// PolicyAgreement is LocalAgreement-n (Macháček et al. 2023, whisper_streaming): a
+	// word is committed once Agreement consecutive decodes of the growing buffer agree on
+	// it and on every word before it.
+	PolicyAgreement Policy = "agreement"
+	// PolicyHorizon commits, after each decode, the words whose last token the decoder's
+	// cross-attention (DTW alignment) places more than Horizon seconds before the end of
+	// the audio: the decoder has heard what follows them (the idea of AlignAtt, Papi et
+	// al. 2023, applied to whole decodes).
+	PolicyHorizon Policy = "horizon"
+)
+
+// Config holds the policy's choices. Times are seconds.
+type Config struct {
+	Policy    Policy
+	Agreement int     // PolicyAgreement: decodes that must agree (2)
+	Horizon   float64 // PolicyHorizon: how far from the end of the audio a word must be
+	// Step is the new audio, with speech in it, between two decodes of a stream. Under
+	// load decodes start later and each covers more: the step grows rather than a queue.
+	Step float64
+	// Context is the already committed audio kept at the start of the buffer.
+	Context float64
+	// MaxBuffer bounds the buffer (Whisper's window is 30 s).
+	MaxBuffer float64
+	// Settle: once speech has paused for this long its end is decoded without waiting for
+	// a full Step, so the VAD's close of the line finds its words decoded.
+	Settle float64
+	// Grace is how long after the VAD closes a line its last words may wait to be
+	// confirmed by decodes that hear what follows (the next line's speech); then they are
+	// committed as they stand. 0 commits a line's words as soon as the VAD closes it.
+	Grace       float64
+	Thresholds  transcribe.Thresholds
+	Attribution transcribe.Attribution
+}
+
+// DefaultConfig is LocalAgreement-2 with half-second steps and 4 s of context.
+func DefaultConfig() Config {
+	return Config{
+		Policy:      PolicyAgreement,
+		Agreement:   2,
+		Horizon:     1.0,
+		Step:        0.5,
+		Context:     4,
+		MaxBuffer:   28,
+		Settle:      0.2,
+		Grace:       1.0,
+		Thresholds:  transcribe.DefaultThresholds(),
+		Attribution: transcribe.DefaultAttribution(),
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Policy != PolicyAgreement && c.Policy != PolicyHorizon:
+		return fmt.Errorf("stream: unknown commit policy %q (agreement or horizon)", c.Policy)
+	case c.Policy == PolicyAgreement && (c.Agreement < 2 || c.Agreement > 5):
+		return fmt.Errorf("stream: agreement of %d decodes (want 2 to 5)", c.Agreement)
+	case c.Policy == PolicyHorizon && c.Horizon <= 0:
+		return fmt.Errorf("stream: horizon must be positive")
+	case c.Grace < 0 || c.Grace > 10:
+		return fmt.Errorf("stream: grace %.2f s (want 0 to 10 s)", c.Grace)
+	case c.Step <= 0 || c.Step > 5:
+		return fmt.Errorf("stream: step %.2f s (want 0 to 5 s)", c.Step)
+	case c.Context < 0 || c.MaxBuffer > 30 || c.MaxBuffer < c.Context+5:
+		return fmt.Errorf("stream: context %.1f s and buffer bound %.1f s (want the bound ≤ 30 s and ≥ context + 5 s)", c.Context, c.MaxBuffer)
+	}
+	return nil
+}
+
+// Kind says what a decode is for.
+type Kind int
+
+const (
+	None Kind = iota
+	// Step decodes the growing buffer: commits stable words, refreshes provisional text.
+	Step
+	// Close decodes the audio of a line the VAD has closed, whose words are due: committed
+	// work, served before anyone's steps.
+	Close
+)
+
+// hypothesis is what one decode said, on the stream's timeline.
+type hypothesis struct {
+	words []Word
+	start float64 // stream time of the decoded audio's first sample
+	heard float64 // seconds of speech the stream had heard when it was decoded
+}
+
+// line is one VAD utterance: a line of the transcript.
+type line struct {
+	seq        int
+	start, end float64
+	closed     bool
+	closedAt   float64 // stream time when the VAD closed it
+	cut        bool
+	audio      *domain.Utterance
+	pieces     int     // committed pieces so far
+	shown      string  // the provisional text last published
+	speechEnd  float64 // where the line's speech heard so far ends
+	mustHear   float64 // once due: the decode that commits it must have heard this far (-1 before)
+}
+
+// Stream is one live stream's commit state. Not safe for concurrent use.
+type Stream struct {
+	cfg Config
+	buf *buffer
+
+	lines     []*line // not yet complete, oldest first (the one in progress last)
+	lastSeq   int     // the newest utterance seen
+	committed []Word  // the committed words' tail (for the prompt and de-duplication)
+	doneTo    float64 // stream time the committed words reach
+	trimTo    float64 // stream time up to which everything is committed (words or complete lines)
+	hyps      []hypothesis
+	cutHyp    bool    // the newest hypothesis had a repetition loop cut
+	decoded   float64 // stream time the newest hypothesis's audio reached
+	speechTo  float64 // end of the last speech heard
+	speech    float64 // seconds of speech heard so far
+	now       float64 // stream time heard so far
+	decodes   int
+}
+
+// New makes a stream of nch channels.
+func New(cfg Config, nch int) (*Stream, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if nch < 1 {
+		return nil, fmt.Errorf("stream: %d channels", nch)
+	}
+	return &Stream{cfg: cfg, buf: newBuffer(nch), lastSeq: -1}, nil
+}
+
+// Push takes the segmenter's output: a growing utterance's new audio (Final false: the
+// samples since the last push) or a finished utterance (Final true, all its audio). It
+// returns the events that follow at once: a closed line whose words the newest decode
+// covers is committed without another decode once its grace has run.
+func (s *Stream) Push(u domain.Utterance) []domain.LiveEvent {
+	if len(u.Channels) > 0 && len(u.Channels[0]) > 0 {
+		s.buf.add(int64(u.AudioStart()*domain.SampleRate+0.5), u.Channels)
+	}
+	s.now = max(s.now, u.End)
+	l := s.lineFor(u)
+	s.speechTo = max(s.speechTo, u.SpeechEnd)
+	if l != nil && u.SpeechEnd > l.start {
+		if l.speechEnd == 0 {
+			s.speech += vadWindow // the speech began within the VAD's last window
+		} else {
+			s.speech += max(0, u.SpeechEnd-l.speechEnd)
+		}
+		l.speechEnd = max(l.speechEnd, u.SpeechEnd)
+	}
+	if !u.Final {
+		return nil
+	}
+	if l != nil && !l.closed {
+		l.end, l.closed, l.closedAt, l.cut = u.End, true, s.now, u.Cut
+		a := u
+		l.audio = &a
+	}
+	return s.forceDue()
+}
+
+// Advance tells the stream how far it has been heard (seconds), speech or not: a closed
+// line whose grace has run out is committed. At the end of the stream, Advance(math.Inf(1)).
+func (s *Stream) Advance(now float64) []domain.LiveEvent {
+	s.now = max(s.now, now)
+	return s.forceDue()
+}
+
+// lineFor finds or opens the line of utterance u.
+func (s *Stream) lineFor(u domain.Utterance) *line {
+	for _, l := range s.lines {
+		if l.seq == u.Seq {
+			return l
+		}
+	}
+	if u.Seq <= s.lastSeq {
+		return nil // already committed and gone
+	}
+	s.lastSeq = u.Seq
+	// Its first decode is shown even when it has no words yet: speech is being heard.
+	l := &line{seq: u.Seq, start: u.Start, mustHear: -1, shown: "\x00"}
+	s.lines = append(s.lines, l)
+	return l
+}
+
+// due says whether line l's words must be committed now, stable or not: its grace has
+// run out, or the buffer is full.
+func (s *Stream) due(l *line) bool {
+	if !l.closed || s.now < l.closedAt+s.cfg.Grace && !s.Full() {
+		return false
+	}
+	if l.mustHear < 0 {
+		// Its words are committed from a decode that heard every word said by now: any of
+		// the next line's speech heard during the grace period is context for them.
+		l.mustHear = max(l.end, min(s.speechTo, s.buf.endTime()))
+	}
+	return true
+}
+
+// Full says the buffer has reached MaxBuffer: more audio must wait (the caller holds it)
+// until decodes have committed and trimmed what is there.
+func (s *Stream) Full() bool { return s.buf.endTime()-s.buf.startTime() >= s.cfg.MaxBuffer }
+
+// Due says whether a decode should run now, and of what kind.
+func (s *Stream) Due() Kind {
+	if len(s.lines) > 0 && s.due(s.lines[0]) && s.decoded < s.lines[0].mustHear {
+		return Close // due, and no decode has heard all it must
+	}
+	if len(s.lines) == 0 || s.speechTo <= s.decoded {
+		return None // nothing new has been said since the last decode
+	}
+	end := s.buf.endTime()
+	if end-s.decoded >= s.cfg.Step || end >= s.speechTo+s.cfg.Settle {
+		return Step
+	}
+	return None
+}
+
+// Job is one decode: the buffer's mono audio and the text committed before it.
+type Job struct {
+	Kind    Kind
+	Samples []float32
+	// Context is the committed text just before the buffer's audio, for the decoder's
+	// prompt.
+	Context string
+	end     float64 // stream time the audio reaches
+	heard   float64 // seconds of speech heard
+	spans   []span
+}
+
+// End is the stream time the job's audio reaches.
+func (j Job) End() float64 { return j.end }
+
+// Seconds is the length of the job's audio.
+func (j Job) Seconds() float64 { return float64(len(j.Samples)) / domain.SampleRate }
+
+// Job makes the decode Due asked for, from the buffer as it is now.
+func (s *Stream) Job(k Kind) Job {
+	return Job{
+		Kind:    k,
+		Samples: append([]float32(nil), s.buf.mix...),
+		Context: s.context(),
+		end:     s.buf.endTime(),
+		heard:   s.speech,
+		spans:   append([]span(nil), s.buf.spans...),
+	}
+}
+
+// context is the tail of the committed text whose audio has left the buffer.
+func (s *Stream) context() string {
+	start := s.buf.startTime()
+	var texts []string
+	for _, w := range s.committed {
+		if w.End <= start {
+			texts = append(texts, w.Text)
+		}
+	}
+	return transcribe.ContextTail(texts)
+}
+
+// Apply takes what the decoder made of job and returns the events: committed pieces
+// (each line's words, in order; a line's last piece carries its audio) and the
+// provisional text of the line in progress.
+func (s *Stream) Apply(job Job, segs []domain.DecodedSegment) []domain.LiveEvent {
+	s.decodes++
+	words, cut := decodedWords(segs)
+	tb := buffer{spans: job.spans}
+	for i := range words {
+		w := &words[i]
+		w.Start, w.End = min(tb.streamTime(w.Start), job.end), min(tb.streamTime(w.End), job.end)
+	}
+	s.decoded = max(s.decoded, job.end)
+	start := 0.0
+	if len(job.spans) > 0 {
+		start = float64(job.spans[0].from) / domain.SampleRate
+	}
+	s.hyps = append(s.hyps, hypothesis{words: words, start: start, heard: job.heard})
+	s.cutHyp = cut
+	if keep := 4 * s.cfg.Agreement; len(s.hyps) > keep {
+		s.hyps = s.hyps[len(s.hyps)-keep:]
+	}
+	evs := s.commitStable(job.end)
+	evs = append(evs, s.forceDue()...)
+	evs = append(evs, s.provisional()...)
+	s.trim()
+	return evs
+}
+
+// jitter is how far the alignment of the same word moves between decodes.
+const jitter = 0.1
+
+// lead is how far past the start of the next line's audio a word of a closed line may
+// still be aligned. DTW places a word a little after its sound, but a closed line's audio
+// runs on for the VAD's pause before the next line's begins, and the next line's starts
+// with the VAD's padding, so a small margin suffices.
+const lead = 0.1
+
+// reach is how far past the committed words' end a re-decoded committed word may be
+// aligned: a word aligned at the very end of the audio moves later once more is heard.
+const reach = 0.6
+
+// fresh is a hypothesis without the words already committed. The decoded audio begins
+// with committed speech (the context), which the decoder decodes again, not always to
+// the same words; so the hypothesis's first words are aligned, by edit distance, with the
+// committed words whose audio it heard, and the fresh words are those after the best
+// match — among equally good matches, the one ending nearest the committed words' end,
+// and never past it by more than reach. Any repeat of the last committed words is dropped
+// too (the same words, decoded again a little later).
+func (s *Stream) fresh(h hypothesis) []Word {
+	ws := h.words
+	var ctx []Word // committed words the decoder heard again
+	for _, w := range s.committed {
+		if w.End > h.start+jitter {
+			ctx = append(ctx, w)
+		}
+	}
+	limit := 0 // the hypothesis's words that may be committed ones
+	for limit < len(ws) && ws[limit].End <= s.doneTo+reach {
+		limit++
+	}
+	p := 0
+	if len(ctx) == 0 {
+		for p < limit && ws[p].End < s.doneTo-jitter {
+			p++
+		}
+	} else {
+		// row[j]: edit distance between ctx and ws[:j].
+		row := make([]int, limit+1)
+		for j := range row {
+			row[j] = j
+		}
+		for i := range ctx {
+			prev := row[0]
+			row[0] = i + 1
+			for j := 1; j <= limit; j++ {
+				cur := row[j]
+				sub := prev
+				if ctx[i].norm != ws[j-1].norm {
+					sub++
+				}
+				row[j] = min(sub, row[j]+1, row[j-1]+1)
+				prev = cur
+			}
+		}
+		gap := func(j int) float64 {
+			if j == 0 {
+				return math.Abs(h.start - s.doneTo)
+			}
+			return math.Abs(ws[j-1].End - s.doneTo)
+		}
+		for j := 1; j <= limit; j++ {
+			if row[j] < row[p] || row[j] == row[p] && gap(j) < gap(p)-jitter {
+				p = j
+			}
+		}
+	}
+	ws = ws[p:]
+	for n := 1; n <= min(5, len(s.committed), len(ws)); n++ {
+		if sameWords(s.committed[len(s.committed)-n:], ws[:n]) {
+			return ws[n:]
+		}
+	}
+	return ws
+}
+
+func sameWords(a, b []Word) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].norm != b[i].norm {
+			return false
+		}
+	}
+	return true
+}
+
+// ofLine is how many of ws, from the first, belong to line i: a closed line owns every
+// word aligned before the next line's audio begins; the line in progress owns the rest.
+func (s *Stream) ofLine(i int, ws []Word) int {
+	if i+1 >= len(s.lines) || !s.lines[i].closed {
+		return len(ws)
+	}
+	limit := s.lines[i+1].start + lead
+	n := 0
+	for n < len(ws) && ws[n].End < limit {
+		n++
+	}
+	return n
+}
+
+// newest is the newest hypothesis, without what is committed.
+func (s *Stream) newest() []Word {
+	if len(s.hyps) == 0 {
+		return nil
+	}
+	return s.fresh(s.hyps[len(s.hyps)-1])
+}
+
+// vadWindow is the length of the VAD's window (Silero: 512 samples).
+const vadWindow = 512.0 / domain.SampleRate
+
+// newSpeech is how much more speech a decode must have heard than the one before for
+// their agreement to count: two decodes of the same speech (a pause growing behind it)
+// agreeing say little, and tend to agree on the same mistake.
+const newSpeech = 0.1
+
+// stable is how many words of the newest hypothesis h the policy finds stable.
+func (s *Stream) stable(h []Word, end float64) int {
+	n := 0
+	switch s.cfg.Policy {
+	case PolicyAgreement:
+		// The newest decode and the Agreement-1 before it that each heard more speech than
+		// the one before them must agree, and so must every decode in between: a decode
+		// of the same speech adds no evidence, but its disagreement still counts.
+		newest := s.hyps[len(s.hyps)-1]
+		heard, agree := newest.heard, 1
+		n = len(h)
+		for i := len(s.hyps) - 2; i >= 0 && agree < s.cfg.Agreement; i-- {
+			prev := s.hyps[i]
+			p := s.fresh(prev)
+			k := 0
+			for k < min(n, len(p)) && p[k].norm == h[k].norm {
+				k++
+			}
+			n = k
+			if prev.heard <= heard-newSpeech {
+				heard = prev.heard
+				agree++
+			}
+		}
+		if agree < s.cfg.Agreement {
+			return 0
+		}
+	case PolicyHorizon:
+		for n < len(h) && h[n].End <= end-s.cfg.Horizon {
+			n++
+		}
+	}
+	return n
+}
+
+// commitStable commits the stable words of the newest hypothesis, line by line. A closed
+// line is complete when the stable words run on into the next line: decodes that heard
+// what followed agree on where it ends. (Otherwise its grace runs out: forceDue.)
+func (s *Stream) commitStable(end float64) []domain.LiveEvent {
+	if len(s.hyps) == 0 {
+		return nil
+	}
+	h := s.newest()
+	n := s.stable(h, end)
+	var evs []domain.LiveEvent
+	for len(s.lines) > 0 {
+		l := s.lines[0]
+		k := s.ofLine(0, h)
+		take := min(k, n)
+		complete := l.closed && n > k
+		if take == 0 && !complete {
+			break
+		}
+		evs = append(evs, s.commit(l, h[:take], complete))
+		h, n = h[take:], n-take
+		if !complete {
+			break
+		}
+		s.lines = s.lines[1:]
+	}
+	return evs
+}
+
+// forceDue commits, stable or not, every closed line whose grace has run out and whose
+// end the newest hypothesis has heard.
+func (s *Stream) forceDue() []domain.LiveEvent {
+	var evs []domain.LiveEvent
+	for len(s.lines) > 0 && s.due(s.lines[0]) && s.decoded >= s.lines[0].mustHear {
+		h := s.newest()
+		evs = append(evs, s.commit(s.lines[0], h[:s.ofLine(0, h)], true))
+		s.lines = s.lines[1:]
+	}
+	if len(evs) > 0 {
+		s.trim()
+	}
+	return evs
+}
+
+// Undecoded commits every closed line with what is committed of it so far — nothing,
+// if it was never decoded, flagged untranscribed: the decoder failed, and the speech must
+// stay visible to the reviewer.
+func (s *Stream) Undecoded() []domain.LiveEvent {
+	var evs []domain.LiveEvent
+	for len(s.lines) > 0 && s.lines[0].closed {
+		evs = append(evs, s.commit(s.lines[0], nil, true))
+		s.lines = s.lines[1:]
+	}
+	return evs
+}
+
+// Debugf TEMPORARY
+var Debugf func(string, ...any)
+
+// commit publishes words as the next piece of line l (its last when complete).
+func (s *Stream) commit(l *line, ws []Word, complete bool) domain.LiveEvent {
+	if Debugf != nil {
+		var b strings.Builder
+		for _, h := range s.hyps {
+			fmt.Fprintf(&b, "[heard %.2f: %s] ", h.heard, joinWords(s.fresh(h)))
+		}
+		Debugf("commit u%d %q complete=%v now=%.2f decoded=%.2f doneTo=%.2f hyps=%s", l.seq, joinWords(ws), complete, s.now, s.decoded, s.doneTo, b.String())
+	}
+	seg := domain.Segment{ID: fmt.Sprintf("u%d-0", l.seq), Text: joinWords(ws)}
+	switch {
+	case len(ws) > 0 && l.pieces > 0:
+		seg.Start, seg.End = ws[0].Start, ws[len(ws)-1].End
+	case len(ws) > 0:
+		seg.Start, seg.End = min(l.start, ws[0].Start), ws[len(ws)-1].End
+	default:
+		seg.Start, seg.End = l.start, l.start
+	}
+	if complete {
+		seg.End = max(seg.End, l.end)
+	}
+	from := l.start
+	if l.pieces > 0 {
+		from = seg.Start
+	}
+	ch := s.buf.channels(from, seg.End)
+	sp, overlap := s.cfg.Attribution.Speaker(ch, 0, len(ch[0]))
+	seg.Speaker = sp
+	if overlap && len(ch) > 1 {
+		seg.Flags = append(seg.Flags, domain.FlagOverlap)
+	}
+	if len(ws) > 0 {
+		var lp, ns float64
+		for _, w := range ws {
+			lp += w.LogProb
+			ns = max(ns, w.NoSpeech)
+		}
+		seg.AvgLogProb, seg.NoSpeechProb = lp/float64(len(ws)), ns
+		if ns > s.cfg.Thresholds.NoSpeech && seg.AvgLogProb < s.cfg.Thresholds.LogProb {
+			seg.Flags = append(seg.Flags, domain.FlagNoSpeech)
+		} else if seg.AvgLogProb < s.cfg.Thresholds.LogProb {
+			seg.Flags = append(seg.Flags, domain.FlagLowConfidence)
+		}
+		if s.cutHyp {
+			seg.Flags = append(seg.Flags, domain.FlagRepetition)
+		}
+		s.committed = append(s.committed, ws...)
+		if k := len(s.committed) - 200; k > 0 {
+			s.committed = append(s.committed[:0], s.committed[k:]...)
+		}
+		s.doneTo = max(s.doneTo, ws[len(ws)-1].End)
+	}
+	if complete {
+		s.trimTo = max(s.trimTo, l.end)
+		if len(ws) == 0 && l.pieces == 0 {
+			// The VAD heard speech but no words were decoded: keep the gap visible.
+			seg.Flags = append(seg.Flags, domain.FlagUntranscribed)
+		}
+		if l.cut {
+			seg.Flags = append(seg.Flags, domain.FlagTruncated)
+		}
+	}
+	l.shown = "\x00" // a committed event clears the line's provisional text
+	ev := domain.LiveEvent{Kind: domain.EventCommitted, Utterance: l.seq, Segment: seg, Continues: l.pieces > 0}
+	if complete {
+		ev.Audio = l.audio
+	}
+	l.pieces++
+	return ev
+}
+
+// provisional publishes the uncommitted words of the oldest unfinished line when they
+// changed (the page shows them after the line's committed words).
+func (s *Stream) provisional() []domain.LiveEvent {
+	if len(s.lines) == 0 || len(s.hyps) == 0 {
+		return nil
+	}
+	l := s.lines[0]
+	h := s.newest()
+	text := joinWords(h)
+	if text == l.shown {
+		return nil
+	}
+	l.shown = text
+	seg := domain.Segment{Start: l.start, End: l.start, Speaker: domain.SpeakerUnknown, Text: text}
+	if len(h) > 0 {
+		seg.Start, seg.End = h[0].Start, h[len(h)-1].End
+	}
+	return []domain.LiveEvent{{Kind: domain.EventProvisional, Utterance: l.seq, Segment: seg}}
+}
+
+// trim drops committed audio from the buffer's start, keeping Context seconds of it
+// before the first uncommitted word, cut at a line's start (a pause) when there is one,
+// else where a committed word ends; and keeps the buffer within MaxBuffer.
+func (s *Stream) trim() {
+	done := max(s.doneTo, s.trimTo)
+	keepFrom := done - s.cfg.Context
+	if over := s.buf.endTime() - s.cfg.MaxBuffer; over > keepFrom {
+		keepFrom = min(over, done)
+	}
+	at := -1.0
+	for _, w := range s.committed {
+		if w.End <= keepFrom && w.End > s.buf.startTime() {
+			at = w.End
+		}
+	}
+	for _, sp := range s.buf.spans[1:] {
+		// Where the packed audio jumps, the VAD dropped a silence: the cleanest cut.
+		if t := float64(sp.from) / domain.SampleRate; t <= keepFrom && t > at-1 {
+			at = t
+		}
+	}
+	if at <= s.buf.startTime() {
+		return
+	}
+	s.buf.dropBefore(s.buf.index(at))
+}
+
+// Stats describe a stream's work so far.
+type Stats struct {
+	Decodes       int     `json:"decodes"`
+	BufferSeconds float64 `json:"buffer_seconds"`
+}
+
+// Stats reports the decodes applied and the buffer's length now.
+func (s *Stream) Stats() Stats {
+	return Stats{Decodes: s.decodes, BufferSeconds: float64(s.buf.len()) / domain.SampleRate}
+}
+
+// Text is the committed words' tail, for tests and diagnostics.
+func (s *Stream) Text() string {
+	var b strings.Builder
+	for i, w := range s.committed {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(w.Text)
+	}
+	return b.String()
+}

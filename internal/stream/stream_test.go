@@ -1,0 +1,333 @@
+package stream
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"strings"
+	"testing"
+
+	"scribe/internal/domain"
+)
+
+// A scripted conversation: words at known times, grouped into lines (the VAD's
+// utterances), and a decoder that hears exactly the words whose sound lies in the audio it
+// is given — except the one being spoken as the audio ends, which it gets wrong — and
+// aligns each a little after its end, with jitter.
+type spoken struct {
+	text       string
+	start, end float64
+}
+
+type script struct {
+	lines [][]spoken
+	rnd   *rand.Rand
+	// wrongEnds makes the decoder get a line's last word wrong, the same way every time,
+	// until it has heard the next line's speech (as tiny.en does jfk.wav's first phrase).
+	wrongEnds bool
+}
+
+// newScript makes n lines of words: 0.3 s words 0.1 s apart, lines pause apart.
+func newScript(n int, pause float64, words func(i int) int) *script {
+	s := &script{rnd: rand.New(rand.NewSource(7))}
+	t, k := 0.5, 0
+	for i := range n {
+		var l []spoken
+		for range words(i) {
+			k++
+			l = append(l, spoken{text: fmt.Sprintf("w%d", k), start: t, end: t + 0.3})
+			t += 0.4
+		}
+		s.lines = append(s.lines, l)
+		t += pause - 0.1
+	}
+	return s
+}
+
+func (s *script) all() []string {
+	var out []string
+	for _, l := range s.lines {
+		for _, w := range l {
+			out = append(out, w.text)
+		}
+	}
+	return out
+}
+
+// bufferTime maps a stream time into job j's audio (-1 when the audio was dropped).
+func bufferTime(j Job, t float64) float64 {
+	smp := int64(t * domain.SampleRate)
+	for _, sp := range j.spans {
+		if smp >= sp.from && smp <= sp.from+int64(sp.n) {
+			return float64(sp.at+int(smp-sp.from)) / domain.SampleRate
+		}
+	}
+	return -1
+}
+
+func (s *script) decode(j Job) []domain.DecodedSegment {
+	var toks []domain.DecodedToken
+	for li, l := range s.lines {
+		for wi, w := range l {
+			a, b := bufferTime(j, w.start), bufferTime(j, w.end)
+			if a < 0 && b < 0 {
+				continue
+			}
+			text := w.text
+			at := b + 0.05 + (s.rnd.Float64()-0.5)*0.12
+			switch {
+			case b < 0 && w.start < j.end: // being spoken as the audio ends
+				text, at = w.text+"?", float64(len(j.Samples))/domain.SampleRate
+			case b < 0:
+				continue
+			case a < 0: // cut by a trim: heard in part, decoded all the same
+			}
+			if s.wrongEnds && wi == len(l)-1 && li+1 < len(s.lines) && j.end < s.lines[li+1][0].start+0.15 {
+				text += "-wrong"
+			}
+			toks = append(toks, domain.DecodedToken{Text: " " + text, At: at, LogProb: -0.1})
+		}
+	}
+	return []domain.DecodedSegment{{Tokens: toks}}
+}
+
+var debugPlay func(string, ...any)
+
+type run struct {
+	events  []domain.LiveEvent
+	maxBuf  float64
+	decodes int
+}
+
+// play feeds the script to a stream as the segmenter would (growth every 0.1 s, a line
+// closed after 0.6 s of silence) and decodes whenever the stream asks, instantly.
+func (s *script) play(t *testing.T, cfg Config) run {
+	t.Helper()
+	st, err := New(cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r run
+	const tick, pad, minSilence = 0.1, 0.2, 0.6
+	end := s.lines[len(s.lines)-1][len(s.lines[len(s.lines)-1])-1].end + 3
+	li, emitted := 0, 0.0
+	for now := tick; now <= end; now += tick {
+		if li < len(s.lines) {
+			l := s.lines[li]
+			from, speech := l[0].start-pad, l[len(l)-1].end
+			if now > from {
+				start := max(from, emitted)
+				n := int(math.Round((now - start) * domain.SampleRate))
+				heard := 0.0 // no speech yet: the padding before it
+				for _, w := range l {
+					if w.start < now {
+						heard = min(now, w.end)
+					}
+				}
+				u := domain.Utterance{Seq: li, Interval: domain.Interval{Start: from, End: now},
+					Channels: [][]float32{make([]float32, n)}, SpeechEnd: heard}
+				r.events = append(r.events, st.Push(u)...)
+				emitted = now
+				if now >= speech+minSilence {
+					fin := domain.Utterance{Seq: li, Interval: domain.Interval{Start: from, End: speech + pad}, Final: true,
+						Channels: [][]float32{make([]float32, int(math.Round((speech+pad-from)*domain.SampleRate)))}}
+					r.events = append(r.events, st.Push(fin)...)
+					li++
+				}
+			}
+		}
+		r.events = append(r.events, st.Advance(now)...)
+		r.decode(st, s)
+	}
+	r.events = append(r.events, st.Advance(math.Inf(1))...)
+	r.decode(st, s)
+	if k := st.Due(); k != None {
+		t.Fatalf("still due (%v) at the end", k)
+	}
+	return r
+}
+
+func (r *run) decode(st *Stream, s *script) {
+	for k := st.Due(); k != None; k = st.Due() {
+		j := st.Job(k)
+		r.maxBuf = max(r.maxBuf, j.Seconds())
+		r.decodes++
+		segs := s.decode(j)
+		if debugPlay != nil {
+			var b strings.Builder
+			for _, tk := range segs[0].Tokens {
+				fmt.Fprintf(&b, "%s@%.2f ", tk.Text, tk.At)
+			}
+			debugPlay("decode %v end %.2f heard %.2f spans %v: %s", k, j.end, j.heard, j.spans, b.String())
+		}
+		r.events = append(r.events, st.Apply(j, segs)...)
+	}
+}
+
+// committed checks the committed events — pieces only extend the line in progress, a
+// complete line is never extended, lines come in order — and returns the words.
+func (r run) committed(t *testing.T) (words []string, lines int) {
+	t.Helper()
+	open, last := -1, -1
+	for _, ev := range r.events {
+		if ev.Kind != domain.EventCommitted {
+			continue
+		}
+		switch {
+		case ev.Continues && ev.Utterance != open:
+			t.Fatalf("a piece of line %d continues line %d", ev.Utterance, open)
+		case !ev.Continues && ev.Utterance <= last:
+			t.Fatalf("line %d started after line %d", ev.Utterance, last)
+		case !ev.Continues:
+			open, last = ev.Utterance, ev.Utterance
+			lines++
+		}
+		if ev.Audio != nil {
+			open = -1
+		}
+		words = append(words, strings.Fields(ev.Segment.Text)...)
+	}
+	return words, lines
+}
+
+func TestAgreementCommitsEveryWordOnceAcrossTrims(t *testing.T) {
+	// Long lines, short pauses: the buffer is trimmed many times inside lines and across
+	// them, and the alignment jitters.
+	s := newScript(12, 0.9, func(i int) int { return 5 + (i*7)%23 })
+	for _, grace := range []float64{0, 1} {
+		cfg := DefaultConfig()
+		cfg.Grace = grace
+		r := s.play(t, cfg)
+		got, lines := r.committed(t)
+		if strings.Join(got, " ") != strings.Join(s.all(), " ") {
+			t.Errorf("grace %.0f: committed\n%s\nwant\n%s", grace, strings.Join(got, " "), strings.Join(s.all(), " "))
+		}
+		if lines != len(s.lines) {
+			t.Errorf("grace %.0f: %d lines, want %d", grace, lines, len(s.lines))
+		}
+		// The buffer holds the context, the words in progress and a step, never the whole
+		// conversation.
+		if r.maxBuf > cfg.Context+12 {
+			t.Errorf("grace %.0f: buffer reached %.1f s", grace, r.maxBuf)
+		}
+		t.Logf("grace %.0f: %d words, %d decodes, buffer ≤ %.1f s", grace, len(got), r.decodes, r.maxBuf)
+	}
+}
+
+func TestAgreementCommitsInsideLinesAndTrims(t *testing.T) {
+	s := newScript(3, 2, func(int) int { return 30 }) // 12 s lines
+	st, err := New(DefaultConfig(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = st
+	r := s.play(t, DefaultConfig())
+	pieces, prompted := 0, false
+	for _, ev := range r.events {
+		if ev.Kind == domain.EventCommitted && ev.Continues {
+			pieces++
+		}
+	}
+	if pieces < 3*5 {
+		t.Errorf("%d later pieces in three 12 s lines: words are not committed while the line goes on", pieces)
+	}
+	// Replay and watch the prompt: once the buffer is trimmed, the committed text before it
+	// is the decoder's preceding text.
+	st, _ = New(DefaultConfig(), 1)
+	for _, l := range s.lines[:1] {
+		from := l[0].start - 0.2
+		for now := from + 0.1; now < l[len(l)-1].end; now += 0.1 {
+			st.Push(domain.Utterance{Seq: 0, Interval: domain.Interval{Start: from, End: now},
+				Channels: [][]float32{make([]float32, domain.SampleRate/10)}, SpeechEnd: now})
+			for k := st.Due(); k != None; k = st.Due() {
+				j := st.Job(k)
+				if j.Context != "" {
+					prompted = true
+					if !strings.HasPrefix(s.all()[0]+" ", strings.Fields(j.Context)[0]+" ") && !strings.Contains(strings.Join(s.all(), " "), j.Context) {
+						t.Fatalf("prompt %q is not committed text", j.Context)
+					}
+				}
+				st.Apply(j, s.decode(j))
+			}
+		}
+	}
+	if !prompted {
+		t.Error("a 12 s line never trimmed its buffer to give committed text as the prompt")
+	}
+}
+
+// A line's last word is decoded wrong until the decoder hears what follows. Decodes that
+// heard no more speech than the one before do not count as agreeing, so the mistake is
+// not committed; with a grace period the next line's first decodes settle it. Without
+// one the VAD's close commits whatever the newest decode said: the trade between latency
+// and words that README measures.
+func TestGraceLetsTheNextWordsSettleALinesEnd(t *testing.T) {
+	s := newScript(6, 0.9, func(i int) int { return 4 + i%3 })
+	s.wrongEnds = true
+	for _, c := range []struct {
+		grace float64
+		right bool
+	}{{1.5, true}, {0, false}} {
+		cfg := DefaultConfig()
+		cfg.Grace = c.grace
+		got, _ := s.play(t, cfg).committed(t)
+		right := strings.Join(got, " ") == strings.Join(s.all(), " ")
+		if right != c.right {
+			t.Errorf("grace %.1f: committed %q (want right: %v)", c.grace, strings.Join(got, " "), c.right)
+		}
+	}
+}
+
+func TestHorizonCommitsEveryWordOnce(t *testing.T) {
+	s := newScript(8, 1.2, func(i int) int { return 3 + (i*5)%17 })
+	cfg := DefaultConfig()
+	cfg.Policy = PolicyHorizon
+	r := s.play(t, cfg)
+	got, lines := r.committed(t)
+	if strings.Join(got, " ") != strings.Join(s.all(), " ") || lines != len(s.lines) {
+		t.Errorf("committed %d lines:\n%s\nwant\n%s", lines, strings.Join(got, " "), strings.Join(s.all(), " "))
+	}
+}
+
+// Provisional text is the words not yet committed: it never repeats a committed word, and
+// a line's provisional text ends when the line is complete.
+func TestProvisionalIsTheUncommittedTail(t *testing.T) {
+	s := newScript(5, 1, func(int) int { return 8 })
+	r := s.play(t, DefaultConfig())
+	seen := map[string]bool{}
+	for _, ev := range r.events {
+		switch ev.Kind {
+		case domain.EventCommitted:
+			for _, w := range strings.Fields(ev.Segment.Text) {
+				seen[w] = true
+			}
+		case domain.EventProvisional:
+			for _, w := range strings.Fields(ev.Segment.Text) {
+				if seen[w] {
+					t.Fatalf("provisional %q repeats committed %q", ev.Segment.Text, w)
+				}
+			}
+		}
+	}
+}
+
+// When decoding fails for good, the closed lines are kept, empty and flagged, so the
+// clinician sees that speech was heard.
+func TestUndecodedLinesStayVisible(t *testing.T) {
+	st, _ := New(DefaultConfig(), 1)
+	st.Push(domain.Utterance{Seq: 0, Interval: domain.Interval{Start: 1, End: 3}, SpeechEnd: 2.8, Final: true, Channels: [][]float32{make([]float32, 2*domain.SampleRate)}})
+	if k := st.Due(); k != Step {
+		t.Fatalf("due %v before the grace ran out, want a step", k)
+	}
+	st.Advance(10)
+	if k := st.Due(); k != Close {
+		t.Fatalf("due %v, want a close", k)
+	}
+	evs := st.Undecoded()
+	if len(evs) != 1 || !evs[0].Segment.HasFlag(domain.FlagUntranscribed) || evs[0].Audio == nil || evs[0].Segment.End != 3 {
+		t.Fatalf("events %+v", evs)
+	}
+	if k := st.Due(); k != None {
+		t.Errorf("still due %v", k)
+	}
+}
