@@ -269,3 +269,40 @@ func TestCloseCommitsPendingSpeech(t *testing.T) {
 	}
 }
 
+
+// mute decodes nothing, as whisper.cpp's weightless test model does.
+type mute struct{}
+
+func (mute) Hypothesis(_ context.Context, _ bool, prepare func() ([]float32, string)) ([]domain.DecodedSegment, time.Duration, error) {
+	prepare()
+	return nil, 0, nil
+}
+
+// A file read far faster than it is decoded, of speech whose pauses are too short for
+// the VAD to drop any audio, with a decoder that finds no words: the buffer fills, its
+// lines are committed (empty, flagged) and it is trimmed all the same, to the end.
+func TestFullBufferOfUnwordedSpeechDrains(t *testing.T) {
+	audio := bursts(90, 3, 2.6) // 0.4 s pauses: one utterance after another, no silence dropped
+	src, _ := source.NewClip([][]float32{audio}, 100*time.Millisecond, 0)
+	fe := frontend.Config{VAD: vad.DefaultConfig(), NewScorer: func() (vad.Scorer, func(), error) { return loudScorer{}, func() {}, nil }}
+	cfg := DefaultConfig()
+	cfg.Provisional = false
+	p, err := New(cfg, Deps{Engine: mute{}, Frontend: fe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang, not a timing bound
+	defer cancel()
+	var lines int
+	err = p.Transcribe(ctx, src, 0, func(ev domain.LiveEvent) {
+		if ev.Kind == domain.EventCommitted && ev.Audio != nil && ev.Segment.HasFlag(domain.FlagUntranscribed) {
+			lines++
+		}
+	})
+	if err != nil {
+		t.Fatalf("%v after %d lines", err, lines)
+	}
+	if lines != 5 {
+		t.Errorf("%d untranscribed lines, want 5 (20 s each)", lines)
+	}
+}

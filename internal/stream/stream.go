@@ -622,28 +622,37 @@ func (s *Stream) provisional() []domain.LiveEvent {
 }
 
 // trim drops committed audio from the buffer's start, keeping Context seconds of it
-// before the first uncommitted word, cut at a line's start (a pause) when there is one,
-// else where a committed word ends; and keeps the buffer within MaxBuffer.
+// before the first uncommitted word, and keeps the buffer within MaxBuffer. It cuts where
+// the VAD dropped a silence (the packed audio jumps) if there is one near, else where a
+// committed word ends, else at the mark itself (committed audio: at worst the first
+// context word is clipped).
 func (s *Stream) trim() {
+	if len(s.buf.spans) == 0 {
+		return
+	}
 	done := max(s.doneTo, s.trimTo)
 	keepFrom := done - s.cfg.Context
 	if over := s.buf.endTime() - s.cfg.MaxBuffer; over > keepFrom {
 		keepFrom = min(over, done)
 	}
-	at := -1.0
+	start := s.buf.startTime()
+	if keepFrom <= start {
+		return
+	}
+	best := -1.0
 	for _, w := range s.committed {
-		if w.End <= keepFrom && w.End > s.buf.startTime() {
-			at = w.End
+		if w.End <= keepFrom && w.End > start {
+			best = max(best, w.End)
 		}
 	}
 	for _, sp := range s.buf.spans[1:] {
-		// Where the packed audio jumps, the VAD dropped a silence: the cleanest cut.
-		if t := float64(sp.from) / domain.SampleRate; t <= keepFrom && t > at-1 {
-			at = t
+		if t := float64(sp.from) / domain.SampleRate; t <= keepFrom && t > best-1 {
+			best = t
 		}
 	}
-	if at <= s.buf.startTime() {
-		return
+	at := keepFrom
+	if best >= keepFrom-2 {
+		at = best
 	}
 	s.buf.dropBefore(s.buf.index(at))
 }
