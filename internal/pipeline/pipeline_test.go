@@ -269,7 +269,6 @@ func TestCloseCommitsPendingSpeech(t *testing.T) {
 	}
 }
 
-
 // mute decodes nothing, as whisper.cpp's weightless test model does.
 type mute struct{}
 
