@@ -16,6 +16,7 @@ import (
 	"scribe/internal/domain"
 	"scribe/internal/pipeline"
 	"scribe/internal/source"
+	"scribe/internal/stream/streamtest"
 	"scribe/internal/textdiff"
 	"scribe/internal/transcribe"
 )
@@ -48,6 +49,21 @@ func runLive(ctx context.Context, t testing.TB, rt *Runtime, src domain.AudioSou
 	return r
 }
 
+// realJFK loads the real tiny.en runtime (provisional text on) and jfk.wav at 16 kHz.
+func realJFK(t *testing.T) (*Runtime, [][]float32) {
+	t.Helper()
+	rt, err := Load(realConfig(t), Options{Provisional: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rt.Close)
+	jfk, err := audio.ReadFile(sharedFile(t, "audio/jfk.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt, jfk.To16k().Channels
+}
+
 func clipSource(t testing.TB, chans [][]float32, pace float64) *source.Clip {
 	t.Helper()
 	src, err := source.NewClip(chans, 100*time.Millisecond, pace)
@@ -57,36 +73,14 @@ func clipSource(t testing.TB, chans [][]float32, pace float64) *source.Clip {
 	return src
 }
 
-// lines checks the committed events as the review page relies on them — a piece only
-// extends the line in progress, never one that is complete, lines arrive in order — and
-// returns the lines, the committed pieces in order, and how many pieces extended a line.
-func (r liveRun) lines(t testing.TB) (lines []domain.Segment, pieces []string, later int) {
+// committed checks the committed events (streamtest.Read).
+func (r liveRun) committed(t testing.TB) streamtest.Committed {
 	t.Helper()
-	open, last := -1, -1
-	for _, ev := range r.events {
-		if ev.Kind != domain.EventCommitted {
-			continue
-		}
-		switch {
-		case ev.Continues && ev.Utterance != open:
-			t.Fatalf("a piece of line %d continues line %d", ev.Utterance, open)
-		case ev.Continues:
-			later++
-		case ev.Utterance <= last:
-			t.Fatalf("line %d started after line %d", ev.Utterance, last)
-		default:
-			open, last = ev.Utterance, ev.Utterance
-		}
-		if ev.Audio != nil {
-			open = -1
-		}
-		lines = domain.AddCommitted(lines, ev)
-		pieces = append(pieces, ev.Segment.Text)
+	c, err := streamtest.Read(r.events)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if open != -1 {
-		t.Errorf("line %d was never completed", open)
-	}
-	return lines, pieces, later
+	return c
 }
 
 func linesText(segs []domain.Segment) string {
@@ -127,20 +121,12 @@ func seam(pieces []string, ref string) string {
 // no word is committed twice across pieces, and against the reference the live text
 // loses and adds no more words than `scribe transcribe` of the same audio does.
 func TestStreamingCommitsEachWordOnceRealWeights(t *testing.T) {
-	rt, err := Load(realConfig(t), Options{Provisional: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
-	jfk, err := audio.ReadFile(sharedFile(t, "audio/jfk.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt, jfk := realJFK(t)
 	cases := []struct {
 		name, ref string
 		chans     [][]float32
 		pace      float64
-	}{{"jfk", jfkReference, jfk.To16k().Channels, 1}}
+	}{{"jfk", jfkReference, jfk, 1}}
 	if b, err := os.ReadFile("../../testdata/audio/day1_consultation01-60s.truth.json"); err == nil {
 		var truth corpus.Truth
 		if err := json.Unmarshal(b, &truth); err != nil {
@@ -170,7 +156,8 @@ func TestStreamingCommitsEachWordOnceRealWeights(t *testing.T) {
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
-			lines, pieces, later := r.lines(t)
+			got := r.committed(t)
+			lines, pieces, later := got.Lines, got.Pieces, got.Later
 			live := linesText(lines)
 			tr, err := rt.TranscribeClip(context.Background(), &audio.Clip{Rate: domain.SampleRate, Channels: c.chans})
 			if err != nil {
@@ -208,23 +195,14 @@ func TestStreamingCommitsEachWordOnceRealWeights(t *testing.T) {
 // and returns; cancelling the context instead (the server giving up) abandons the work
 // at once.
 func TestStopCommitsWhatWasHeardRealWeights(t *testing.T) {
-	rt, err := Load(realConfig(t), Options{Provisional: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
-	jfk, err := audio.ReadFile(sharedFile(t, "audio/jfk.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := clipSource(t, jfk.To16k().Channels, 1)
+	rt, jfk := realJFK(t)
+	src := clipSource(t, jfk, 1)
 	time.AfterFunc(6*time.Second, func() { src.Close() }) // in "what your country"
 	r := runLive(context.Background(), t, rt, src, "stopped")
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	lines, _, _ := r.lines(t)
-	got := strings.ToLower(linesText(lines))
+	got := strings.ToLower(linesText(r.committed(t).Lines))
 	for _, want := range []string{"fellow", "not"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("committed %q: %q, said before Stop, is missing", got, want)
@@ -236,7 +214,7 @@ func TestStopCommitsWhatWasHeardRealWeights(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(4*time.Second, cancel)
-	r = runLive(ctx, t, rt, clipSource(t, jfk.To16k().Channels, 1), "abandoned")
+	r = runLive(ctx, t, rt, clipSource(t, jfk, 1), "abandoned")
 	if !errors.Is(r.err, context.Canceled) {
 		t.Fatalf("cancelled pipeline returned %v", r.err)
 	}
@@ -254,17 +232,9 @@ func TestStopCommitsWhatWasHeardRealWeights(t *testing.T) {
 // audio) instead of a queue growing — no room ever has more than one decode waiting —
 // and every room's every line is still committed.
 func TestLoadLengthensStepsRealWeights(t *testing.T) {
-	rt, err := Load(realConfig(t), Options{Provisional: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
-	jfk, err := audio.ReadFile(sharedFile(t, "audio/jfk.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt, jfk := realJFK(t)
 	const rooms = 4
-	chans := jfk.To16k().Channels
+	chans := jfk
 	stop := make(chan struct{})
 	var peak sync.Map // room → most decodes it had waiting at once
 	var sampler sync.WaitGroup
@@ -302,7 +272,7 @@ func TestLoadLengthensStepsRealWeights(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("room %d: %v", i, r.err)
 		}
-		lines, _, _ := r.lines(t)
+		lines := r.committed(t).Lines
 		var spacing []float64
 		last := -1.0
 		for _, o := range r.obs {

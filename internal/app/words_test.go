@@ -42,7 +42,7 @@ func transcribeLive(t testing.TB, rt *Runtime, clip *audio.Clip) []domain.Segmen
 	var segs []domain.Segment
 	err = p.Transcribe(context.Background(), src, 0, func(ev domain.LiveEvent) {
 		if ev.Kind == domain.EventCommitted {
-			segs = append(segs, ev.Segment)
+			segs = domain.AddCommitted(segs, ev)
 		}
 	})
 	if err != nil && !errors.Is(err, io.EOF) {

@@ -130,7 +130,7 @@ func checkBench(ctx context.Context, opt Options) Result {
 	}
 	_, threads := cfg.Parallelism()
 	cores := runtime.NumCPU()
-	rooms := roomsFor(cores, threads, benchSeconds, took.Seconds())
+	rooms := roomsFor(cores, threads, took.Seconds())
 	detail := fmt.Sprintf("%s decoded %.0f s in %.2f s (%.1f× real time, %d thread(s)); %d cores → about %d room(s) live",
 		filepath.Base(cfg.Models.Whisper), benchSeconds, took.Seconds(), benchSeconds/took.Seconds(), threads, cores, rooms)
 	if rooms < 1 {

@@ -369,18 +369,20 @@ func checkEPR(ctx context.Context, opt Options) Result {
 	return ok("epr", "%s is a FHIR %s server; %s", base, cs.FHIRVersion, how)
 }
 
-// roomsFor estimates how many rooms can be transcribed live. A decode with threads
-// threads keeps that many cores busy, so the box has cores/threads decoders running at
-// once; each turns audioSec of speech into text in decodeSec. Half the capacity is kept
-// in reserve because speech in different rooms bunches up and provisional text also
-// needs decodes:
+// roomsFor estimates how many rooms can be transcribed live. A live room's speech is
+// decoded again after each step of new speech, a decode of its rolling buffer (a few
+// seconds, like the benchmark's) costing about decodeSec whatever its length, since the
+// encoder always runs over a full window. A decode with threads threads keeps that many
+// cores busy, so the box runs cores/threads decodes at once. Under load a room's steps
+// grow rather than queue; rooms are counted at one decode per second of speech each,
+// which keeps the text within about two seconds of the speech:
 //
-//	rooms ≈ (cores / threads) × (audioSec / decodeSec) × 0.5
-func roomsFor(cores, threads int, audioSec, decodeSec float64) int {
+//	rooms ≈ (cores / threads) × (1 s / decodeSec)
+func roomsFor(cores, threads int, decodeSec float64) int {
 	if decodeSec <= 0 || threads <= 0 {
 		return 0
 	}
-	return int(math.Floor(float64(cores) / float64(threads) * audioSec / decodeSec * 0.5))
+	return int(math.Floor(float64(cores) / float64(threads) / decodeSec))
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -216,17 +216,17 @@ func TestDoctorReportsOtherBrokenItems(t *testing.T) {
 func TestRoomsFormula(t *testing.T) {
 	for _, c := range []struct {
 		cores, threads int
-		audio, decode  float64
+		decode         float64
 		want           int
 	}{
-		{2, 2, 5, 1, 2},  // one decoder at 5× real time, half kept in reserve
-		{8, 2, 5, 1, 10}, // four decoders
-		{4, 4, 5, 5, 0},  // real time on the whole box: not enough headroom
-		{2, 1, 5, 0.5, 10},
-		{2, 1, 5, 0, 0},
+		{2, 2, 0.4, 2}, // one decoder, a 5 s buffer decoded in 0.4 s
+		{8, 2, 0.4, 10},
+		{4, 4, 1.5, 0}, // slower than one decode a second: not even one room keeps up
+		{2, 1, 0.5, 4},
+		{2, 1, 0, 0},
 	} {
-		if got := roomsFor(c.cores, c.threads, c.audio, c.decode); got != c.want {
-			t.Errorf("roomsFor(%d, %d, %g, %g) = %d, want %d", c.cores, c.threads, c.audio, c.decode, got, c.want)
+		if got := roomsFor(c.cores, c.threads, c.decode); got != c.want {
+			t.Errorf("roomsFor(%d, %d, %g) = %d, want %d", c.cores, c.threads, c.decode, got, c.want)
 		}
 	}
 }

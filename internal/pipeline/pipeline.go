@@ -212,16 +212,20 @@ func (d *decoding) run(ctx context.Context) error {
 // take moves what the reader has heard into the stream; done once the reader has finished
 // and everything it heard was taken.
 func (d *decoding) take() (done bool) {
-	if len(d.backlog) == 0 { // else the reader waits: the inbox is bounded
-		d.backlog, d.read, d.done = d.in.take()
-	}
-	for len(d.backlog) > 0 && !d.st.Full() {
-		u := d.backlog[0]
-		d.backlog = d.backlog[1:]
-		if u.Final {
-			d.closes = append(d.closes, time.Now())
+	for !d.st.Full() {
+		if len(d.backlog) == 0 { // else the reader waits: the inbox is bounded
+			if d.backlog, d.read, d.done = d.in.take(); len(d.backlog) == 0 {
+				break
+			}
 		}
-		d.publish(d.st.Push(u), 0)
+		for len(d.backlog) > 0 && !d.st.Full() {
+			u := d.backlog[0]
+			d.backlog = d.backlog[1:]
+			if u.Final {
+				d.closes = append(d.closes, time.Now())
+			}
+			d.publish(d.st.Push(u), 0)
+		}
 	}
 	heard := float64(d.read) / domain.SampleRate
 	switch {

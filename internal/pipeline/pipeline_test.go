@@ -14,6 +14,7 @@ import (
 	"scribe/internal/domain"
 	"scribe/internal/frontend"
 	"scribe/internal/source"
+	"scribe/internal/stream/streamtest"
 	"scribe/internal/vad"
 )
 
@@ -142,33 +143,14 @@ func speak(phrases [][]int) []float32 {
 	return out
 }
 
-// lines joins committed pieces into lines, checking that a piece only ever extends the
-// line in progress: committed text is never rewritten.
+// lines checks the committed events (streamtest.Read) and returns the lines.
 func lines(t *testing.T, events []domain.LiveEvent) []domain.Segment {
 	t.Helper()
-	var out []domain.Segment
-	open, last := -1, -1
-	for _, ev := range events {
-		if ev.Kind != domain.EventCommitted {
-			continue
-		}
-		if ev.Continues {
-			if ev.Utterance != open || len(out) == 0 {
-				t.Fatalf("piece of line %d continues line %d", ev.Utterance, open)
-			}
-			out[len(out)-1].Extend(ev.Segment)
-		} else {
-			if ev.Utterance <= last {
-				t.Fatalf("line %d committed after line %d", ev.Utterance, last)
-			}
-			out = append(out, ev.Segment)
-			open, last = ev.Utterance, ev.Utterance
-		}
-		if ev.Audio != nil {
-			open = -1 // complete: nothing may extend it
-		}
+	c, err := streamtest.Read(events)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return c.Lines
 }
 
 // Every word is committed exactly once and in order, each phrase is one line, and a

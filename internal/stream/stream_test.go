@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"scribe/internal/domain"
+	"scribe/internal/stream/streamtest"
 )
 
 // A scripted conversation: words at known times, grouped into lines (the VAD's
@@ -164,30 +165,18 @@ func (r *run) decode(st *Stream, s *script) {
 	}
 }
 
-// committed checks the committed events — pieces only extend the line in progress, a
-// complete line is never extended, lines come in order — and returns the words.
+// committed checks the committed events (streamtest.Read) and returns their words and
+// the number of lines.
 func (r run) committed(t *testing.T) (words []string, lines int) {
 	t.Helper()
-	open, last := -1, -1
-	for _, ev := range r.events {
-		if ev.Kind != domain.EventCommitted {
-			continue
-		}
-		switch {
-		case ev.Continues && ev.Utterance != open:
-			t.Fatalf("a piece of line %d continues line %d", ev.Utterance, open)
-		case !ev.Continues && ev.Utterance <= last:
-			t.Fatalf("line %d started after line %d", ev.Utterance, last)
-		case !ev.Continues:
-			open, last = ev.Utterance, ev.Utterance
-			lines++
-		}
-		if ev.Audio != nil {
-			open = -1
-		}
-		words = append(words, strings.Fields(ev.Segment.Text)...)
+	c, err := streamtest.Read(r.events)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return words, lines
+	for _, p := range c.Pieces {
+		words = append(words, strings.Fields(p)...)
+	}
+	return words, len(c.Lines)
 }
 
 func TestAgreementCommitsEveryWordOnceAcrossTrims(t *testing.T) {
