@@ -3,13 +3,15 @@
 //
 // The decoder is given a rolling buffer of the stream's speech — the VAD's utterances
 // packed back to back, so Whisper hears the words around a pause — and decodes it again
-// every Step seconds of new speech. A word is committed when it is stable (see Policy);
+// every Step seconds of new speech. Words are placed on the timeline by the decoder's
+// cross-attention (DTW alignment). A word is committed when it is stable (see Policy);
 // committed words are never changed, and the buffer is trimmed behind them, keeping
 // Context seconds of already committed audio (with its text as the decoder's prompt) so
 // the next words are still heard in context. Words not yet stable are shown as
 // provisional text. The VAD still closes lines: when it calls the end of an utterance
-// (a pause, a change of speaker on two-channel input, the length limit), every word of
-// that line is committed, and the next words start a new line.
+// (a pause, a change of speaker on two-channel input, the length limit), the line's last
+// words wait up to Grace for decodes that hear the next speech, then every word of the
+// line is committed, and the next words start a new line.
 //
 // The package is pure Go and single-threaded: one goroutine owns a Stream and feeds it
 // the segmenter's output (Push), asks what to decode (Due, Job) and hands back what the
@@ -30,8 +32,9 @@ type Policy string
 
 const (
 	// PolicyAgreement is LocalAgreement-n (Macháček et al. 2023, whisper_streaming): a
-	// word is committed once Agreement consecutive decodes of the growing buffer agree on
-	// it and on every word before it.
+	// word is committed once Agreement consecutive decodes of the growing buffer, each
+	// having heard more speech than the one before, agree on it and on every word before
+	// it (and no decode in between disagrees).
 	PolicyAgreement Policy = "agreement"
 	// PolicyHorizon commits, after each decode, the words whose last token the decoder's
 	// cross-attention (DTW alignment) places more than Horizon seconds before the end of
@@ -527,18 +530,8 @@ func (s *Stream) Undecoded() []domain.LiveEvent {
 	return evs
 }
 
-// Debugf TEMPORARY
-var Debugf func(string, ...any)
-
 // commit publishes words as the next piece of line l (its last when complete).
 func (s *Stream) commit(l *line, ws []Word, complete bool) domain.LiveEvent {
-	if Debugf != nil {
-		var b strings.Builder
-		for _, h := range s.hyps {
-			fmt.Fprintf(&b, "[heard %.2f: %s] ", h.heard, joinWords(s.fresh(h)))
-		}
-		Debugf("commit u%d %q complete=%v now=%.2f decoded=%.2f doneTo=%.2f hyps=%s", l.seq, joinWords(ws), complete, s.now, s.decoded, s.doneTo, b.String())
-	}
 	seg := domain.Segment{ID: fmt.Sprintf("u%d-0", l.seq), Text: joinWords(ws)}
 	switch {
 	case len(ws) > 0 && l.pieces > 0:
