@@ -276,7 +276,7 @@ func TestLoadLengthensStepsRealWeights(t *testing.T) {
 		var spacing []float64
 		last := -1.0
 		for _, o := range r.obs {
-			if !o.Final && o.Decode > 0 {
+			if !o.Close && o.Decode > 0 {
 				if last >= 0 {
 					spacing = append(spacing, o.Interval.End-last)
 				}

@@ -200,8 +200,8 @@ func (rt *Runtime) TranscribeClip(ctx context.Context, clip *audio.Clip) (*domai
 	tr.AudioSeconds = float64(len(c16.Channels[0])) / domain.SampleRate
 	var decode time.Duration
 	observe := func(o pipeline.Observation) {
+		decode += o.Decode
 		if o.Final {
-			decode += o.Decode
 			tr.Speech = append(tr.Speech, o.Interval)
 		}
 	}

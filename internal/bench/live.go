@@ -396,9 +396,9 @@ func (r *roomRun) decodes(rd *RoomDelays) {
 	last := -1.0
 	for _, o := range r.obs {
 		switch {
-		case o.Final:
-		case o.Decode == 0 && o.AudioSeconds == 0:
-		default:
+		case o.Close:
+			rd.Closes++
+		case o.Decode > 0:
 			rd.Steps++
 			audio = append(audio, o.AudioSeconds)
 			took = append(took, o.Decode.Seconds())
@@ -406,11 +406,6 @@ func (r *roomRun) decodes(rd *RoomDelays) {
 				spacing = append(spacing, o.Interval.End-last)
 			}
 			last = o.Interval.End
-		}
-	}
-	for _, o := range r.obs {
-		if o.Final && o.Decode > 0 {
-			rd.Closes++
 		}
 	}
 	rd.StepAudio, rd.StepDecode, rd.StepSpacing = Summarise(audio), Summarise(took), Summarise(spacing)
@@ -433,8 +428,11 @@ func (r *roomRun) slowest(spoken func(float64) time.Time, n int) []UtteranceDela
 				if r.obsAt[i].After(p) {
 					break
 				}
-				if o.Decode > 0 {
-					d.AudioS, d.DecodeS, d.Final, d.ClosedS = o.AudioSeconds, o.Decode.Seconds(), o.Final, o.Lag.Seconds()
+				switch {
+				case o.Decode > 0:
+					d.AudioS, d.DecodeS, d.Final = o.AudioSeconds, o.Decode.Seconds(), o.Close
+				case o.Final:
+					d.ClosedS = o.Lag.Seconds()
 				}
 			}
 		}

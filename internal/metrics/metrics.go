@@ -75,18 +75,18 @@ type Sources struct {
 func New(start time.Time, src Sources) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry(), start: start}
 	m.lag = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NamePipelineLag,
-		Help:    "Time from the end of an utterance being heard to its committed text, per room.",
+		Help:    "Time from the VAD closing a line (the end of an utterance heard) to all its words being committed, per room.",
 		Buckets: []float64{0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60}}, []string{"room"})
 	m.rtf = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NameRealTimeFactor,
-		Help:    "Decoding time divided by audio duration, per committed utterance (below 1 keeps up with speech).",
+		Help:    "Decoding time divided by the seconds of audio decoded, per decode (a live room decodes its rolling buffer of a few seconds every step).",
 		Buckets: []float64{0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 4}}, []string{"room"})
 	m.decode = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NameDecodeSeconds,
-		Help:    "Wall time to decode one utterance.",
+		Help:    "Wall time of one decode (a room's rolling buffer, at a step or a line's close).",
 		Buckets: prometheus.ExponentialBuckets(0.05, 2, 10)}, []string{"room"})
 	m.queue = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: NameQueueDepth,
-		Help: "Utterances waiting for a decoder in a room's pipeline, at its last commit."}, []string{"room"})
+		Help: "Lines of a room closed and still waiting for their words, at its last committed line."}, []string{"room"})
 	m.utterances = prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameUtterances,
-		Help: "Utterances decoded and committed."}, []string{"room"})
+		Help: "Lines (utterances) committed."}, []string{"room"})
 	m.outboxBacklog = prometheus.NewGauge(prometheus.GaugeOpts{Name: NameOutboxBacklog,
 		Help: "Approved notes waiting to be written to the patient record."})
 	m.outboxFailed = prometheus.NewGauge(prometheus.GaugeOpts{Name: NameOutboxFailed,
@@ -137,18 +137,19 @@ func New(start time.Time, src Sources) *Metrics {
 	return m
 }
 
-// Observe records one pipeline observation for room. Provisional observations carry
-// decode time only; lag and queue depth come with the final (committed) one.
+// Observe records one pipeline observation for room: a decode's time and real-time
+// factor, or a committed line's lag and the room's queue.
 func (m *Metrics) Observe(room string, o pipeline.Observation) {
-	if !o.Final {
-		return
+	if o.Decode > 0 {
+		m.decode.WithLabelValues(room).Observe(o.Decode.Seconds())
+		if o.AudioSeconds > 0 {
+			m.rtf.WithLabelValues(room).Observe(o.Decode.Seconds() / o.AudioSeconds)
+		}
 	}
-	m.utterances.WithLabelValues(room).Inc()
-	m.lag.WithLabelValues(room).Observe(o.Lag.Seconds())
-	m.decode.WithLabelValues(room).Observe(o.Decode.Seconds())
-	m.queue.WithLabelValues(room).Set(float64(o.Queued))
-	if o.AudioSeconds > 0 {
-		m.rtf.WithLabelValues(room).Observe(o.Decode.Seconds() / o.AudioSeconds)
+	if o.Final {
+		m.utterances.WithLabelValues(room).Inc()
+		m.lag.WithLabelValues(room).Observe(o.Lag.Seconds())
+		m.queue.WithLabelValues(room).Set(float64(o.Queued))
 	}
 }
 

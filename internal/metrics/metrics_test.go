@@ -34,8 +34,8 @@ func TestMetricsExposeNamedSeries(t *testing.T) {
 		OpenFlags:      func(context.Context) (int, error) { return 0, errors.New("database gone") },
 	})
 	obs := m.Observer("Room 1")
-	obs(pipeline.Observation{Final: false, Decode: time.Second, AudioSeconds: 2}) // provisional: not counted
-	obs(pipeline.Observation{Final: true, Interval: domain.Interval{Start: 0, End: 4}, AudioSeconds: 4, Decode: 2 * time.Second, Lag: 3 * time.Second, Queued: 5})
+	obs(pipeline.Observation{Decode: time.Second, AudioSeconds: 4})                                                                       // a step
+	obs(pipeline.Observation{Final: true, Interval: domain.Interval{Start: 0, End: 4}, AudioSeconds: 4, Lag: 3 * time.Second, Queued: 5}) // a line
 	m.SetOutbox(7, 1)
 	m.OutboxFailure()
 	m.SetVocabularyVersion(3)
@@ -51,7 +51,7 @@ func TestMetricsExposeNamedSeries(t *testing.T) {
 	for _, want := range []string{
 		NamePipelineLag + `_sum{room="Room 1"} 3`,
 		NamePipelineLag + `_count{room="Room 1"} 1`,
-		NameRealTimeFactor + `_sum{room="Room 1"} 0.5`,
+		NameRealTimeFactor + `_sum{room="Room 1"} 0.25`,
 		NameDecodeSeconds + `_count{room="Room 1"} 1`,
 		NameQueueDepth + `{room="Room 1"} 5`,
 		NameUtterances + `{room="Room 1"} 1`,

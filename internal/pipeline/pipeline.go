@@ -54,18 +54,20 @@ type Deps struct {
 	Observe func(Observation)
 }
 
-// Observation describes one decode of a stream, or a line closed without one.
+// Observation describes one decode of a stream (Decode > 0), or one line committed
+// (Final).
 type Observation struct {
-	// Final: the decode closed one or more lines (committed work), or lines were closed
-	// on an earlier decode's words.
-	Final        bool
-	Interval     domain.Interval // the audio decoded, on the stream's own timeline
+	// Final: a line was completed — all its words committed. Interval and AudioSeconds are
+	// the line's, Lag the time from the VAD closing it to then, Queued the lines closed
+	// after it still waiting.
+	Final bool
+	// Close: the decode was committed work (a closed line's words were due), not a step.
+	Close        bool
+	Interval     domain.Interval // the line, or the audio decoded, on the stream's timeline
 	AudioSeconds float64
 	Decode       time.Duration
-	// Lag is, for a close, the time from the VAD closing the line to its words being
-	// committed.
-	Lag    time.Duration
-	Queued int // lines closed and waiting for their decode
+	Lag          time.Duration
+	Queued       int
 }
 
 // Pipeline transcribes live streams. One Pipeline serves many streams at once.
@@ -224,7 +226,7 @@ func (d *decoding) take() (done bool) {
 			if u.Final {
 				d.closes = append(d.closes, time.Now())
 			}
-			d.publish(d.st.Push(u), 0)
+			d.publish(d.st.Push(u))
 		}
 	}
 	heard := float64(d.read) / domain.SampleRate
@@ -234,7 +236,7 @@ func (d *decoding) take() (done bool) {
 	case d.done:
 		heard = math.Inf(1) // the end: nothing more will confirm any word
 	}
-	d.publish(d.st.Advance(heard), 0)
+	d.publish(d.st.Advance(heard))
 	return d.done && len(d.backlog) == 0
 }
 
@@ -255,7 +257,7 @@ func (d *decoding) decode(ctx context.Context, kind stream.Kind) error {
 	case kind == stream.Close:
 		// The speech is real even if decoding failed: keep it visible to the reviewer.
 		d.p.deps.Logger.Error("decode failed; lines kept as untranscribed", "err", err)
-		d.publish(d.st.Undecoded(), took)
+		d.publish(d.st.Undecoded())
 		return nil
 	default:
 		d.p.deps.Logger.Warn("step decode failed", "err", err)
@@ -266,19 +268,20 @@ func (d *decoding) decode(ctx context.Context, kind stream.Kind) error {
 		}
 		return nil
 	}
-	d.p.observe(Observation{Interval: domain.Interval{Start: job.End() - job.Seconds(), End: job.End()}, AudioSeconds: job.Seconds(), Decode: took})
-	d.publish(d.st.Apply(job, segs), took)
+	d.p.observe(Observation{Close: kind == stream.Close, Interval: domain.Interval{Start: job.End() - job.Seconds(), End: job.End()},
+		AudioSeconds: job.Seconds(), Decode: took})
+	d.publish(d.st.Apply(job, segs))
 	return nil
 }
 
-// publish emits events on the session's timeline and observes the lines they close.
-func (d *decoding) publish(evs []domain.LiveEvent, took time.Duration) {
+// publish emits events on the session's timeline and observes the lines they complete.
+func (d *decoding) publish(evs []domain.LiveEvent) {
 	for _, ev := range evs {
 		ev.Segment.Start += d.offset
 		ev.Segment.End += d.offset
 		if ev.Kind == domain.EventCommitted && ev.Audio != nil && len(d.closes) > 0 {
 			d.p.observe(Observation{Final: true, Interval: ev.Audio.Interval, AudioSeconds: ev.Audio.Duration(),
-				Decode: took, Lag: time.Since(d.closes[0]), Queued: len(d.closes) - 1})
+				Lag: time.Since(d.closes[0]), Queued: len(d.closes) - 1})
 			d.closes = d.closes[1:]
 		}
 		d.emit(ev)
