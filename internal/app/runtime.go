@@ -143,15 +143,35 @@ func (rt *Runtime) Close() {
 	}
 }
 
-// TranscribeClip transcribes a decoded recording as fast as the machine allows, through
-// the same pipeline live rooms use.
+// TranscribeClip transcribes a decoded recording as fast as the machine allows: file
+// mode. The same clean-up and VAD as live rooms find the speech; then, unlike live rooms,
+// the speech is packed into windows of up to transcription.file_window seconds (30, as
+// whisper was trained) and each window is decoded once with the text before it as
+// context (transcribe.Packer), instead of each utterance alone. Times are the
+// recording's; each segment's speaker comes from the channels under it.
 func (rt *Runtime) TranscribeClip(ctx context.Context, clip *audio.Clip) (*domain.Transcript, error) {
+	pcfg := pipeline.DefaultConfig()
+	pcfg.Provisional = false
+	pcfg.PackSeconds = rt.Config.Transcription.FileWindow
+	return rt.transcribeClip(ctx, clip, pcfg, time.Second, 0)
+}
+
+// ReplayClip transcribes a decoded recording through the live path instead — each
+// utterance decoded as it ends, with provisional text — replaying it at pace × real time
+// (0: as fast as the pipeline takes it). It measures live rooms' accuracy on recordings
+// (scribe bench accuracy).
+func (rt *Runtime) ReplayClip(ctx context.Context, clip *audio.Clip, pace float64) (*domain.Transcript, error) {
+	// 0.1 s reads, as a microphone delivers audio.
+	return rt.transcribeClip(ctx, clip, pipeline.DefaultConfig(), 100*time.Millisecond, pace)
+}
+
+func (rt *Runtime) transcribeClip(ctx context.Context, clip *audio.Clip, pcfg pipeline.Config, chunk time.Duration, pace float64) (*domain.Transcript, error) {
 	if clip == nil || len(clip.Channels) == 0 {
 		return nil, errors.New("no audio")
 	}
 	start := time.Now()
 	c16 := clip.To16k()
-	src, err := source.NewClip(c16.Channels, time.Second, 0)
+	src, err := source.NewClip(c16.Channels, chunk, pace)
 	if err != nil {
 		return nil, err
 	}
@@ -161,10 +181,10 @@ func (rt *Runtime) TranscribeClip(ctx context.Context, clip *audio.Clip) (*domai
 	observe := func(o pipeline.Observation) {
 		if o.Final {
 			decode += o.Decode
-			tr.Speech = append(tr.Speech, o.Interval)
+			tr.Speech = append(tr.Speech, o.Speech...)
 		}
 	}
-	p, err := rt.NewPipeline(false, observe)
+	p, err := rt.newPipeline(pcfg, observe)
 	if err != nil {
 		return nil, err
 	}
@@ -187,9 +207,14 @@ func (rt *Runtime) TranscribeClip(ctx context.Context, clip *audio.Clip) (*domai
 // NewPipeline builds a pipeline over the runtime's engine, with or without provisional
 // text, reporting each decoded utterance to observe (may be nil).
 func (rt *Runtime) NewPipeline(provisional bool, observe func(pipeline.Observation)) (*pipeline.Pipeline, error) {
-	cfg := rt.Config
 	pcfg := pipeline.DefaultConfig()
 	pcfg.Provisional = provisional
+	return rt.newPipeline(pcfg, observe)
+}
+
+// newPipeline builds a pipeline of pcfg with the configured clean-up and VAD.
+func (rt *Runtime) newPipeline(pcfg pipeline.Config, observe func(pipeline.Observation)) (*pipeline.Pipeline, error) {
+	cfg := rt.Config
 	pcfg.VAD = VADConfig(cfg)
 	dcfg := DSPConfig(cfg)
 	return pipeline.New(pcfg, pipeline.Deps{

@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -22,9 +24,15 @@ import (
 // the share of segment time, among segments attributed to clinician or patient, whose
 // speaker matches the truth utterance it overlaps most. VAD precision is the share of
 // detected speech that is truly speech; recall the share of true speech detected.
+// whisper-cli reports neither speakers nor speech, so those are absent from its rows.
 type FileAccuracy struct {
-	File            string          `json:"file"`
-	Source          string          `json:"source"` // "rendered" (truth JSON) or "primock57" (TextGrids)
+	File      string `json:"file"`
+	Source    string `json:"source"`    // "rendered" (truth JSON) or "primock57" (TextGrids)
+	Mode      string `json:"mode"`      // file, live or whisper-cli
+	Channels  string `json:"channels"`  // stereo (a microphone each) or mono (the mix)
+	Condition string `json:"condition"` // clean, or the background noise and its SNR
+	Voices    string `json:"voices"`    // espeak-ng voices, clinician first
+
 	AudioSeconds    float64         `json:"audio_seconds"`
 	WER             textdiff.Result `json:"-"`
 	WERValue        float64         `json:"wer"`
@@ -36,18 +44,61 @@ type FileAccuracy struct {
 	VADRecall       float64         `json:"vad_recall"`
 	DecodeS         float64         `json:"decode_s"`
 	TotalS          float64         `json:"total_s"`
+
+	vadHit, vadHyp, vadRef float64
 }
 
-// AccuracyReport is the per-file and pooled result.
+// PoolAccuracy pools the files of one mode, channel layout, condition and voice pair.
+type PoolAccuracy struct {
+	Mode         string  `json:"mode"`
+	Channels     string  `json:"channels"`
+	Condition    string  `json:"condition"`
+	Voices       string  `json:"voices"`
+	Files        int     `json:"files"`
+	AudioSeconds float64 `json:"audio_seconds"`
+	// WallS is the time the mode took over all files; RTF that over the audio time.
+	WallS           float64  `json:"wall_s"`
+	RTF             float64  `json:"rtf"`
+	WER             float64  `json:"wer"`
+	RefWords        int      `json:"ref_words"`
+	Errors          int      `json:"errors"`
+	SpeakerAccuracy *float64 `json:"speaker_accuracy,omitempty"` // stereo only
+	VADPrecision    *float64 `json:"vad_precision,omitempty"`    // scribe only
+	VADRecall       *float64 `json:"vad_recall,omitempty"`
+}
+
+// AccuracyReport is the per-file and pooled result. The top-level pooled figures are
+// scribe's file mode over every file.
 type AccuracyReport struct {
 	Model           string         `json:"model"`
 	TestModel       bool           `json:"test_model"`
 	Note            string         `json:"note,omitempty"`
+	Corpus          string         `json:"corpus"`
+	Settings        string         `json:"settings"` // clean-up, window, encoder context, decoding
+	WhisperCLIArgs  string         `json:"whisper_cli_args,omitempty"`
+	LivePace        float64        `json:"live_pace,omitempty"`
+	LoadAverage     [2]float64     `json:"load_average_1m"` // at start and end: other work skews the times
 	Files           []FileAccuracy `json:"files"`
+	Pools           []PoolAccuracy `json:"pools"`
 	WER             float64        `json:"wer_pooled"`
 	SpeakerAccuracy float64        `json:"speaker_accuracy_pooled"`
 	VADPrecision    float64        `json:"vad_precision_pooled"`
 	VADRecall       float64        `json:"vad_recall_pooled"`
+}
+
+// The ways a recording is transcribed.
+const (
+	ModeFile       = "file"        // scribe transcribe: packed windows (app.Runtime.TranscribeClip)
+	ModeLive       = "live"        // the live pipeline, the recording replayed (app.Runtime.ReplayClip)
+	ModeWhisperCLI = "whisper-cli" // whisper.cpp's own CLI on the same model and audio
+)
+
+// AccuracyOptions say how each recording is heard and transcribed.
+type AccuracyOptions struct {
+	Modes    []string // ModeFile (default), ModeLive, ModeWhisperCLI
+	Channels []string // "stereo" (default) and/or "mono"
+	LivePace float64  // live replay speed, × real time (0: as fast as the pipeline takes it)
+	CLI      CLIRun   // for ModeWhisperCLI
 }
 
 // IsTestModel tells whisper.cpp's weightless test models by their file name.
@@ -55,14 +106,16 @@ func IsTestModel(path string) bool { return strings.HasPrefix(filepath.Base(path
 
 // truthSource is one recording to score: its audio and ground truth.
 type truthSource struct {
-	name, kind, audio string
+	name, kind        string
+	stereo, mono      string   // rendered WAV files
 	channels          []string // separate per-speaker files (PriMock57 originals)
+	condition, voices string
 	truth             []corpus.TruthUtterance
 }
 
-// findAccuracySources reads rendered consultations (*.truth.json + .stereo.wav) in dir
-// and, when dir is a PriMock57 tree with audio, the original recordings with their
-// TextGrid transcripts (audio/<id>_doctor.wav and _patient.wav).
+// findAccuracySources reads rendered consultations (*.truth.json with .stereo.wav and
+// .mono.wav) in dir and, when dir is a PriMock57 tree with audio, the original recordings
+// with their TextGrid transcripts (audio/<id>_doctor.wav and _patient.wav).
 func findAccuracySources(dir string) ([]truthSource, error) {
 	var out []truthSource
 	paths, err := FindRendered(dir)
@@ -70,11 +123,17 @@ func findAccuracySources(dir string) ([]truthSource, error) {
 		return nil, err
 	}
 	for _, p := range paths {
-		rec, err := LoadRendered(p)
+		b, err := os.ReadFile(p)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("bench accuracy: %w", err)
 		}
-		out = append(out, truthSource{name: rec.Name, kind: "rendered", audio: strings.TrimSuffix(p, ".truth.json") + ".stereo.wav", truth: rec.Truth})
+		var t corpus.Truth
+		if err := json.Unmarshal(b, &t); err != nil {
+			return nil, fmt.Errorf("bench accuracy: %s: %w", p, err)
+		}
+		stem := strings.TrimSuffix(p, ".truth.json")
+		out = append(out, truthSource{name: filepath.Base(stem), kind: "rendered", stereo: stem + ".stereo.wav", mono: stem + ".mono.wav",
+			condition: NoiseCondition(t.Noise, t.SNRdB), voices: t.Voices[0] + "," + t.Voices[1], truth: t.Utterances})
 	}
 	if ids, err := corpus.ListConsultations(dir); err == nil {
 		for _, id := range ids {
@@ -90,7 +149,7 @@ func findAccuracySources(dir string) ([]truthSource, error) {
 			if err != nil {
 				return nil, err
 			}
-			src := truthSource{name: id, kind: "primock57", channels: []string{doc, pat}}
+			src := truthSource{name: id, kind: "primock57", channels: []string{doc, pat}, condition: "recorded", voices: "actors"}
 			for _, u := range c.Utterances {
 				src.truth = append(src.truth, corpus.TruthUtterance{Speaker: u.Speaker, Start: u.Start, End: u.End, Text: u.Text})
 			}
@@ -103,10 +162,21 @@ func findAccuracySources(dir string) ([]truthSource, error) {
 	return out, nil
 }
 
-// loadSource reads a source's audio as one clip (per-speaker files become channels).
-func loadSource(s truthSource) (*audio.Clip, error) {
-	if s.audio != "" {
-		return audio.ReadFile(s.audio)
+// NoiseCondition names a render's background: "clean" or e.g. "pink 10 dB".
+func NoiseCondition(kind string, snr float64) string {
+	if kind == "" || kind == "none" {
+		return "clean"
+	}
+	return fmt.Sprintf("%s %g dB", kind, snr)
+}
+
+// loadSource reads a source's audio as one clip: stereo (a channel per speaker) or mono.
+func loadSource(s truthSource, channels string) (*audio.Clip, error) {
+	if s.stereo != "" {
+		if channels == "mono" {
+			return audio.ReadFile(s.mono)
+		}
+		return audio.ReadFile(s.stereo)
 	}
 	var chans [][]float32
 	for _, p := range s.channels {
@@ -124,46 +194,192 @@ func loadSource(s truthSource) (*audio.Clip, error) {
 	for i := range chans {
 		chans[i] = chans[i][:n]
 	}
+	if channels == "mono" {
+		chans = [][]float32{domain.MixDown(chans)}
+	}
 	return &audio.Clip{Rate: domain.SampleRate, Channels: chans}, nil
 }
 
-// RunAccuracy transcribes every recording in dir with rt and scores it.
-func RunAccuracy(ctx context.Context, rt *app.Runtime, dir string) (*AccuracyReport, error) {
+// monoFile is a WAV file of the source's mono mix, for whisper-cli (which mixes stereo
+// down itself), and a function removing it if it had to be written.
+func monoFile(s truthSource) (string, func(), error) {
+	if s.mono != "" {
+		return s.mono, func() {}, nil
+	}
+	clip, err := loadSource(s, "mono")
+	if err != nil {
+		return "", nil, err
+	}
+	f, err := os.CreateTemp("", "scribe-acc-*.wav")
+	if err != nil {
+		return "", nil, err
+	}
+	f.Close()
+	if err := audio.WriteWAVFile(f.Name(), clip.Rate, clip.Channels); err != nil {
+		os.Remove(f.Name())
+		return "", nil, err
+	}
+	return f.Name(), func() { os.Remove(f.Name()) }, nil
+}
+
+// RunAccuracy transcribes every recording in dir in each mode and channel layout of opt
+// and scores it. whisper-cli hears the mono mix once per recording (it mixes stereo
+// down itself).
+func RunAccuracy(ctx context.Context, rt *app.Runtime, dir string, opt AccuracyOptions) (*AccuracyReport, error) {
+	if len(opt.Modes) == 0 {
+		opt.Modes = []string{ModeFile}
+	}
+	if len(opt.Channels) == 0 {
+		opt.Channels = []string{"stereo"}
+	}
+	for _, m := range opt.Modes {
+		if m != ModeFile && m != ModeLive && m != ModeWhisperCLI {
+			return nil, fmt.Errorf("bench accuracy: unknown mode %q (file, live, whisper-cli)", m)
+		}
+	}
+	for _, c := range opt.Channels {
+		if c != "stereo" && c != "mono" {
+			return nil, fmt.Errorf("bench accuracy: unknown channel layout %q (stereo, mono)", c)
+		}
+	}
 	sources, err := findAccuracySources(dir)
 	if err != nil {
 		return nil, err
 	}
-	rep := &AccuracyReport{Model: rt.Model.Path(), TestModel: IsTestModel(rt.Model.Path())}
+	rep := &AccuracyReport{Model: rt.Model.Path(), TestModel: IsTestModel(rt.Model.Path()), Corpus: dir, Settings: settings(rt)}
+	rep.LoadAverage[0] = LoadAverage()
 	if rep.TestModel {
 		rep.Note = "test model: WER meaningless (weightless model decodes no words); timings, speaker and VAD figures are real"
 	}
-	var totals textdiff.Totals
-	var spkOK, spkAll, vadHit, vadHyp, vadRef float64
-	for _, s := range sources {
-		clip, err := loadSource(s)
-		if err != nil {
-			return nil, fmt.Errorf("bench accuracy: %s: %w", s.name, err)
-		}
-		tr, err := rt.TranscribeClip(ctx, clip)
-		if err != nil {
-			return nil, fmt.Errorf("bench accuracy: %s: %w", s.name, err)
-		}
-		fa := Score(s.truth, tr)
-		fa.File, fa.Source = s.name, s.kind
-		rep.Files = append(rep.Files, fa)
-		totals.Add(fa.WER)
-		spkOK += fa.SpeakerAccuracy * fa.SpeakerSeconds
-		spkAll += fa.SpeakerSeconds
-		ref := mergeIntervals(truthIntervals(s.truth))
-		hit := domain.OverlapSeconds(mergeIntervals(tr.Speech), ref)
-		vadHit += hit
-		vadHyp += total(mergeIntervals(tr.Speech))
-		vadRef += total(ref)
+	if slices.Contains(opt.Modes, ModeWhisperCLI) {
+		rep.WhisperCLIArgs = strings.Join(opt.CLI.Args, " ")
 	}
-	rep.WER = totals.WER()
-	rep.SpeakerAccuracy = ratio(spkOK, spkAll)
-	rep.VADPrecision, rep.VADRecall = ratio(vadHit, vadHyp), ratio(vadHit, vadRef)
+	if slices.Contains(opt.Modes, ModeLive) {
+		rep.LivePace = opt.LivePace
+	}
+	for _, s := range sources {
+		for _, mode := range opt.Modes {
+			for _, ch := range opt.Channels {
+				if mode == ModeWhisperCLI && ch != "mono" && slices.Contains(opt.Channels, "mono") {
+					continue // the same audio as its mono row
+				}
+				tr, err := transcribeAs(ctx, rt, s, mode, ch, opt)
+				if err != nil {
+					return nil, fmt.Errorf("bench accuracy: %s (%s, %s): %w", s.name, mode, ch, err)
+				}
+				fa := Score(s.truth, tr)
+				fa.File, fa.Source, fa.Mode, fa.Channels, fa.Condition, fa.Voices = s.name, s.kind, mode, ch, s.condition, s.voices
+				if mode == ModeWhisperCLI {
+					fa.Channels = "mono"
+				}
+				rep.Files = append(rep.Files, fa)
+			}
+		}
+	}
+	rep.LoadAverage[1] = LoadAverage()
+	rep.Pools = poolAccuracy(rep.Files)
+	var file []FileAccuracy
+	for _, f := range rep.Files {
+		if f.Mode == ModeFile {
+			file = append(file, f)
+		}
+	}
+	if p := pool(file); p != nil {
+		rep.WER = p.WER
+		rep.SpeakerAccuracy, rep.VADPrecision, rep.VADRecall = deref(p.SpeakerAccuracy), deref(p.VADPrecision), deref(p.VADRecall)
+	}
 	return rep, nil
+}
+
+// transcribeAs transcribes one source in one mode and channel layout.
+func transcribeAs(ctx context.Context, rt *app.Runtime, s truthSource, mode, channels string, opt AccuracyOptions) (*domain.Transcript, error) {
+	if mode == ModeWhisperCLI {
+		path, done, err := monoFile(s)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		return opt.CLI.Transcribe(ctx, path)
+	}
+	clip, err := loadSource(s, channels)
+	if err != nil {
+		return nil, err
+	}
+	if mode == ModeLive {
+		return rt.ReplayClip(ctx, clip, opt.LivePace)
+	}
+	return rt.TranscribeClip(ctx, clip)
+}
+
+// settings describes the runtime's choices that move the figures.
+func settings(rt *app.Runtime) string {
+	c := rt.Config
+	on := func(b bool) string {
+		if b {
+			return "on"
+		}
+		return "off"
+	}
+	return fmt.Sprintf("high-pass %s, noise suppression %s, AGC %s, file window %gs, shrink audio ctx %s, beam %d, temperature inc %g, threads %d",
+		on(c.Audio.HighPass), on(c.Audio.NoiseSuppression), on(c.Audio.AGC), c.Transcription.FileWindow,
+		on(c.Transcription.ShrinkAudioCtx), c.Transcription.BeamSize, c.Transcription.TemperatureInc, c.Models.Threads)
+}
+
+// poolAccuracy pools files by mode, channels, condition and voices, in the order first seen.
+func poolAccuracy(files []FileAccuracy) []PoolAccuracy {
+	type key struct{ mode, ch, cond, voices string }
+	var order []key
+	groups := map[key][]FileAccuracy{}
+	for _, f := range files {
+		k := key{f.Mode, f.Channels, f.Condition, f.Voices}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], f)
+	}
+	out := make([]PoolAccuracy, 0, len(order))
+	for _, k := range order {
+		out = append(out, *pool(groups[k]))
+	}
+	return out
+}
+
+// pool sums files' words, errors, times and speech into one row (nil for none).
+func pool(files []FileAccuracy) *PoolAccuracy {
+	if len(files) == 0 {
+		return nil
+	}
+	f0 := files[0]
+	p := &PoolAccuracy{Mode: f0.Mode, Channels: f0.Channels, Condition: f0.Condition, Voices: f0.Voices, Files: len(files)}
+	var totals textdiff.Totals
+	var spkOK, spkAll, hit, hyp, ref float64
+	for _, f := range files {
+		totals.Add(f.WER)
+		p.AudioSeconds += f.AudioSeconds
+		p.WallS += f.TotalS
+		spkOK += f.SpeakerAccuracy * f.SpeakerSeconds
+		spkAll += f.SpeakerSeconds
+		hit, hyp, ref = hit+f.vadHit, hyp+f.vadHyp, ref+f.vadRef
+	}
+	p.WER = totals.WER()
+	p.RefWords, p.Errors = totals.RefWords, totals.Substitutions+totals.Deletions+totals.Insertions
+	p.RTF = ratio(p.WallS, p.AudioSeconds)
+	if spkAll > 0 {
+		p.SpeakerAccuracy = ptr(spkOK / spkAll)
+	}
+	if hyp > 0 {
+		p.VADPrecision, p.VADRecall = ptr(hit/hyp), ptr(ratio(hit, ref))
+	}
+	return p
+}
+
+func ptr(v float64) *float64 { return &v }
+
+func deref(p *float64) float64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 // Score compares one transcript with its ground truth.
@@ -203,18 +419,21 @@ func Score(truth []corpus.TruthUtterance, tr *domain.Transcript) FileAccuracy {
 	}
 	fa.SpeakerAccuracy = ratio(ok, fa.SpeakerSeconds)
 
-	ref2 := mergeIntervals(truthIntervals(truth))
-	hyp2 := mergeIntervals(tr.Speech)
-	hit := domain.OverlapSeconds(hyp2, ref2)
-	fa.VADPrecision, fa.VADRecall = ratio(hit, total(hyp2)), ratio(hit, total(ref2))
+	if tr.Speech != nil { // whisper-cli reports none
+		ref2 := mergeIntervals(truthIntervals(truth))
+		hyp2 := mergeIntervals(tr.Speech)
+		fa.vadHit, fa.vadHyp, fa.vadRef = domain.OverlapSeconds(hyp2, ref2), total(hyp2), total(ref2)
+		fa.VADPrecision, fa.VADRecall = ratio(fa.vadHit, fa.vadHyp), ratio(fa.vadHit, fa.vadRef)
+	}
 	return fa
 }
 
-// Chart shows WER, speaker accuracy and VAD recall per file.
+// Chart shows, per pool (mode × channels × condition × voices, in the JSON's order), WER,
+// speaker accuracy, VAD precision and VAD recall (0 where not measured).
 func (r *AccuracyReport) Chart() Chart {
 	c := Chart{Series: []string{"WER", "speaker accuracy", "VAD precision", "VAD recall"}, Step: 0.25}
-	for _, f := range r.Files {
-		c.Groups = append(c.Groups, []float64{min(f.WERValue, 2), f.SpeakerAccuracy, f.VADPrecision, f.VADRecall})
+	for _, p := range r.Pools {
+		c.Groups = append(c.Groups, []float64{min(p.WER, 2), deref(p.SpeakerAccuracy), deref(p.VADPrecision), deref(p.VADRecall)})
 	}
 	return c
 }

@@ -183,7 +183,7 @@ func TestRunAccuracyLabelsTestModel(t *testing.T) {
 	src := renderedExcerpt(t)
 	dir := t.TempDir()
 	base := filepath.Base(src[:len(src)-len(".truth.json")])
-	for _, ext := range []string{".truth.json", ".stereo.wav"} {
+	for _, ext := range []string{".truth.json", ".stereo.wav", ".mono.wav"} {
 		b, err := os.ReadFile(filepath.Join(filepath.Dir(src), base+ext))
 		if err != nil {
 			t.Fatal(err)
@@ -193,21 +193,47 @@ func TestRunAccuracyLabelsTestModel(t *testing.T) {
 		}
 	}
 	rt := realRuntime(t)
-	rep, err := RunAccuracy(context.Background(), rt, dir)
+	rep, err := RunAccuracy(context.Background(), rt, dir, AccuracyOptions{Modes: []string{ModeFile, ModeLive}, Channels: []string{"stereo", "mono"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.TestModel || rep.Note == "" || len(rep.Files) != 1 {
+	if !rep.TestModel || rep.Note == "" || len(rep.Files) != 4 || len(rep.Pools) != 4 {
 		t.Fatalf("%+v", rep)
 	}
-	f := rep.Files[0]
-	// The test model decodes no words, so every reference word is deleted; the VAD and
-	// speaker figures are real and the speech is rendered cleanly.
-	if f.RefWords == 0 || f.HypWords != 0 || f.WERValue != 1 || f.VADRecall < 0.5 || f.VADPrecision < 0.5 || f.SpeakerSeconds == 0 {
-		t.Errorf("%+v", f)
+	for _, f := range rep.Files {
+		// The test model decodes no words, so every reference word is deleted; the VAD
+		// figures are real and the speech is rendered cleanly.
+		if f.RefWords == 0 || f.HypWords != 0 || f.WERValue != 1 || f.VADRecall < 0.5 || f.VADPrecision < 0.5 || f.Condition != "clean" {
+			t.Errorf("%+v", f)
+		}
+		// Speakers come from the two microphones; the mono mix has none to tell them by.
+		if (f.Channels == "stereo") != (f.SpeakerSeconds > 0) {
+			t.Errorf("%s %s: speaker-scored seconds %.1f", f.Mode, f.Channels, f.SpeakerSeconds)
+		}
 	}
-	if _, err := RunAccuracy(context.Background(), rt, t.TempDir()); err == nil {
+	for _, p := range rep.Pools {
+		if p.Files != 1 || p.VADRecall == nil || (p.Channels == "stereo") != (p.SpeakerAccuracy != nil) || p.RTF <= 0 {
+			t.Errorf("pool %+v", p)
+		}
+	}
+	if _, err := RunAccuracy(context.Background(), rt, t.TempDir(), AccuracyOptions{}); err == nil {
 		t.Error("empty corpus accepted")
+	}
+	if _, err := RunAccuracy(context.Background(), rt, dir, AccuracyOptions{Modes: []string{"guess"}}); err == nil {
+		t.Error("unknown mode accepted")
+	}
+}
+
+func TestParseWhisperCLIJSON(t *testing.T) {
+	segs, err := parseCLIJSON([]byte(`{"transcription":[{"timestamps":{"from":"00:00:00,000","to":"00:00:02,500"},"offsets":{"from":0,"to":2500},"text":" And so my fellow Americans"},{"offsets":{"from":2500,"to":4000},"text":" ask not"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) != 2 || segs[0].End != 2.5 || segs[1].Start != 2.5 || segs[1].Text != " ask not" {
+		t.Errorf("%+v", segs)
+	}
+	if _, err := parseCLIJSON([]byte("not json")); err == nil {
+		t.Error("bad output accepted")
 	}
 }
 

@@ -42,6 +42,10 @@ type Config struct {
 		TemperatureInc float32 `yaml:"temperature_inc"`
 		Vocabulary     string  `yaml:"vocabulary"` // term file; empty = built-in list
 		ShrinkAudioCtx bool    `yaml:"shrink_audio_ctx"`
+		// FileWindow: file transcription (scribe transcribe, bench accuracy) packs the
+		// VAD's speech into decode windows of up to this many seconds (whisper's 30 s);
+		// 0 decodes each utterance alone, as live rooms do.
+		FileWindow float64 `yaml:"file_window"`
 		// SecondPassModel, when set, re-transcribes committed utterances with this
 		// (larger) model when the box is idle; SecondPassQueue bounds the utterances
 		// whose audio waits in memory for it (0 = 32).
@@ -138,6 +142,7 @@ func Default() Config {
 	c.Transcription.Language = "en"
 	c.Transcription.TemperatureInc = 0.2
 	c.Transcription.ShrinkAudioCtx = false // measured: shrinking the encoder costs real models words (README, Measured accuracy)
+	c.Transcription.FileWindow = 30
 	c.Audio.HighPass = true
 	c.Audio.NoiseSuppression = true
 	c.Audio.AGC = true
@@ -218,6 +223,8 @@ func (c Config) Validate() error {
 		return errors.New("config: data_dir must be set")
 	case c.Models.Workers < 0 || c.Models.Threads < 0:
 		return errors.New("config: models.workers and models.threads must be ≥ 0")
+	case c.Transcription.FileWindow < 0 || c.Transcription.FileWindow > 30:
+		return fmt.Errorf("config: transcription.file_window %g must be between 0 and 30 seconds", c.Transcription.FileWindow)
 	case c.Audio.Retention != "none" && c.Audio.Retention != "until-approved":
 		return fmt.Errorf("config: audio.retention %q must be none or until-approved", c.Audio.Retention)
 	case c.Audio.RetentionTTL <= 0 || c.Audio.RetentionTTL > 24*time.Hour:

@@ -31,6 +31,7 @@ func RunRenderCLI(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	noise := fs.String("noise", "none", "background noise: white, pink or none")
 	snr := fs.Float64("snr", 20, "speech-to-noise ratio in dB when -noise is white or pink")
 	jobs := fs.Int("jobs", 2, "espeak-ng processes to run at once")
+	voices := fs.String("voices", strings.Join(DefaultVoices[:], ","), "espeak-ng voices of clinician and patient, comma-separated")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: scribe corpus render [flags]\n\nRenders PriMock57 consultations with espeak-ng: <id>.stereo.wav (clinician left,\npatient right), <id>.mono.wav and <id>.truth.json (where each utterance really is).\n\nflags:")
 		fs.PrintDefaults()
@@ -67,6 +68,11 @@ func RunRenderCLI(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 
 	opt := RenderOptions{OutDir: *out, MaxSeconds: *maxSeconds, NoiseKind: *noise, SNRdB: *snr, Jobs: *jobs}
+	v := strings.Split(*voices, ",")
+	if len(v) != 2 || strings.TrimSpace(v[0]) == "" || strings.TrimSpace(v[1]) == "" {
+		return fmt.Errorf("corpus render: -voices %q: want two espeak-ng voices, clinician first: %w", *voices, ErrUsage)
+	}
+	opt.Voices = [2]string{strings.TrimSpace(v[0]), strings.TrimSpace(v[1])}
 	for _, id := range list {
 		began := time.Now()
 		r, err := Render(ctx, *corpus, id, opt)

@@ -78,6 +78,55 @@ type Utterance struct {
 	// Context is the text committed just before this utterance in the same stream (its
 	// tail), given to the decoder as the preceding text, as Whisper was trained to see it.
 	Context string
+	// Runs is set on a packed utterance (file mode): several speech runs joined into one
+	// decode window, Channels holding them back to back. Each run says where it starts in
+	// Channels and where it was in the recording; Interval then spans the first run's
+	// start to the last run's end. Empty for an utterance that is one run of the recording.
+	Runs []Run
+}
+
+// Run is one stretch of a packed utterance: At seconds into its audio, Interval on the
+// recording's timeline (the same length).
+type Run struct {
+	At float64 `json:"at"`
+	Interval
+}
+
+// Seconds is the length of the utterance's audio.
+func (u Utterance) Seconds() float64 {
+	if len(u.Runs) == 0 || len(u.Channels) == 0 {
+		return u.Duration()
+	}
+	return float64(len(u.Channels[0])) / SampleRate
+}
+
+// Speech is the stretches of the recording the utterance holds: its runs, or itself.
+func (u Utterance) Speech() []Interval {
+	if len(u.Runs) == 0 {
+		return []Interval{u.Interval}
+	}
+	out := make([]Interval, len(u.Runs))
+	for i, r := range u.Runs {
+		out[i] = r.Interval
+	}
+	return out
+}
+
+// OnRecording maps t seconds into the utterance's audio to the recording's timeline. In
+// a packed utterance a time on the boundary of two runs belongs to the later run when it
+// starts a span (end false) and to the earlier when it ends one (end true).
+func (u Utterance) OnRecording(t float64, end bool) float64 {
+	if len(u.Runs) == 0 {
+		return u.Start + t
+	}
+	i := 0
+	for j, r := range u.Runs {
+		if r.At < t || (!end && r.At == t) {
+			i = j
+		}
+	}
+	r := u.Runs[i]
+	return r.Start + min(max(t-r.At, 0), r.Duration())
 }
 
 // Mono returns the utterance as one channel (the average of all channels).
@@ -218,6 +267,8 @@ type DecodeOptions struct {
 	// MaxTokens caps the text tokens decoded (0 = the model's limit): speech rarely
 	// exceeds ~7 tokens a second, so a longer output is a runaway decode.
 	MaxTokens int
+	// TokenTimestamps asks for each token's time (DecodedToken.Start, End).
+	TokenTimestamps bool
 }
 
 // DecodedToken is one text token with its probability.
@@ -226,6 +277,10 @@ type DecodedToken struct {
 	Text    string  `json:"text"`
 	P       float32 `json:"p"`
 	LogProb float32 `json:"logprob"`
+	// Start and End are seconds from the start of the samples, when token timestamps
+	// were asked for (DecodeOptions.TokenTimestamps); 0 otherwise.
+	Start float64 `json:"start,omitempty"`
+	End   float64 `json:"end,omitempty"`
 }
 
 // DecodedSegment is a decoder's raw output; times are seconds from the start of the

@@ -39,6 +39,9 @@ type Config struct {
 	// MaxQueued bounds finished utterances waiting for a decoder; past it the reader
 	// waits (back-pressure) rather than holding unbounded audio.
 	MaxQueued int
+	// PackSeconds > 0 is file mode: finished utterances are packed into windows of up to
+	// this many seconds and each window is decoded once (see pack.go); no provisional text.
+	PackSeconds float64
 }
 
 // DefaultConfig enables provisional text and queues up to 32 utterances.
@@ -62,7 +65,8 @@ type Deps struct {
 // Observation describes one decoded utterance, for metrics.
 type Observation struct {
 	Final        bool
-	Interval     domain.Interval // the utterance, on the stream's own timeline
+	Interval     domain.Interval   // the utterance, on the stream's own timeline
+	Speech       []domain.Interval // the speech it held: Interval, or a packed window's runs
 	AudioSeconds float64
 	Decode       time.Duration
 	Lag          time.Duration // from the utterance's end being heard to its text
@@ -124,7 +128,7 @@ func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offse
 	}
 	defer release()
 	vcfg := p.cfg.VAD
-	if !p.cfg.Provisional {
+	if !p.cfg.Provisional || p.cfg.PackSeconds > 0 {
 		vcfg.ProvisionalEvery = 0
 	}
 	seg, err := vad.New(vcfg, scorer, nch)
@@ -160,7 +164,11 @@ func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offse
 		}
 	}()
 
-	decErr := p.decode(ctx, offset, finals, prov, emit)
+	decode := p.decode
+	if p.cfg.PackSeconds > 0 {
+		decode = p.decodePacked
+	}
+	decErr := decode(ctx, offset, finals, prov, emit)
 	if decErr != nil {
 		cancel()
 	}
@@ -227,20 +235,15 @@ func (p *Pipeline) read(ctx context.Context, src domain.AudioSource, seg *vad.Se
 // decoder is free — the newest provisional snapshot.
 func (p *Pipeline) decode(ctx context.Context, offset float64, finals <-chan heard, prov *latest, emit func(domain.LiveEvent)) error {
 	committed := -1
-	var context []string // the stream's committed text, newest last (its tail is enough)
+	var said history
 	commit := func(h heard) error {
-		h.u.Context = transcribe.ContextTail(context)
+		h.u.Context = said.tail()
 		text, err := p.commit(ctx, h, offset, len(finals), emit)
 		if err != nil {
 			return err
 		}
 		committed = h.u.Seq
-		if text != "" {
-			context = append(context, text)
-			if len(context) > 8 {
-				context = context[len(context)-8:]
-			}
-		}
+		said.add(text)
 		return nil
 	}
 	for {
@@ -269,7 +272,7 @@ func (p *Pipeline) decode(ctx context.Context, offset float64, finals <-chan hea
 			if !ok || u.Seq <= committed {
 				continue
 			}
-			u.Context = transcribe.ContextTail(context)
+			u.Context = said.tail()
 			pctx := prov.begin(ctx)
 			segs, took, err := p.deps.Engine.TryTranscribe(pctx, u)
 			superseded := prov.end()
@@ -304,10 +307,9 @@ func (p *Pipeline) commit(ctx context.Context, h heard, offset float64, queued i
 		}
 		// The speech is real even if decoding failed: keep it visible to the reviewer.
 		p.deps.Logger.Error("decode failed; utterance kept as untranscribed", "utterance", u.Seq, "err", err)
-		segs = []domain.Segment{{ID: fmt.Sprintf("u%d-0", u.Seq), Start: u.Start, End: u.End,
-			Speaker: domain.SpeakerUnknown, Flags: []domain.Flag{domain.FlagUntranscribed}}}
+		segs = transcribe.Untranscribed(u)
 	}
-	p.observe(Observation{Final: true, Interval: u.Interval, AudioSeconds: u.End - u.Start, Decode: took, Lag: time.Since(h.at), Queued: queued})
+	p.observe(Observation{Final: true, Interval: u.Interval, Speech: u.Speech(), AudioSeconds: u.Seconds(), Decode: took, Lag: time.Since(h.at), Queued: queued})
 	var text []string
 	for i, s := range segs {
 		if s.Text != "" {

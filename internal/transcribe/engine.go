@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -139,7 +140,7 @@ func (e *Engine) Transcribe(ctx context.Context, u domain.Utterance) ([]domain.S
 	}
 	defer e.sched.release(d)
 	segs, took, err := e.run(ctx, d, u)
-	e.observe(Scheduled{Room: room, Final: true, Wait: wait, Decode: took, AudioSeconds: u.End - u.Start, Err: err})
+	e.observe(Scheduled{Room: room, Final: true, Wait: wait, Decode: took, AudioSeconds: u.Seconds(), Err: err})
 	return segs, took, err
 }
 
@@ -159,7 +160,7 @@ func (e *Engine) TryTranscribe(ctx context.Context, u domain.Utterance) ([]domai
 	if err != nil && ctx.Err() == nil && preempted() {
 		segs, err = nil, ErrPreempted
 	}
-	e.observe(Scheduled{Room: room, Decode: took, AudioSeconds: u.End - u.Start, Err: err})
+	e.observe(Scheduled{Room: room, Decode: took, AudioSeconds: u.Seconds(), Err: err})
 	return segs, took, err
 }
 
@@ -232,6 +233,9 @@ func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]doma
 		SuppressNonSpeech: true,
 	}
 	opts.MaxTokens = MaxTokensFor(float64(len(mono)) / domain.SampleRate)
+	// A packed window may hold both speakers: token times let segments be split where
+	// the floor passes (turnCuts).
+	opts.TokenTimestamps = len(u.Runs) > 1 && len(u.Channels) > 1
 	if e.cfg.ShrinkAudioCtx {
 		opts.AudioCtx = AudioCtxFor(float64(len(samples))/domain.SampleRate, e.cfg.ModelAudioCtx)
 	}
@@ -244,28 +248,46 @@ func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]doma
 	return e.segments(u, decoded), took, nil
 }
 
-// segments converts decoded output to transcript segments on the recording's timeline.
+// segments converts decoded output to transcript segments on the recording's timeline
+// (through the runs of a packed utterance). Every run the VAD heard that no decoded text
+// covers is kept as an empty segment flagged untranscribed, so the reviewer sees the gap.
 func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) []domain.Segment {
-	dur := u.End - u.Start
+	dur := u.Seconds()
 	var out []domain.Segment
+	var parts []domain.DecodedSegment
+	if cuts := e.turnCuts(u); len(cuts) > 0 {
+		for _, d := range decoded {
+			parts = append(parts, splitAt(d, cuts)...)
+		}
+		decoded = parts
+	}
 	for _, d := range decoded {
 		seg := guard(d, e.cfg.Thresholds)
-		if seg.Text == "" && len(seg.Flags) == 0 {
-			continue // an annotation-only segment such as [BLANK_AUDIO]
+		if seg.Text == "" {
+			continue // an annotation such as [BLANK_AUDIO]: no words; its run is checked below
 		}
 		s, en := clamp(d.Start, 0, dur), clamp(d.End, 0, dur)
 		if en <= s {
 			s, en = 0, dur
 		}
-		seg.Start, seg.End = u.Start+s, u.Start+en
+		seg.Start, seg.End = u.OnRecording(s, false), u.OnRecording(en, true)
 		e.attribute(&seg, u, s, en)
 		out = append(out, seg)
 	}
-	if len(out) == 0 {
-		// The VAD heard speech but nothing was decoded: keep the gap visible.
-		seg := domain.Segment{Start: u.Start, End: u.End, Flags: []domain.Flag{domain.FlagUntranscribed}}
-		e.attribute(&seg, u, 0, dur)
-		out = append(out, seg)
+	for _, r := range runsOf(u) {
+		if coveredBy(r.Interval, out) {
+			continue
+		}
+		seg := domain.Segment{Start: r.Start, End: r.End, Flags: []domain.Flag{domain.FlagUntranscribed}}
+		e.attribute(&seg, u, r.At, r.At+r.Duration())
+		at := len(out) // in time order among the decoded segments, which keep theirs
+		for i, s := range out {
+			if s.Start > seg.Start {
+				at = i
+				break
+			}
+		}
+		out = slices.Insert(out, at, seg)
 	}
 	if u.Cut {
 		out[len(out)-1].Flags = append(out[len(out)-1].Flags, domain.FlagTruncated)
@@ -274,6 +296,16 @@ func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) [
 		out[i].ID = fmt.Sprintf("u%d-%d", u.Seq, i)
 	}
 	return out
+}
+
+// coveredBy reports whether any segment with text overlaps iv.
+func coveredBy(iv domain.Interval, segs []domain.Segment) bool {
+	for _, s := range segs {
+		if s.Text != "" && s.Start < iv.End && s.End > iv.Start {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Engine) attribute(seg *domain.Segment, u domain.Utterance, from, to float64) {

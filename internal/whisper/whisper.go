@@ -202,6 +202,7 @@ func (s *State) Decode(ctx context.Context, samples []float32, p domain.DecodeOp
 	cp.suppress_blank = true
 	cp.suppress_nst = C.bool(p.SuppressNonSpeech)
 	cp.audio_ctx = C.int(p.AudioCtx)
+	cp.token_timestamps = C.bool(p.TokenTimestamps)
 	cp.temperature = C.float(p.Temperature)
 	cp.temperature_inc = C.float(p.TemperatureInc)
 	if p.EntropyThold > 0 {
@@ -276,6 +277,9 @@ func (s *State) Decode(ctx context.Context, samples []float32, p domain.DecodeOp
 				Text:    C.GoString(C.whisper_full_get_token_text_from_state(s.m.ctx, s.st, ci, cj)),
 				P:       float32(data.p),
 				LogProb: float32(data.plog),
+				// whisper reports token times in centiseconds (0 unless asked for).
+				Start: float64(data.t0) / 100,
+				End:   float64(data.t1) / 100,
 			})
 		}
 		segs = append(segs, seg)
