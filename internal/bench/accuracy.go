@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"scribe/internal/app"
 	"scribe/internal/audio"
@@ -75,6 +76,7 @@ type AccuracyReport struct {
 	Note            string         `json:"note,omitempty"`
 	Corpus          string         `json:"corpus"`
 	Settings        string         `json:"settings"` // clean-up, window, encoder context, decoding
+	Measured        string         `json:"measured"` // date (UTC)
 	WhisperCLIArgs  string         `json:"whisper_cli_args,omitempty"`
 	LivePace        float64        `json:"live_pace,omitempty"`
 	LoadAverage     [2]float64     `json:"load_average_1m"` // at start and end: other work skews the times
@@ -246,7 +248,8 @@ func RunAccuracy(ctx context.Context, rt *app.Runtime, dir string, opt AccuracyO
 	if err != nil {
 		return nil, err
 	}
-	rep := &AccuracyReport{Model: rt.Model.Path(), TestModel: IsTestModel(rt.Model.Path()), Corpus: dir, Settings: settings(rt)}
+	rep := &AccuracyReport{Model: rt.Model.Path(), TestModel: IsTestModel(rt.Model.Path()), Corpus: dir, Settings: settings(rt),
+		Measured: time.Now().UTC().Format("2006-01-02")}
 	rep.LoadAverage[0] = LoadAverage()
 	if rep.TestModel {
 		rep.Note = "test model: WER meaningless (weightless model decodes no words); timings, speaker and VAD figures are real"

@@ -42,12 +42,29 @@ const (
 	xiMinDB = -25.0
 )
 
+// SNR adaptation. Suppression costs a real speech model words on speech that is already
+// clean (measured with real tiny.en: jfk.wav's "Americans" lost, and a point of WER on
+// clean rendered consultations) while it wins many back in noise (pink noise at 5 dB
+// SNR: 57 % → 52 % WER). So the suppressor estimates the stream's SNR — the mean power
+// of frames well above the noise floor over the noise floor — and applies its full
+// reduction at snrFullDB and below, none at snrOffDB and above, and a linear ramp (in
+// dB of reduction) between. Until speech has been heard it applies the full reduction.
+const (
+	snrFullDB = 10.0
+	snrOffDB  = 20.0
+	// speechFrameRatio: a frame whose power is 4× (6 dB) the noise floor counts towards
+	// the speech level, which is an exponential average over such frames (~0.8 s).
+	speechFrameRatio = 4.0
+	alphaSpeech      = 0.98
+)
+
 // suppressor is a streaming STFT noise suppressor with a decision-directed Wiener gain.
 type suppressor struct {
 	fft     *fft
 	window  []float64
 	gainMin float64 // gain floor (linear), keeps residual noise natural instead of musical
 	unity   bool    // test hook: apply gain 1 everywhere (checks reconstruction)
+	speech  float64 // speech level (mean-square sample value), 0 until speech is heard
 
 	in   []float64 // padded input not yet consumed by a frame
 	acc  []float64 // overlap-add accumulator for the current frame's span
@@ -135,6 +152,7 @@ func (s *suppressor) applyGain() {
 		subDone = true
 	}
 	xiMin := math.Pow(10, xiMinDB/10)
+	gainMin := s.floor()
 	for k := range numBins {
 		p := s.re[k]*s.re[k] + s.im[k]*s.im[k]
 		if first {
@@ -166,7 +184,7 @@ func (s *suppressor) applyGain() {
 		gamma := math.Min(p/noise, 1e4)
 		xi := alphaDD*s.prevClean[k]/noise + (1-alphaDD)*math.Max(gamma-1, 0)
 		xi = math.Max(xi, xiMin)
-		g := math.Max(xi/(1+xi), s.gainMin)
+		g := math.Max(xi/(1+xi), gainMin)
 		s.prevClean[k] = g * g * p
 
 		s.re[k] *= g
@@ -193,20 +211,53 @@ func (s *suppressor) applyGain() {
 	}
 }
 
+// floor is this frame's gain floor: gainMin scaled back towards 1 as the stream's SNR
+// rises from snrFullDB to snrOffDB. It first updates the speech level with this frame
+// (s.re, s.im hold its spectrum).
+func (s *suppressor) floor() float64 {
+	if s.frames < initFrames {
+		return s.gainMin
+	}
+	noise := s.noisePower()
+	if p := s.framePower(); p > speechFrameRatio*noise {
+		if s.speech == 0 {
+			s.speech = p
+		}
+		s.speech = alphaSpeech*s.speech + (1-alphaSpeech)*p
+	}
+	if s.speech == 0 {
+		return s.gainMin
+	}
+	snr := 10 * math.Log10(s.speech/math.Max(noise, 1e-20))
+	share := math.Max(0, math.Min(1, (snrOffDB-snr)/(snrOffDB-snrFullDB)))
+	return math.Pow(s.gainMin, share) // share of the full reduction, in dB
+}
+
+// framePower is the current frame's power as a mean-square sample value (as noisePower).
+func (s *suppressor) framePower() float64 {
+	return binsToPower(func(k int) float64 { return s.re[k]*s.re[k] + s.im[k]*s.im[k] })
+}
+
 // noisePower is the tracked noise as a mean-square sample value (time domain), from
 // Parseval over the windowed frame. Zero before the first frame.
 func (s *suppressor) noisePower() float64 {
 	if s.frames == 0 {
 		return 0
 	}
+	return binsToPower(func(k int) float64 { return s.noise[k] })
+}
+
+// binsToPower turns per-bin powers of one windowed frame (bins 0…N/2) into a
+// mean-square sample value: Σ|X|² = N·Σ(w·x)² over both halves of the spectrum, and
+// the mean of w² (Hann) is 1/2.
+func binsToPower(bin func(k int) float64) float64 {
 	var sum float64
 	for k := range numBins {
 		w := 2.0
 		if k == 0 || k == frameSize/2 {
 			w = 1
 		}
-		sum += w * s.noise[k]
+		sum += w * bin(k)
 	}
-	// Σ|X|² = N·Σ(w·x)², and the mean of w² (Hann) is 1/2.
 	return sum / frameSize / (frameSize * 0.5)
 }
