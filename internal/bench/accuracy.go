@@ -431,14 +431,54 @@ func Score(truth []corpus.TruthUtterance, tr *domain.Transcript) FileAccuracy {
 	return fa
 }
 
-// Chart shows, per pool (mode × channels × condition × voices, in the JSON's order), WER,
-// speaker accuracy, VAD precision and VAD recall (0 where not measured).
+// Chart shows WER per condition (noise, channels, voices — one group each, in the
+// JSON's order) with one bar per mode: file mode, live, whisper-cli.
 func (r *AccuracyReport) Chart() Chart {
-	c := Chart{Series: []string{"WER", "speaker accuracy", "VAD precision", "VAD recall"}, Step: 0.25}
+	c := Chart{Title: "WER by condition: " + filepath.Base(r.Model), Step: 0.1}
+	type key struct{ cond, ch, voices string }
+	var order []key
+	at := map[key]int{}
+	var modes []string
 	for _, p := range r.Pools {
-		c.Groups = append(c.Groups, []float64{min(p.WER, 2), deref(p.SpeakerAccuracy), deref(p.VADPrecision), deref(p.VADRecall)})
+		if !slices.Contains(modes, p.Mode) {
+			modes = append(modes, p.Mode)
+		}
 	}
+	for _, p := range r.Pools {
+		k := key{p.Condition, p.Channels, p.Voices}
+		i, ok := at[k]
+		if !ok {
+			i = len(order)
+			at[k] = i
+			order = append(order, k)
+			c.Groups = append(c.Groups, make([]float64, len(modes)))
+			label := p.Condition + " " + p.Channels
+			if voices := r.distinctVoices(); voices > 1 {
+				label = accentOf(p.Voices)
+			}
+			c.Labels = append(c.Labels, label)
+		}
+		c.Groups[i][slices.Index(modes, p.Mode)] = min(p.WER, 2)
+	}
+	c.Series = modes
 	return c
+}
+
+// distinctVoices counts the voice pairs among the pools.
+func (r *AccuracyReport) distinctVoices() int {
+	seen := map[string]bool{}
+	for _, p := range r.Pools {
+		seen[p.Voices] = true
+	}
+	return len(seen)
+}
+
+// accentOf names a voice pair by its first voice without the variant ("en-gb-scotland").
+func accentOf(voices string) string {
+	if i := strings.IndexAny(voices, "+,"); i >= 0 {
+		return voices[:i]
+	}
+	return voices
 }
 
 func truthIntervals(truth []corpus.TruthUtterance) []domain.Interval {

@@ -56,8 +56,33 @@ func TestChartDraws(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := img.Bounds(); b.Dx() < 200 || b.Dy() != 300 {
+	if b := img.Bounds(); b.Dx() < 200 || b.Dy() < 260 {
 		t.Errorf("size %v", b)
+	}
+	// With a title, a legend and group labels, the text is drawn (dark pixels) above the
+	// plot and below the axis.
+	c.Title, c.Series, c.Labels = "WER by condition", []string{"file", "whisper-cli"}, []string{"clean", "pink 10 dB", "pink 5 dB"}
+	buf.Reset()
+	if err := c.Draw(&buf); err != nil {
+		t.Fatal(err)
+	}
+	labelled, err := png.Decode(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := labelled.Bounds()
+	dark := func(y0, y1 int) bool {
+		for y := y0; y < y1; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				if r, g, bl, _ := labelled.At(x, y).RGBA(); r < 0x4000 && g < 0x4000 && bl < 0x4000 {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if b.Dy() <= img.Bounds().Dy() || !dark(0, lineH+2) || !dark(b.Max.Y-lineH-4, b.Max.Y) {
+		t.Errorf("labelled chart %v: no title or labels drawn", b)
 	}
 	// The tallest bar (2.5, group 1 series 1) reaches higher than the shortest.
 	if err := (Chart{}).Draw(&buf); err == nil {
@@ -215,6 +240,14 @@ func TestRunAccuracyLabelsTestModel(t *testing.T) {
 		if p.Files != 1 || p.VADRecall == nil || (p.Channels == "stereo") != (p.SpeakerAccuracy != nil) || p.RTF <= 0 {
 			t.Errorf("pool %+v", p)
 		}
+	}
+	c := rep.Chart()
+	if len(c.Groups) != 2 || len(c.Labels) != 2 || len(c.Series) != 2 || c.Labels[0] != "clean stereo" {
+		t.Errorf("chart: %d groups %v, series %v", len(c.Groups), c.Labels, c.Series)
+	}
+	var png bytes.Buffer
+	if err := c.Draw(&png); err != nil || png.Len() == 0 {
+		t.Errorf("chart: %v", err)
 	}
 	if _, err := RunAccuracy(context.Background(), rt, t.TempDir(), AccuracyOptions{}); err == nil {
 		t.Error("empty corpus accepted")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -101,8 +102,9 @@ func RunHallucination(ctx context.Context, rt *app.Runtime, cli CLIRun, vadModel
 
 // Chart shows the words each tool wrote, per clip (the goal is none).
 func (r *HallucinationReport) Chart() Chart {
-	c := Chart{Series: hallucinationTools}
+	c := Chart{Title: "Words written where nobody spoke: " + filepath.Base(r.Model), Series: hallucinationTools}
 	for _, hc := range r.Clips {
+		c.Labels = append(c.Labels, hc.Clip)
 		g := make([]float64, len(hc.Runs))
 		for i, run := range hc.Runs {
 			g[i] = float64(run.Words)
