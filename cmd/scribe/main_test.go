@@ -94,14 +94,7 @@ func TestTranscribeBadInputGivesOneLineError(t *testing.T) {
 func TestTranscribeAndVADCommands(t *testing.T) {
 	model, vad := testModels(t)
 	jfk := filepath.Join(config.SharedDir(), "audio", "jfk.wav")
-	code, out, stderr := runCLI("transcribe", jfk, "--model", model, "--vad-model", vad, "--format", "json", "--threads", "2")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var tr domain.Transcript
-	if err := json.Unmarshal([]byte(out), &tr); err != nil {
-		t.Fatalf("JSON: %v\n%s", err, out)
-	}
+	tr := transcribeJSON(t, jfk, model, vad)
 	if tr.AudioSeconds < 10.9 || len(tr.Segments) == 0 || tr.Timings.TotalMS <= 0 {
 		t.Errorf("transcript %+v", tr)
 	}
@@ -116,7 +109,7 @@ func TestTranscribeAndVADCommands(t *testing.T) {
 			t.Errorf("%s output %q (%v)", f, b.String(), err)
 		}
 	}
-	code, out, _ = runCLI("vad", jfk, "--vad-model", vad, "--format", "json")
+	code, out, _ := runCLI("vad", jfk, "--vad-model", vad, "--format", "json")
 	var v struct {
 		Speech []domain.Interval `json:"speech"`
 	}

@@ -27,6 +27,20 @@ func jfkPath(t *testing.T) string {
 	return p
 }
 
+// transcribeJSON runs `scribe transcribe FILE --format json` on 2 threads and reads it.
+func transcribeJSON(t *testing.T, file, model, vad string) domain.Transcript {
+	t.Helper()
+	code, out, stderr := runCLI("transcribe", file, "--model", model, "--vad-model", vad, "--format", "json", "--threads", "2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var tr domain.Transcript
+	if err := json.Unmarshal([]byte(out), &tr); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out)
+	}
+	return tr
+}
+
 func transcriptText(segs []domain.Segment) string {
 	var parts []string
 	for _, s := range segs {
@@ -40,19 +54,12 @@ func transcriptText(segs []domain.Segment) string {
 // The converted real tiny.en gives the reference sentence, word for word after
 // normalisation (case, punctuation), through `scribe transcribe` and through whisper.cpp's
 // own whisper-cli on the same file: the converter is right, and the pipeline (clean-up,
-// Silero, per-utterance decoding) costs no words.
+// Silero, decoding in packed windows) costs no words.
 func TestJFKRealWordsThroughTranscribeAndWhisperCLI(t *testing.T) {
 	model := testmodels.Real(t, "tiny.en")
 	vad := testmodels.VAD(t)
 	jfk := jfkPath(t)
-	code, out, stderr := runCLI("transcribe", jfk, "--model", model, "--vad-model", vad, "--format", "json", "--threads", "2")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var tr domain.Transcript
-	if err := json.Unmarshal([]byte(out), &tr); err != nil {
-		t.Fatalf("JSON: %v\n%s", err, out)
-	}
+	tr := transcribeJSON(t, jfk, model, vad)
 	got := transcriptText(tr.Segments)
 	if r := textdiff.WER(jfkReference, got); r.WER != 0 {
 		t.Errorf("scribe transcribe: WER %.3f (%d errors): %q", r.WER, r.Errors(), got)
