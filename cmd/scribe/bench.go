@@ -164,8 +164,28 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		channels := fs.String("channels", "stereo", "comma-separated: stereo (a microphone each), mono (the mix)")
 		pace := fs.Float64("live-pace", 4, "live mode: replay speed, × real time (0: as fast as the pipeline takes it)")
 		cliArgs := fs.String("whisper-cli-args", "", "whisper-cli mode: arguments beyond model, file, threads and language (default: its own defaults)")
+		join := fs.String("join", "", "instead of measuring: join these reports (comma-separated JSON files, one model) into one")
 		if _, err := parse(fs, args); err != nil {
 			return err
+		}
+		if *join != "" {
+			var parts []*bench.AccuracyReport
+			for _, path := range splitList(*join) {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					return err
+				}
+				var r bench.AccuracyReport
+				if err := json.Unmarshal(b, &r); err != nil {
+					return fmt.Errorf("bench accuracy --join: %s: %w", path, err)
+				}
+				parts = append(parts, &r)
+			}
+			rep, err := bench.JoinAccuracy(parts)
+			if err != nil {
+				return err
+			}
+			return writeBench(stdout, *out, *chart, rep, rep.Chart())
 		}
 		cfg, err := mf.load()
 		if err != nil {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,14 +40,18 @@ type FileAccuracy struct {
 	WERValue        float64         `json:"wer"`
 	RefWords        int             `json:"ref_words"`
 	HypWords        int             `json:"hyp_words"`
+	Errors          int             `json:"errors"` // substitutions + deletions + insertions
 	SpeakerAccuracy float64         `json:"speaker_accuracy"`
 	SpeakerSeconds  float64         `json:"speaker_scored_seconds"`
 	VADPrecision    float64         `json:"vad_precision"`
 	VADRecall       float64         `json:"vad_recall"`
 	DecodeS         float64         `json:"decode_s"`
 	TotalS          float64         `json:"total_s"`
-
-	vadHit, vadHyp, vadRef float64
+	// Seconds of speech found by both the VAD and the truth, by the VAD, by the truth
+	// (what the pooled precision and recall are made of).
+	VADHitS float64 `json:"vad_hit_s,omitempty"`
+	VADHypS float64 `json:"vad_hyp_s,omitempty"`
+	VADRefS float64 `json:"vad_ref_s,omitempty"`
 }
 
 // PoolAccuracy pools the files of one mode, channel layout, condition and voice pair.
@@ -280,18 +285,53 @@ func RunAccuracy(ctx context.Context, rt *app.Runtime, dir string, opt AccuracyO
 		}
 	}
 	rep.LoadAverage[1] = LoadAverage()
-	rep.Pools = poolAccuracy(rep.Files)
+	rep.pool()
+	return rep, nil
+}
+
+// pool fills the pooled figures from the files.
+func (r *AccuracyReport) pool() {
+	r.Pools = poolAccuracy(r.Files)
 	var file []FileAccuracy
-	for _, f := range rep.Files {
+	for _, f := range r.Files {
 		if f.Mode == ModeFile {
 			file = append(file, f)
 		}
 	}
 	if p := pool(file); p != nil {
-		rep.WER = p.WER
-		rep.SpeakerAccuracy, rep.VADPrecision, rep.VADRecall = deref(p.SpeakerAccuracy), deref(p.VADPrecision), deref(p.VADRecall)
+		r.WER = p.WER
+		r.SpeakerAccuracy, r.VADPrecision, r.VADRecall = deref(p.SpeakerAccuracy), deref(p.VADPrecision), deref(p.VADRecall)
 	}
-	return rep, nil
+}
+
+// JoinAccuracy joins reports of the same model measured in parts (say scribe's modes
+// and whisper-cli's, run at different times) into one, pooled afresh. Settings, notes
+// and load averages are kept from each part.
+func JoinAccuracy(parts []*AccuracyReport) (*AccuracyReport, error) {
+	if len(parts) == 0 {
+		return nil, errors.New("bench accuracy: nothing to join")
+	}
+	out := *parts[0]
+	out.Files = nil
+	var settings, cli []string
+	for _, p := range parts {
+		if p.Model != out.Model {
+			return nil, fmt.Errorf("bench accuracy: cannot join reports of %s and %s", out.Model, p.Model)
+		}
+		out.Files = append(out.Files, p.Files...)
+		if !slices.Contains(settings, p.Settings) {
+			settings = append(settings, p.Settings)
+		}
+		if p.WhisperCLIArgs != "" {
+			cli = append(cli, p.WhisperCLIArgs)
+		}
+		out.LivePace = max(out.LivePace, p.LivePace)
+		out.LoadAverage[0], out.LoadAverage[1] = max(out.LoadAverage[0], p.LoadAverage[0]), max(out.LoadAverage[1], p.LoadAverage[1])
+		out.Measured = max(out.Measured, p.Measured)
+	}
+	out.Settings, out.WhisperCLIArgs = strings.Join(settings, "; "), strings.Join(cli, "; ")
+	out.pool()
+	return &out, nil
 }
 
 // transcribeAs transcribes one source in one mode and channel layout.
@@ -354,18 +394,19 @@ func pool(files []FileAccuracy) *PoolAccuracy {
 	}
 	f0 := files[0]
 	p := &PoolAccuracy{Mode: f0.Mode, Channels: f0.Channels, Condition: f0.Condition, Voices: f0.Voices, Files: len(files)}
-	var totals textdiff.Totals
 	var spkOK, spkAll, hit, hyp, ref float64
 	for _, f := range files {
-		totals.Add(f.WER)
+		// Pooled WER is all errors over all reference words (textdiff.Totals), from the
+		// counts, which survive a report read back from JSON.
+		p.RefWords += f.RefWords
+		p.Errors += f.Errors
 		p.AudioSeconds += f.AudioSeconds
 		p.WallS += f.TotalS
 		spkOK += f.SpeakerAccuracy * f.SpeakerSeconds
 		spkAll += f.SpeakerSeconds
-		hit, hyp, ref = hit+f.vadHit, hyp+f.vadHyp, ref+f.vadRef
+		hit, hyp, ref = hit+f.VADHitS, hyp+f.VADHypS, ref+f.VADRefS
 	}
-	p.WER = totals.WER()
-	p.RefWords, p.Errors = totals.RefWords, totals.Substitutions+totals.Deletions+totals.Insertions
+	p.WER = float64(p.Errors) / float64(max(p.RefWords, 1))
 	p.RTF = ratio(p.WallS, p.AudioSeconds)
 	if spkAll > 0 {
 		p.SpeakerAccuracy = ptr(spkOK / spkAll)
@@ -397,7 +438,7 @@ func Score(truth []corpus.TruthUtterance, tr *domain.Transcript) FileAccuracy {
 		}
 	}
 	res := textdiff.WER(strings.Join(ref, " "), strings.Join(hyp, " "))
-	fa := FileAccuracy{AudioSeconds: tr.AudioSeconds, WER: res, WERValue: res.WER, RefWords: res.RefWords, HypWords: res.HypWords,
+	fa := FileAccuracy{AudioSeconds: tr.AudioSeconds, WER: res, WERValue: res.WER, RefWords: res.RefWords, HypWords: res.HypWords, Errors: res.Errors(),
 		DecodeS: tr.Timings.Decode.Seconds(), TotalS: tr.Timings.Total.Seconds()}
 
 	var ok float64
@@ -425,8 +466,8 @@ func Score(truth []corpus.TruthUtterance, tr *domain.Transcript) FileAccuracy {
 	if tr.Speech != nil { // whisper-cli reports none
 		ref2 := mergeIntervals(truthIntervals(truth))
 		hyp2 := mergeIntervals(tr.Speech)
-		fa.vadHit, fa.vadHyp, fa.vadRef = domain.OverlapSeconds(hyp2, ref2), total(hyp2), total(ref2)
-		fa.VADPrecision, fa.VADRecall = ratio(fa.vadHit, fa.vadHyp), ratio(fa.vadHit, fa.vadRef)
+		fa.VADHitS, fa.VADHypS, fa.VADRefS = domain.OverlapSeconds(hyp2, ref2), total(hyp2), total(ref2)
+		fa.VADPrecision, fa.VADRecall = ratio(fa.VADHitS, fa.VADHypS), ratio(fa.VADHitS, fa.VADRefS)
 	}
 	return fa
 }

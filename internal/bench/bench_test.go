@@ -301,3 +301,42 @@ func TestSpeechRunsMergeOverlapsAndShortPauses(t *testing.T) {
 		}
 	}
 }
+
+// Reports measured in parts (scribe's modes, then whisper-cli's) and read back from JSON
+// join into one, pooled from the counts: all errors over all reference words.
+func TestJoinAccuracyPoolsFromCounts(t *testing.T) {
+	a := &AccuracyReport{Model: "m", Settings: "scribe", Measured: "2026-12-05", Files: []FileAccuracy{
+		{File: "x", Mode: ModeFile, Channels: "stereo", Condition: "clean", RefWords: 100, Errors: 20, SpeakerAccuracy: 1, SpeakerSeconds: 10, VADHitS: 9, VADHypS: 10, VADRefS: 9},
+		{File: "y", Mode: ModeFile, Channels: "stereo", Condition: "clean", RefWords: 300, Errors: 30, SpeakerAccuracy: 0.5, SpeakerSeconds: 10, VADHitS: 9, VADHypS: 9, VADRefS: 12}}}
+	b := &AccuracyReport{Model: "m", WhisperCLIArgs: "-bs 5", Files: []FileAccuracy{
+		{File: "x", Mode: ModeWhisperCLI, Channels: "mono", Condition: "clean", RefWords: 100, Errors: 10}}}
+	var parts []*AccuracyReport
+	for _, r := range []*AccuracyReport{a, b} {
+		js, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back AccuracyReport
+		if err := json.Unmarshal(js, &back); err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, &back)
+	}
+	j, err := JoinAccuracy(parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(j.Files) != 3 || len(j.Pools) != 2 || j.WhisperCLIArgs != "-bs 5" {
+		t.Fatalf("%+v", j)
+	}
+	f, cli := j.Pools[0], j.Pools[1]
+	if f.WER != 0.125 || f.Errors != 50 || *f.SpeakerAccuracy != 0.75 || *f.VADPrecision != 18.0/19 || *f.VADRecall != 18.0/21 || j.WER != 0.125 {
+		t.Errorf("file pool %+v", f)
+	}
+	if cli.WER != 0.1 || cli.SpeakerAccuracy != nil || cli.VADRecall != nil {
+		t.Errorf("whisper-cli pool %+v", cli)
+	}
+	if _, err := JoinAccuracy([]*AccuracyReport{a, {Model: "other"}}); err == nil {
+		t.Error("reports of two models joined")
+	}
+}
