@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -318,7 +319,12 @@ func JoinAccuracy(parts []*AccuracyReport) (*AccuracyReport, error) {
 		if p.Model != out.Model {
 			return nil, fmt.Errorf("bench accuracy: cannot join reports of %s and %s", out.Model, p.Model)
 		}
-		out.Files = append(out.Files, p.Files...)
+		for _, f := range p.Files {
+			if f.Errors == 0 && f.WERValue > 0 { // a report from before the count was kept
+				f.Errors = int(math.Round(f.WERValue * float64(f.RefWords)))
+			}
+			out.Files = append(out.Files, f)
+		}
 		if !slices.Contains(settings, p.Settings) {
 			settings = append(settings, p.Settings)
 		}
