@@ -16,22 +16,23 @@ import (
 // fenceCeilings are the WER ceilings of the PriMock57 regression fence, per rendered
 // consultation (the first 30 s, clean, scribe's default voices, stereo), in file mode with
 // the real tiny.en and 2 threads. Each is the WER measured when the fence was set (README,
-// "Measured accuracy") plus 0.10, rounded up to 0.05: a regression fence, not a target.
+// "Measured accuracy": pooled 27.4 %, per file 14–40 %; `go test -v` logs each file's)
+// plus 0.10, rounded up to 0.05: a regression fence, not a target.
 // Lower a ceiling when a change improves a file; never raise one without a measurement
 // that says why.
 var fenceCeilings = map[string]float64{
-	"day1_consultation01-30s": 0.60, "day1_consultation02-30s": 0.60, "day1_consultation03-30s": 0.60,
-	"day1_consultation04-30s": 0.60, "day1_consultation05-30s": 0.60,
-	"day2_consultation01-30s": 0.60, "day2_consultation02-30s": 0.60, "day2_consultation03-30s": 0.60,
-	"day2_consultation04-30s": 0.60, "day2_consultation05-30s": 0.60,
-	"day3_consultation01-30s": 0.60, "day3_consultation02-30s": 0.60, "day3_consultation03-30s": 0.60,
-	"day3_consultation04-30s": 0.60, "day3_consultation05-30s": 0.60,
-	"day4_consultation01-30s": 0.60, "day4_consultation02-30s": 0.60, "day4_consultation03-30s": 0.60,
-	"day4_consultation04-30s": 0.60, "day4_consultation05-30s": 0.60,
+	"day1_consultation01-30s": 0.50, "day1_consultation02-30s": 0.35, "day1_consultation03-30s": 0.35,
+	"day1_consultation04-30s": 0.40, "day1_consultation05-30s": 0.25,
+	"day2_consultation01-30s": 0.45, "day2_consultation02-30s": 0.30, "day2_consultation03-30s": 0.40,
+	"day2_consultation04-30s": 0.45, "day2_consultation05-30s": 0.45,
+	"day3_consultation01-30s": 0.40, "day3_consultation02-30s": 0.50, "day3_consultation03-30s": 0.35,
+	"day3_consultation04-30s": 0.40, "day3_consultation05-30s": 0.40,
+	"day4_consultation01-30s": 0.35, "day4_consultation02-30s": 0.35, "day4_consultation03-30s": 0.45,
+	"day4_consultation04-30s": 0.35, "day4_consultation05-30s": 0.45,
 }
 
-// fencePooledCeiling bounds the WER pooled over all fence files (measured + 0.03).
-const fencePooledCeiling = 0.40
+// fencePooledCeiling bounds the WER pooled over all fence files (measured 0.274, + 0.03).
+const fencePooledCeiling = 0.31
 
 // The PriMock57 regression fence: the first 30 s of consultations 01–05 of days 1–4
 // (scripts/make-test-audio), transcribed in file mode with the real tiny.en, stay under
