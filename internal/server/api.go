@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"scribe/internal/cleantext"
 	"scribe/internal/domain"
 	"scribe/internal/nhsnumber"
 	"scribe/internal/store"
@@ -258,7 +259,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u, err := s.store.CreateUser(r.Context(), store.NewUser{Username: req.Username, DisplayName: req.DisplayName, Role: role,
+	u, err := s.store.CreateUser(r.Context(), store.NewUser{Username: req.Username, DisplayName: cleantext.Line(req.DisplayName), Role: role,
 		Password: req.Password, GMCNumber: req.GMCNumber, SDSUserID: req.SDSUserID})
 	if err != nil {
 		return err
@@ -322,7 +323,7 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
-	room, err := s.store.CreateRoom(r.Context(), store.NewRoom{Name: req.Name, SourceKind: req.SourceKind, SourceConfig: req.SourceConfig, ClinicianID: req.ClinicianID})
+	room, err := s.store.CreateRoom(r.Context(), store.NewRoom{Name: cleantext.Line(req.Name), SourceKind: req.SourceKind, SourceConfig: req.SourceConfig, ClinicianID: req.ClinicianID})
 	if err != nil {
 		return err
 	}
@@ -536,6 +537,10 @@ func (s *Server) editSegment(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
+	if req.Text != nil {
+		t := cleantext.Line(*req.Text)
+		req.Text = &t
+	}
 	var sp *domain.Speaker
 	if req.Speaker != nil {
 		p, err := domain.ParseSpeaker(*req.Speaker)
@@ -620,7 +625,7 @@ func (s *Server) addSegment(w http.ResponseWriter, r *http.Request) error {
 	}
 	u := userOf(r)
 	return s.applyEdit(w, r, c, func() ([]store.Segment, error) {
-		return s.store.AddSegment(r.Context(), c.ID, u.ID, store.NewLine{After: req.After, Speaker: domain.Speaker(req.Speaker), Text: req.Text, Start: req.Start, End: req.End})
+		return s.store.AddSegment(r.Context(), c.ID, u.ID, store.NewLine{After: req.After, Speaker: domain.Speaker(req.Speaker), Text: cleantext.Line(req.Text), Start: req.Start, End: req.End})
 	})
 }
 
@@ -663,7 +668,7 @@ func (s *Server) flagSegment(w http.ResponseWriter, r *http.Request) error {
 	segID := r.PathValue("seg")
 	err = s.live.session(c.ID).hub.mutate(func() (message, error) {
 		var err error
-		f, err = s.store.AddFlag(r.Context(), c.ID, segID, u.ID, domain.Flag(req.Category), req.Note)
+		f, err = s.store.AddFlag(r.Context(), c.ID, segID, u.ID, domain.Flag(req.Category), cleantext.Text(req.Note))
 		if err != nil {
 			return message{}, err
 		}

@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"scribe/internal/cleantext"
 	"scribe/internal/domain"
 	"scribe/internal/pipeline"
 	"scribe/internal/store"
@@ -329,6 +331,12 @@ func (m *manager) startRun(ctx context.Context, ls *liveSession, c store.Consult
 func (m *manager) handleEvent(ls *liveSession, ev domain.LiveEvent) {
 	h := ls.hub
 	u := ev.Utterance
+	// Machine text enters here: what a model emits is cleaned like what people type.
+	ev.Segment.Text = cleantext.Line(ev.Segment.Text)
+	ev.Refined = slices.Clone(ev.Refined)
+	for i := range ev.Refined {
+		ev.Refined[i].Text = cleantext.Line(ev.Refined[i].Text)
+	}
 	switch ev.Kind {
 	case domain.EventProvisional:
 		h.mu.Lock()

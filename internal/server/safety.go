@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"scribe/internal/audit"
+	"scribe/internal/cleantext"
 	"scribe/internal/domain"
 	"scribe/internal/metrics"
 	"scribe/internal/store"
@@ -101,7 +102,7 @@ func (s *Server) flagNote(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
-	f, err := s.store.AddNoteFlag(r.Context(), c.ID, userOf(r).ID, domain.Flag(req.Category), req.Note)
+	f, err := s.store.AddNoteFlag(r.Context(), c.ID, userOf(r).ID, domain.Flag(req.Category), cleantext.Text(req.Note))
 	if err != nil {
 		return err
 	}
@@ -190,7 +191,7 @@ func (s *Server) triageIncident(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
-	in, err := s.store.TriageFlag(r.Context(), id, userOf(r).ID, req.State, req.Note)
+	in, err := s.store.TriageFlag(r.Context(), id, userOf(r).ID, req.State, cleantext.Text(req.Note))
 	if err != nil {
 		return err
 	}
@@ -358,7 +359,7 @@ func (s *Server) putVocabulary(w http.ResponseWriter, r *http.Request) error {
 		return errf(http.StatusBadRequest, "say why the vocabulary changes (reason)")
 	}
 	u := userOf(r)
-	v, err := s.store.SaveVocabulary(r.Context(), terms, u.ID, req.Reason)
+	v, err := s.store.SaveVocabulary(r.Context(), terms, u.ID, cleantext.Line(req.Reason))
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"scribe/internal/audit"
+	"scribe/internal/cleantext"
 	"scribe/internal/domain"
 )
 
@@ -833,14 +834,16 @@ var speakerLabel = map[domain.Speaker]string{
 }
 
 // AssembleDocument writes the approved transcript: one line per live segment, in the
-// given order, as "[hh:mm:ss] Speaker: text". Same segments, same bytes.
+// given order, as "[hh:mm:ss] Speaker: text". Same segments, same bytes. It builds the
+// text that goes to the patient record, so control and format characters are removed
+// here whatever the segments hold (cleantext).
 func AssembleDocument(segs []Segment) string {
 	var b strings.Builder
 	for _, g := range segs {
 		if g.Deleted {
 			continue
 		}
-		text := strings.Join(strings.Fields(g.Text), " ")
+		text := strings.Join(strings.Fields(cleantext.Line(g.Text)), " ")
 		if text == "" {
 			continue
 		}
