@@ -117,3 +117,90 @@ func (dirtyTranscriber) Transcribe(ctx context.Context, src domain.AudioSource, 
 	}
 	return nil
 }
+
+// dataAccess lists the data_access audit entries whose details mention purpose.
+func dataAccess(t *testing.T, st *store.Store, purpose string) []store.AuditEntry {
+	t.Helper()
+	es, err := st.AuditEntries(context.Background(), store.AuditFilter{Limit: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []store.AuditEntry
+	for _, e := range es {
+		if e.Action == "data_access" && strings.Contains(string(e.Details), `"purpose":"`+purpose+`"`) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Every response that carries transcript text or a flag's note is audited by the handler
+// that writes it, and ids in paths are parsed strictly: no spelling of an id reaches the
+// text without the audit entry.
+func TestEveryReadOfTranscriptTextIsAudited(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.user("a", store.RoleClinician)
+	e.user("cso", store.RoleCSO)
+	room := e.room("Room A", store.SourceWAV, map[string]string{"path": writeTone(t, e.dir, 440, 3)}, a.ID)
+	c := e.login("a")
+	s := startWAV(t, e, c, room.ID)
+	waitFor(t, 20*time.Second, "session to stop", func() bool { v, _ := c.session(s.ID); return v.State == store.StateStopped })
+	_, segs := c.session(s.ID)
+	var f store.ReviewFlag
+	if st := c.do("POST", "/api/sessions/"+s.ID+"/segments/"+segs[0].ID+"/flags", map[string]any{"category": "wrong_words", "note": "misheard dose"}, &f); st != 201 {
+		t.Fatalf("flag: %d", st)
+	}
+	st := e.srv.Store()
+	cso := e.login("cso")
+
+	var list struct {
+		Flags []store.Incident `json:"flags"`
+	}
+	if code := cso.do("GET", "/api/safety/flags", nil, &list); code != 200 || len(list.Flags) != 1 || list.Flags[0].Segment == nil {
+		t.Fatalf("incident list: %d %+v", code, list)
+	}
+	if got := dataAccess(t, st, "incident_queue"); len(got) != 1 || !strings.Contains(string(got[0].Details), itoa(f.ID)) || got[0].Actor != "cso" {
+		t.Errorf("the CSO's incident list (segment text and notes of %d flags) is not audited: %+v", len(list.Flags), got)
+	}
+
+	id := itoa(f.ID)
+	for _, spelling := range []string{"+" + id, id + "%20", id + "abc", "0x" + id, id + "e0", "0" + id, "%20" + id, id + ".0", "%2B" + id, id + "%0A", "-" + id, "99999999999999999999"} {
+		code, _ := cso.errorOf("GET", "/api/safety/flags/"+spelling, nil)
+		if code != 400 {
+			t.Errorf("GET /api/safety/flags/%s: %d, want 400 (ids are parsed strictly)", spelling, code)
+		}
+	}
+	if got := dataAccess(t, st, "incident_review"); len(got) != 0 {
+		t.Errorf("refused spellings were audited as reads: %+v", got)
+	}
+	if code, _ := cso.errorOf("GET", "/api/safety/flags/"+id, nil); code != 200 {
+		t.Fatalf("incident %s: %d", id, code)
+	}
+	if got := dataAccess(t, st, "incident_review"); len(got) != 1 || got[0].SessionID != s.ID {
+		t.Errorf("incident view audited %d times, want once with the session: %+v", len(got), got)
+	}
+
+	before := len(dataAccess(t, st, "review"))
+	c.session(s.ID)
+	if got := dataAccess(t, st, "review"); len(got) != before+1 || got[len(got)-1].SessionID != s.ID || got[len(got)-1].Actor != "a" {
+		t.Errorf("the clinician's session read is not audited: %d → %d entries", before, len(got))
+	}
+	if code := c.do("GET", "/api/sessions/"+s.ID+"/edits", nil, nil); code != 200 {
+		t.Fatalf("edits: %d", code)
+	}
+	if got := dataAccess(t, st, "edit_history"); len(got) != 1 {
+		t.Errorf("the edit history read is not audited: %+v", got)
+	}
+	conn, err := c.dialWS("/api/sessions/" + s.ID + "/live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.WriteJSON(map[string]any{"resume": 0})
+	if m := readMsg(t, conn); m.Type != "snapshot" || len(m.Segments) == 0 {
+		t.Fatalf("first live message: %+v", m)
+	}
+	if got := dataAccess(t, st, "live_view"); len(got) != 1 {
+		t.Errorf("the live transcript sent over the websocket is not audited: %+v", got)
+	}
+}

@@ -162,6 +162,15 @@ func (s *Server) listIncidents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if len(in) > 0 { // segment text and notes: audited like the single view
+		ids := make([]int64, len(in))
+		for i, f := range in {
+			ids[i] = f.ID
+		}
+		if err := s.auditRead(r, "", "incident_queue", map[string]any{"flag_ids": ids}); err != nil {
+			return err
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"flags": in, "counts": counts})
 	return nil
 }
@@ -173,6 +182,9 @@ func (s *Server) getIncident(w http.ResponseWriter, r *http.Request) error {
 	}
 	in, err := s.store.Incident(r.Context(), id)
 	if err != nil {
+		return err
+	}
+	if err := s.auditRead(r, in.SessionID, "incident_review", map[string]any{"flag_id": id}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, in)

@@ -105,6 +105,11 @@ func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) error {
 		break
 	}
 
+	if err := s.auditRead(r, c.ID, "live_view", nil); err != nil {
+		s.log.Error("live view not audited; not sent", "session", c.ID, "err", err)
+		send(errorFrame("internal", "could not record this view in the audit trail; try again"))
+		return nil
+	}
 	h := s.live.session(c.ID).hub
 	v, first, err := h.join(r.Context(), *req.Resume, req.Epoch)
 	if err != nil {
