@@ -1,0 +1,60 @@
+package store
+
+// Tests for the red-team hardening of issue 14 that live at the store.
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"scribe/internal/domain"
+)
+
+// CSO triage notes are as private as flag notes: encrypted at rest, including notes an
+// older version wrote in plaintext, which are encrypted when the database is opened.
+func TestTriageNotesEncryptedAtRest(t *testing.T) {
+	s, path := openTest(t)
+	ctx := context.Background()
+	u, c, segs := fixture(t, s, 2)
+	cso, err := s.CreateUser(ctx, NewUser{Username: "cso", Role: RoleCSO, Password: "correct horse battery"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.AddFlag(ctx, c.ID, segs[0].ID, u.ID, domain.FlagWrongWords, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TriageFlag(ctx, f.ID, cso.ID, FlagStateTriaged, "patient said pangolin twice"); err != nil {
+		t.Fatal(err)
+	}
+	// A note written by a version that stored triage notes in plaintext (and so had not
+	// recorded them as sealed).
+	if _, err := s.DB().ExecContext(ctx, `DELETE FROM protection_meta WHERE name LIKE 'sealed:%'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB().ExecContext(ctx, `INSERT INTO flag_events(flag_id, from_state, to_state, user_id, at, note) VALUES (?, 'triaged', 'closed', ?, 1, 'legacy axolotl note')`, f.ID, cso.ID); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in, err := s.Incident(ctx, f.ID)
+	if err != nil || len(in.History) != 2 || in.History[0].Note != "patient said pangolin twice" || in.History[1].Note != "legacy axolotl note" {
+		t.Fatalf("triage history read back: %+v, %v", in.History, err)
+	}
+	if _, err := s.DB().ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB().ExecContext(ctx, `VACUUM`); err != nil { // old pages with the legacy plaintext
+		t.Fatal(err)
+	}
+	raw := dbBytes(t, path)
+	for _, plain := range []string{"pangolin", "axolotl"} {
+		if bytes.Contains(raw, []byte(plain)) {
+			t.Errorf("the database holds the triage note word %q in plaintext", plain)
+		}
+	}
+}
