@@ -158,6 +158,9 @@ type protSessionOut struct {
 		ID          string `json:"id"`
 		State       string `json:"state"`
 		Interrupted bool   `json:"interrupted"`
+		// InterruptedAt is the last sign of life before the crash (issue 14).
+		InterruptedAt time.Time `json:"interrupted_at"`
+		StartedAt     time.Time `json:"started_at"`
 	} `json:"session"`
 	Segments []store.Segment `json:"segments"`
 }
@@ -273,6 +276,8 @@ func TestKillDashNineMidSessionThenRestart(t *testing.T) {
 	cfgFile, roomID := seedWAVRoom(t, dir, wav, model, vad, "")
 
 	id, before := killMidRecording(t, bin, cfgFile, dir, roomID, map[string]any{"consent": true, "nhs_number": "9434765919"})
+	killed := time.Now()
+	time.Sleep(2 * time.Second) // the restart comes later than the crash
 
 	cmd2, base2, stderr2 := startServeProt(t, bin, cfgFile, dir)
 	c2 := newAPIClient(t, base2, "gp", testPassword)
@@ -282,6 +287,12 @@ func TestKillDashNineMidSessionThenRestart(t *testing.T) {
 	}
 	if after.Session.State != store.StatePaused || !after.Session.Interrupted {
 		t.Errorf("after restart the session is %q, interrupted=%v; want paused and interrupted", after.Session.State, after.Session.Interrupted)
+	}
+	// The recording was cut off when the process died, not when it came back: the mark is
+	// the last heartbeat, at most one heartbeat interval (5 s) before the kill.
+	if at := after.Session.InterruptedAt; at.After(killed) || at.Before(killed.Add(-6*time.Second)) || at.Before(after.Session.StartedAt) {
+		t.Errorf("interrupted_at %s; the kill was at %s (started %s): want the last heartbeat before the kill",
+			at.Format(time.StampMilli), killed.Format(time.StampMilli), after.Session.StartedAt.Format(time.StampMilli))
 	}
 	got := map[string]store.Segment{}
 	for _, g := range after.Segments {

@@ -305,7 +305,11 @@ func (m *manager) startRun(ctx context.Context, ls *liveSession, c store.Consult
 	run := &pipelineRun{src: &countingSource{AudioSource: src}, cancel: cancel, done: make(chan struct{})}
 	ls.run = run
 	offset := c.AudioSeconds
-	m.wg.Add(1)
+	m.wg.Add(2)
+	go func() {
+		defer m.wg.Done()
+		m.heartbeat(run, c.ID)
+	}()
 	go func() {
 		defer m.wg.Done()
 		defer close(run.done)
@@ -326,6 +330,28 @@ func (m *manager) startRun(ctx context.Context, ls *liveSession, c store.Consult
 		}
 	}()
 	return nil
+}
+
+// heartbeat records that the session is alive every HeartbeatEvery until the run ends,
+// so that a crash is dated by its last heartbeat (store.MarkInterrupted).
+func (m *manager) heartbeat(run *pipelineRun, id string) {
+	t := time.NewTicker(m.s.cfg.HeartbeatEvery)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-run.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), m.s.cfg.HeartbeatEvery)
+		err := m.s.store.Heartbeat(ctx, id)
+		cancel()
+		if err != nil && !failing {
+			m.s.log.Warn("session heartbeat not recorded", "session", id, "err", err)
+		}
+		failing = err != nil
+	}
 }
 
 func (m *manager) handleEvent(ls *liveSession, ev domain.LiveEvent) {

@@ -78,6 +78,9 @@ type Config struct {
 	PurgeInterval       time.Duration // how often the purge runs after the one at start; default 6h
 
 	AgentSeenEvery time.Duration // how often a connected room agent's last_seen_at is refreshed; default 1 min
+	// HeartbeatEvery is how often a recording session records that it is alive; after a
+	// crash it is marked interrupted at its last heartbeat. Default 5 s.
+	HeartbeatEvery time.Duration
 }
 
 // Deps are the parts the server is given rather than builds.
@@ -149,6 +152,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.ViewerQueue <= 0 {
 		cfg.ViewerQueue = 256
+	}
+	if cfg.HeartbeatEvery <= 0 {
+		cfg.HeartbeatEvery = 5 * time.Second
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()

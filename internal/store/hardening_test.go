@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"testing"
+	"time"
 
 	"scribe/internal/domain"
 )
@@ -56,5 +57,31 @@ func TestTriageNotesEncryptedAtRest(t *testing.T) {
 		if bytes.Contains(raw, []byte(plain)) {
 			t.Errorf("the database holds the triage note word %q in plaintext", plain)
 		}
+	}
+}
+
+// After a crash the session is marked interrupted at its last heartbeat, not at the
+// restart that found it.
+func TestMarkInterruptedUsesLastHeartbeat(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
+	now := t0
+	s.now = func() time.Time { return now }
+	_, c, _ := fixture(t, s, 1)
+	now = t0.Add(4 * time.Minute)
+	if err := s.Heartbeat(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	now = t0.Add(3 * time.Hour) // the restart
+	got, err := s.MarkInterrupted(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.InterruptedAt.Equal(t0.Add(4 * time.Minute)) {
+		t.Errorf("interrupted_at %s, want the last heartbeat %s", got.InterruptedAt, t0.Add(4*time.Minute))
+	}
+	if err := s.Heartbeat(ctx, c.ID); err != nil { // paused now: no effect
+		t.Fatal(err)
 	}
 }

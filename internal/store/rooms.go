@@ -254,8 +254,8 @@ func (s *Store) StartConsultation(ctx context.Context, nc NewConsultation) (Cons
 	if err != nil {
 		return Consultation{}, fmt.Errorf("start consultation: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO consultations(id, room_id, clinician_id, state, consent_by, consent_at, nhs_number, nhs_hash, document_id, started_at)
-		VALUES (?, ?, ?, 'recording', ?, ?, ?, ?, ?, ?)`, id, nc.RoomID, nc.ClinicianID, nc.ClinicianID, now, nhs, s.nhsHash(nc.NHSNumber), uuid.NewString(), now)
+	_, err = tx.ExecContext(ctx, `INSERT INTO consultations(id, room_id, clinician_id, state, consent_by, consent_at, nhs_number, nhs_hash, document_id, started_at, heartbeat_at)
+		VALUES (?, ?, ?, 'recording', ?, ?, ?, ?, ?, ?, ?)`, id, nc.RoomID, nc.ClinicianID, nc.ClinicianID, now, nhs, s.nhsHash(nc.NHSNumber), uuid.NewString(), now, now)
 	if err != nil {
 		return Consultation{}, fmt.Errorf("start consultation: %w", err)
 	}
@@ -400,6 +400,10 @@ func (s *Store) SetState(ctx context.Context, id, state string, audioSeconds flo
 		q += `, stopped_at = ?`
 		args = append(args, ms(s.now()))
 	}
+	if state == StateRecording {
+		q += `, heartbeat_at = ?`
+		args = append(args, ms(s.now()))
+	}
 	args = append(args, id)
 	if _, err := tx.ExecContext(ctx, q+` WHERE id = ?`, args...); err != nil {
 		return Consultation{}, fmt.Errorf("set state: %w", err)
@@ -414,6 +418,16 @@ func (s *Store) SetState(ctx context.Context, id, state string, audioSeconds flo
 		return Consultation{}, err
 	}
 	return c, tx.Commit()
+}
+
+// Heartbeat records that a recording session is alive now. After a crash the session is
+// marked interrupted at its last heartbeat (MarkInterrupted). A session that is not
+// recording is left alone.
+func (s *Store) Heartbeat(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE consultations SET heartbeat_at = ? WHERE id = ? AND state = 'recording'`, ms(s.now()), id); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
 }
 
 // stateActions are the audit actions of state changes (from, to).
