@@ -5,11 +5,16 @@ package server
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 	"unicode"
+
+	"github.com/gorilla/websocket"
 
 	"scribe/internal/domain"
 	"scribe/internal/store"
@@ -202,5 +207,72 @@ func TestEveryReadOfTranscriptTextIsAudited(t *testing.T) {
 	}
 	if got := dataAccess(t, st, "live_view"); len(got) != 1 {
 		t.Errorf("the live transcript sent over the websocket is not audited: %+v", got)
+	}
+}
+
+// readUntilClosed reads a websocket until it is closed and returns the error frames seen
+// and how long the close took.
+func readUntilClosed(conn *websocket.Conn, within time.Duration) (codes []string, closed bool) {
+	conn.SetReadDeadline(time.Now().Add(within))
+	for {
+		var m message
+		if err := conn.ReadJSON(&m); err != nil {
+			var ne net.Error
+			return codes, !(errors.As(err, &ne) && ne.Timeout())
+		}
+		if m.Type == "error" {
+			codes = append(codes, m.Code)
+		}
+	}
+}
+
+// An open websocket ends with its login: "log out everywhere", a disabled account or the
+// login's idle or maximum age close live and microphone sockets, they do not stream on.
+func TestWebsocketsCloseWhenTheLoginEnds(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *Deps) { c.LoginRecheck = 100 * time.Millisecond; c.LoginMaxAge = 3 * time.Second })
+	a := e.user("a", store.RoleClinician)
+	room := e.room("Mic room", store.SourceBrowser, nil, a.ID)
+	c := e.login("a")
+	s := startWAV(t, e, c, room.ID)
+	live, err := c.dialWS("/api/sessions/" + s.ID + "/live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	live.WriteJSON(map[string]any{"resume": 0})
+	if m := readMsg(t, live); m.Type != "snapshot" {
+		t.Fatalf("first live message %+v", m)
+	}
+	mic, err := c.dialWS("/api/sessions/" + s.ID + "/audio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mic.Close()
+	mic.WriteMessage(websocket.TextMessage, []byte(`{"format":"f32le","sample_rate":16000,"channels":1}`))
+	if m := readMsg(t, mic); m.Type != "ready" {
+		t.Fatalf("microphone socket: %+v", m)
+	}
+	other := e.login("a") // another device logs out everywhere
+	if st := other.do("POST", "/api/logout-everywhere", nil, nil); st != 200 {
+		t.Fatalf("logout everywhere: %d", st)
+	}
+	if codes, closed := readUntilClosed(live, 2*time.Second); !closed || !slices.Contains(codes, "logged_out") {
+		t.Errorf("live socket after log out everywhere: closed=%v, error frames %v; want a logged_out frame and the close", closed, codes)
+	}
+	if _, closed := readUntilClosed(mic, 2*time.Second); !closed {
+		t.Error("microphone socket still open after log out everywhere")
+	}
+
+	// The maximum login age ends a socket the same way, however active it is.
+	c2 := e.login("a")
+	live2, err := c2.dialWS("/api/sessions/" + s.ID + "/live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live2.Close()
+	live2.WriteJSON(map[string]any{"resume": 0})
+	readMsg(t, live2)
+	if codes, closed := readUntilClosed(live2, 6*time.Second); !closed || !slices.Contains(codes, "logged_out") {
+		t.Errorf("live socket past the login's maximum age: closed=%v, error frames %v", closed, codes)
 	}
 }

@@ -65,6 +65,7 @@ type Config struct {
 
 	LoginMaxAge     time.Duration // default 12h
 	LoginIdle       time.Duration // default 1h
+	LoginRecheck    time.Duration // how often an open websocket re-checks its login; default 15s
 	ShutdownTimeout time.Duration // default 30s: time for running pipelines to commit
 	MaxBodyBytes    int64         // JSON request limit, default 64 KiB
 	LiveLogSize     int           // messages kept per session for resume, default 2048
@@ -140,6 +141,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.LoginIdle <= 0 {
 		cfg.LoginIdle = time.Hour
+	}
+	if cfg.LoginRecheck <= 0 {
+		cfg.LoginRecheck = 15 * time.Second
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second

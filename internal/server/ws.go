@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"scribe/internal/store"
 )
 
 // Websocket limits (docs/websocket-protocol.md).
@@ -56,6 +59,37 @@ func readClientMessage(conn *websocket.Conn, limit int64) (int, []byte, error) {
 		return kind, nil, fmt.Errorf("message too large: the limit is %d bytes", limit)
 	}
 	return kind, data, nil
+}
+
+// loginEnded is what a websocket whose login has ended is told before it is closed.
+var loginEnded = errorFrame("logged_out", "your login has ended (logged out, timed out or disabled): log in again")
+
+// watchLogin re-checks, every LoginRecheck, that the login behind r still holds (not
+// logged out, everywhere or here; not idle or past its maximum age; the user not
+// disabled). The returned channel is closed when it no longer does; the watch ends with
+// ctx. A database that cannot be read does not end a login.
+func (s *Server) watchLogin(ctx context.Context, r *http.Request) <-chan struct{} {
+	ended := make(chan struct{})
+	token := ""
+	if c, err := r.Cookie(CookieName); err == nil {
+		token = c.Value
+	}
+	go func() {
+		t := time.NewTicker(s.cfg.LoginRecheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if _, err := s.store.CheckLogin(ctx, token, s.policy); errors.Is(err, store.ErrNotFound) {
+				close(ended)
+				return
+			}
+		}
+	}()
+	return ended
 }
 
 type resumeRequest struct {
@@ -122,6 +156,9 @@ func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) error {
 	// Phase 2: one writer goroutine owns all writes; this goroutine reads.
 	ctrl := make(chan []byte, 8)
 	writerDone := make(chan struct{})
+	watchCtx, stopWatch := context.WithCancel(r.Context())
+	defer stopWatch()
+	loginEnd := s.watchLogin(watchCtx, r)
 	go func() {
 		defer close(writerDone)
 		defer conn.Close() // unblocks the reader below
@@ -152,6 +189,10 @@ func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) error {
 				if send(b) != nil {
 					return
 				}
+			case <-loginEnd:
+				send(loginEnded)
+				conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "login ended"), time.Now().Add(time.Second))
+				return
 			case <-ping.C:
 				if conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)) != nil {
 					return
@@ -230,6 +271,17 @@ func (s *Server) audioSocket(w http.ResponseWriter, r *http.Request) error {
 	}
 	conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
 	conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"ready"}`))
+	watchCtx, stopWatch := context.WithCancel(r.Context())
+	defer stopWatch()
+	loginEnd := s.watchLogin(watchCtx, r)
+	go func() {
+		select {
+		case <-loginEnd: // WriteControl and Close are safe beside the reader's writes
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "login ended"), time.Now().Add(time.Second))
+			conn.Close()
+		case <-watchCtx.Done():
+		}
+	}()
 	for {
 		conn.SetReadDeadline(time.Now().Add(wsPongWait))
 		kind, data, err := readClientMessage(conn, MaxAudioFrameBytes)

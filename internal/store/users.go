@@ -340,6 +340,16 @@ func (s *Store) CreateLogin(ctx context.Context, userID int64, p LoginPolicy) (s
 // LoginUser returns the user a token belongs to, refreshing its idle timer. Expired,
 // idle, unknown tokens and disabled users give ErrNotFound.
 func (s *Store) LoginUser(ctx context.Context, token string, p LoginPolicy) (User, error) {
+	return s.loginUser(ctx, token, p, true)
+}
+
+// CheckLogin is LoginUser without refreshing the idle timer: for a long-lived connection
+// (a websocket) re-checking that its login still holds, which is not the user being active.
+func (s *Store) CheckLogin(ctx context.Context, token string, p LoginPolicy) (User, error) {
+	return s.loginUser(ctx, token, p, false)
+}
+
+func (s *Store) loginUser(ctx context.Context, token string, p LoginPolicy, touch bool) (User, error) {
 	now := s.now()
 	h := tokenHash(token)
 	var userID, lastSeen, expires int64
@@ -355,7 +365,7 @@ func (s *Store) LoginUser(ctx context.Context, token string, p LoginPolicy) (Use
 		return User{}, fmt.Errorf("login expired: %w", ErrNotFound)
 	}
 	// Only write when the idle timer moved noticeably, to spare the database on every request.
-	if now.Sub(fromMS(lastSeen)) > 30*time.Second {
+	if touch && now.Sub(fromMS(lastSeen)) > 30*time.Second {
 		s.db.ExecContext(ctx, `UPDATE login_sessions SET last_seen_at = ? WHERE token_hash = ?`, ms(now), h)
 	}
 	u, err := s.User(ctx, userID)

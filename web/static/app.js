@@ -198,6 +198,7 @@ function connect() {
     if (s !== S) return;
     const msg = JSON.parse(ev.data);
     if (msg.type === "error") {
+      if (msg.code === "logged_out") { s.closed = true; me = null; show("login"); } // the login ended: no reconnecting
       if (msg.code !== "dropped") status(msg.message, true);
       return;
     }
