@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"scribe/internal/cleantext"
 	"scribe/internal/domain"
@@ -128,6 +130,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 		if errors.As(err, &mbe) {
 			return err
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return errf(http.StatusRequestTimeout, "the request body did not arrive within %v", s.cfg.BodyReadTimeout)
+		}
 		return errf(http.StatusBadRequest, "malformed JSON body: %v", err)
 	}
 	if dec.More() {
@@ -182,7 +187,19 @@ func (s *Server) routes() http.Handler {
 	// protection.go: audit API, logout everywhere, CSRF guard, CSO access audit.
 	s.protectionRoutes(mux)
 	s.agentRoutes(mux) // agents.go: room agents
-	return securityHeaders(s.accessLog(s.csrfGuard(mux)))
+	return securityHeaders(s.accessLog(s.bodyDeadline(s.csrfGuard(mux))))
+}
+
+// bodyDeadline gives every request that is not a websocket upgrade BodyReadTimeout to
+// deliver its body: a client trickling a body in a byte at a time is cut off instead of
+// holding a connection and a handler for as long as it likes.
+func (s *Server) bodyDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func securityHeaders(next http.Handler) http.Handler {

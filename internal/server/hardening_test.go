@@ -4,9 +4,13 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -274,5 +278,39 @@ func TestWebsocketsCloseWhenTheLoginEnds(t *testing.T) {
 	readMsg(t, live2)
 	if codes, closed := readUntilClosed(live2, 6*time.Second); !closed || !slices.Contains(codes, "logged_out") {
 		t.Errorf("live socket past the login's maximum age: closed=%v, error frames %v", closed, codes)
+	}
+}
+
+// A request body that trickles in (a byte at a time, seconds apart) is cut off after the
+// body read timeout instead of holding a connection and a handler for as long as the
+// sender likes.
+func TestSlowRequestBodyIsTimedOut(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *Deps) { c.BodyReadTimeout = time.Second })
+	u, _ := url.Parse(e.ts.URL)
+	conn, err := tls.Dial("tcp", u.Host, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/login HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{", u.Host)
+	start := time.Now()
+	ended := make(chan time.Duration, 1)
+	go func() {
+		io.Copy(io.Discard, conn) // returns when the server closes the connection
+		ended <- time.Since(start)
+	}()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case d := <-ended:
+			t.Logf("the server ended the trickling request after %v", d.Round(10*time.Millisecond))
+			return
+		case <-tick.C:
+			if time.Since(start) > 6*time.Second {
+				t.Fatalf("a body trickling in a byte every 0.5 s still holds its connection after %v (body read timeout 1 s)", time.Since(start).Round(time.Second))
+			}
+			conn.Write([]byte(" "))
+		}
 	}
 }

@@ -68,6 +68,7 @@ type Config struct {
 	LoginRecheck    time.Duration // how often an open websocket re-checks its login; default 15s
 	ShutdownTimeout time.Duration // default 30s: time for running pipelines to commit
 	MaxBodyBytes    int64         // JSON request limit, default 64 KiB
+	BodyReadTimeout time.Duration // a request body must arrive within this; default 10s
 	LiveLogSize     int           // messages kept per session for resume, default 2048
 	ViewerQueue     int           // per-viewer send queue, default 256
 
@@ -150,6 +151,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = 10 * time.Second
 	}
 	if cfg.LiveLogSize <= 0 {
 		cfg.LiveLogSize = 2048
@@ -260,6 +264,9 @@ func (s *Server) Run(ctx context.Context) error {
 	hs := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		// Headers and body together; bodyDeadline gives each body its own, shorter limit,
+		// and websocket upgrades clear the deadline once they take the connection over.
+		ReadTimeout: 10*time.Second + s.cfg.BodyReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
