@@ -53,6 +53,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusConflict, err.Error()
 	case errors.Is(err, store.ErrInvalid):
 		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, store.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error()
 	case errors.Is(err, store.ErrBadCredential):
 		return http.StatusUnauthorized, err.Error()
 	case errors.Is(err, errShuttingDown):

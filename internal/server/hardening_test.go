@@ -6,10 +6,12 @@ import (
 	"context"
 	"crypto/tls"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -313,4 +315,68 @@ func TestSlowRequestBodyIsTimedOut(t *testing.T) {
 			conn.Write([]byte(" "))
 		}
 	}
+}
+
+// One login cannot hold an unbounded number of websockets, and a session's transcript
+// cannot be grown without bound by added or edited lines.
+func TestWebsocketsPerLoginAndSessionSizeAreBounded(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.user("a", store.RoleClinician)
+	room := e.room("Mic room", store.SourceBrowser, nil, a.ID)
+	c := e.login("a")
+	s := startWAV(t, e, c, room.ID)
+	opened := 0
+	for range 40 {
+		conn, err := c.dialWS("/api/sessions/" + s.ID + "/live")
+		if err != nil {
+			break
+		}
+		defer conn.Close()
+		opened++
+	}
+	if opened >= 40 {
+		t.Errorf("one login opened %d live websockets; want a bound", opened)
+	}
+	var refused struct {
+		Error string `json:"error"`
+	}
+	u := "wss" + strings.TrimPrefix(e.ts.URL, "https") + "/api/sessions/" + s.ID + "/live"
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Jar: c.http.Jar}
+	if _, resp, err := d.Dial(u, http.Header{"Origin": {e.ts.URL}}); err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("socket over the bound: err %v, response %v; want 429", err, resp)
+	} else {
+		json.NewDecoder(resp.Body).Decode(&refused)
+		t.Logf("%d sockets opened, then: %s", opened, refused.Error)
+	}
+	if conn, err := e.login("a").dialWS("/api/sessions/" + s.ID + "/live"); err != nil { // another login is not affected
+		t.Errorf("another login of the same user cannot open a socket: %v", err)
+	} else {
+		conn.Close()
+	}
+
+	// Lines of 10,000 characters added one after another stop at the session's bound.
+	if st := c.do("POST", "/api/sessions/"+s.ID+"/stop", nil, nil); st != 200 {
+		t.Fatalf("stop: %d", st)
+	}
+	line := strings.Repeat("word ", 2000)[:10000]
+	added, status, msg := 0, 0, ""
+	for added < 300 {
+		status, msg = c.errorOf("POST", "/api/sessions/"+s.ID+"/segments", map[string]any{"speaker": "patient", "text": line})
+		if status != 200 {
+			break
+		}
+		added++
+	}
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(msg, "characters") {
+		t.Errorf("after %d added lines of 10,000 characters: %d %q; want 413 naming the limit", added, status, msg)
+	}
+	_, segs := c.session(s.ID)
+	total := 0
+	for _, g := range segs {
+		total += len(g.Text)
+	}
+	if total > store.MaxSessionText {
+		t.Errorf("the session holds %d characters, over the bound %d", total, store.MaxSessionText)
+	}
+	t.Logf("%d lines accepted (%d characters), then %d: %s", added, total, status, msg)
 }

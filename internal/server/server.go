@@ -116,6 +116,7 @@ type Server struct {
 	ret     *retention // retention.go
 	handler http.Handler
 	policy  store.LoginPolicy
+	sockets socketCounts // open websockets per login (ws.go)
 
 	mu      sync.Mutex
 	url     string

@@ -3,11 +3,13 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -61,6 +63,40 @@ func readClientMessage(conn *websocket.Conn, limit int64) (int, []byte, error) {
 	return kind, data, nil
 }
 
+// MaxSocketsPerLogin bounds the websockets (live and microphone together) one login
+// may hold open: a review page needs one or two per open tab.
+const MaxSocketsPerLogin = 8
+
+// socketCounts counts the open websockets of each login, by the login token's hash.
+type socketCounts struct {
+	mu sync.Mutex
+	n  map[[32]byte]int
+}
+
+// claimSocket takes one of the login's websocket places, or refuses with 429 when all are
+// taken. The caller releases it when the socket ends.
+func (s *Server) claimSocket(r *http.Request) (release func(), err error) {
+	c, _ := r.Cookie(CookieName) // present: the handler authenticated the request
+	key := sha256.Sum256([]byte(c.Value))
+	sc := &s.sockets
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.n[key] >= MaxSocketsPerLogin {
+		return nil, errf(http.StatusTooManyRequests, "this login already has %d live connections open (the limit); close other tabs of scribe", MaxSocketsPerLogin)
+	}
+	if sc.n == nil {
+		sc.n = map[[32]byte]int{}
+	}
+	sc.n[key]++
+	return func() {
+		sc.mu.Lock()
+		defer sc.mu.Unlock()
+		if sc.n[key]--; sc.n[key] <= 0 {
+			delete(sc.n, key)
+		}
+	}, nil
+}
+
 // loginEnded is what a websocket whose login has ended is told before it is closed.
 var loginEnded = errorFrame("logged_out", "your login has ended (logged out, timed out or disabled): log in again")
 
@@ -102,6 +138,11 @@ func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	release, err := s.claimSocket(r)
+	if err != nil {
+		return err
+	}
+	defer release()
 	conn, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return nil // the upgrader has answered the client
@@ -241,6 +282,11 @@ func (s *Server) audioSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	release, err := s.claimSocket(r)
+	if err != nil {
+		return err
+	}
+	defer release()
 	conn, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return nil

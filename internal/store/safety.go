@@ -67,6 +67,9 @@ func (s *Store) AddNoteFlag(ctx context.Context, sessionID string, userID int64,
 	if _, err := s.Consultation(ctx, sessionID); err != nil {
 		return ReviewFlag{}, err
 	}
+	if err := checkFlagCount(ctx, s.db, sessionID); err != nil {
+		return ReviewFlag{}, err
+	}
 	now := s.now()
 	res, err := s.db.ExecContext(ctx, `INSERT INTO flags(session_id, segment_id, category, note, user_id, created_at) VALUES (?, '', ?, '', ?, ?)`,
 		sessionID, category, userID, ms(now))

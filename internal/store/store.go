@@ -35,6 +35,7 @@ var (
 	ErrInvalid       = errors.New("invalid input")
 	ErrBadCredential = errors.New("wrong username or password")
 	ErrNothingToUndo = errors.New("nothing to undo")
+	ErrTooLarge      = errors.New("too large")
 )
 
 // Store is a handle on the scribe database. It is safe for concurrent use.
