@@ -224,10 +224,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
-	u, err := s.store.Authenticate(r.Context(), req.Username, req.Password)
+	source := s.clientSource(r) // throttle.go
+	if wait := s.throttle.wait(source); wait > 0 {
+		return throttled(w, wait)
+	}
+	u, err := s.store.Authenticate(r.Context(), req.Username, req.Password, source)
 	if err != nil {
 		if errors.Is(err, store.ErrBadCredential) {
-			s.log.Info("login failed") // no username: it may be a mistyped password
+			if backoff := s.throttle.failed(source); backoff > 0 {
+				s.log.Warn("login failed; source throttled", "source", source, "wait", backoff)
+			} else {
+				s.log.Info("login failed") // no username: it may be a mistyped password
+			}
 			return errf(http.StatusUnauthorized, "wrong username or password")
 		}
 		return err

@@ -3,6 +3,7 @@ package server
 // Tests for the red-team hardening of issue 14.
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"database/sql"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -379,4 +381,91 @@ func TestWebsocketsPerLoginAndSessionSizeAreBounded(t *testing.T) {
 		t.Errorf("the session holds %d characters, over the bound %d", total, store.MaxSessionText)
 	}
 	t.Logf("%d lines accepted (%d characters), then %d: %s", added, total, status, msg)
+}
+
+// loginFrom posts a login as if from addr (host:port) straight to the handler, and
+// returns the status and the Retry-After header.
+func loginFrom(e *testEnv, addr, user, password string) (int, string) {
+	body, _ := json.Marshal(map[string]string{"username": user, "password": password})
+	req := httptest.NewRequest("POST", "/api/login", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.RemoteAddr = addr
+	rec := httptest.NewRecorder()
+	e.srv.Handler().ServeHTTP(rec, req)
+	return rec.Code, rec.Header().Get("Retry-After")
+}
+
+// One source cannot guess passwords quickly (per-source throttling with backoff), and
+// failing on purpose against someone's username does not lock them out everywhere: the
+// lockout is per source and username.
+func TestLoginThrottledPerSourceAndLockoutIsNoDenialOfService(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("gp", store.RoleClinician)
+	e.user("b", store.RoleClinician)
+	const guesser, attacker, surgery = "10.0.0.77:40000", "10.0.0.66:40000", "10.0.0.10:50000"
+
+	// A burst of guesses from one source, across usernames: how many get checked?
+	start := time.Now()
+	checked, throttled := 0, 0
+	for i := range 30 {
+		code, retry := loginFrom(e, guesser, []string{"gp", "b", "nobody"}[i%3], "guess number "+itoa(int64(i)))
+		switch {
+		case code == http.StatusUnauthorized:
+			checked++
+		case code == http.StatusTooManyRequests && retry != "":
+			throttled++
+		default:
+			t.Fatalf("guess %d: %d (Retry-After %q)", i, code, retry)
+		}
+	}
+	el := time.Since(start)
+	t.Logf("one source, 30 guesses in %v: %d passwords checked, %d refused unchecked", el.Round(time.Millisecond), checked, throttled)
+	if checked > store.MaxLoginFailures+1 {
+		t.Errorf("%d of 30 rapid guesses from one source had their password checked; want at most %d", checked, store.MaxLoginFailures+1)
+	}
+	// Even the right password from the throttled source waits its turn.
+	if code, retry := loginFrom(e, guesser, "b", testPassword); code != http.StatusTooManyRequests || retry == "" {
+		t.Errorf("right password from the throttled source: %d (Retry-After %q), want 429", code, retry)
+	}
+
+	// Someone fails as gp on purpose until gp is locked for their source...
+	for i := range store.MaxLoginFailures {
+		if code, _ := loginFrom(e, attacker, "gp", "not her password"); code != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i+1, code)
+		}
+	}
+	// ...which does not lock the GP out at her own computer,
+	if code, _ := loginFrom(e, surgery, "gp", testPassword); code != http.StatusOK {
+		t.Errorf("the GP logging in from her own computer after someone failed as her: %d, want 200", code)
+	}
+	// and waiting out that source's throttle does not reopen guessing against her from it.
+	e.srv.throttle.now = func() time.Time { return time.Now().Add(time.Hour) }
+	if code, _ := loginFrom(e, attacker, "gp", testPassword); code != http.StatusUnauthorized {
+		t.Errorf("gp from the source that failed %d times as her: %d, want 401 (locked for that source)", store.MaxLoginFailures, code)
+	}
+}
+
+func TestLoginThrottleBackoffDoublesToItsCapAndIsForgotten(t *testing.T) {
+	now := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
+	th := &loginThrottle{now: func() time.Time { return now }}
+	var got []time.Duration
+	for range 20 {
+		got = append(got, th.failed("10.1.1.1"))
+	}
+	want := []time.Duration{0, 0, 0, 0, 0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+	for i, w := range want {
+		if got[i] != w {
+			t.Fatalf("backoff after failure %d = %v, want %v (all: %v)", i+1, got[i], w, got)
+		}
+	}
+	if got[19] != maxLoginBackoff {
+		t.Errorf("backoff after 20 failures = %v, want the cap %v", got[19], maxLoginBackoff)
+	}
+	if w := th.wait("10.1.1.1"); w != maxLoginBackoff || th.wait("10.1.1.2") != 0 {
+		t.Errorf("wait = %v for the failing source, %v for another", w, th.wait("10.1.1.2"))
+	}
+	now = now.Add(maxLoginBackoff + loginFailureMemory + time.Second)
+	if w := th.wait("10.1.1.1"); w != 0 || th.failed("10.1.1.1") != 0 {
+		t.Errorf("failures not forgotten after %v: wait %v", loginFailureMemory, w)
+	}
 }

@@ -116,7 +116,8 @@ type Server struct {
 	ret     *retention // retention.go
 	handler http.Handler
 	policy  store.LoginPolicy
-	sockets socketCounts // open websockets per login (ws.go)
+	sockets  socketCounts  // open websockets per login (ws.go)
+	throttle loginThrottle // failed logins per source (throttle.go)
 
 	mu      sync.Mutex
 	url     string

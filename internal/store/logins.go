@@ -10,9 +10,13 @@ import (
 	"scribe/internal/audit"
 )
 
-// Login throttling: MaxLoginFailures wrong passwords for one username in a row (no more
-// than LockoutPeriod apart) lock that username for LockoutPeriod. Lockout is per username,
-// not per address, because the practice network sits behind one NAT.
+// Login lockout: MaxLoginFailures wrong passwords for one username from one source (the
+// client's address) in a row, no more than LockoutPeriod apart, lock that username for
+// that source for LockoutPeriod. Per source and username, so that failing on purpose
+// against a clinician's username locks out the one failing, not the clinician at her own
+// computer. Guessing across usernames from one source is slowed by the server's
+// per-source throttle (internal/server), which refuses attempts before any password is
+// checked.
 const (
 	MaxLoginFailures = 5
 	LockoutPeriod    = 15 * time.Minute
@@ -23,9 +27,9 @@ const (
 // usernames exist.
 var ErrLocked = fmt.Errorf("%w (too many failed attempts; locked for a while)", ErrBadCredential)
 
-func (s *Store) lockedOut(ctx context.Context, username string) (bool, error) {
+func (s *Store) lockedOut(ctx context.Context, username, source string) (bool, error) {
 	var until int64
-	err := s.db.QueryRowContext(ctx, `SELECT locked_until FROM login_failures WHERE username = ?`, username).Scan(&until)
+	err := s.db.QueryRowContext(ctx, `SELECT locked_until FROM login_failures WHERE username = ? AND source = ?`, username, source).Scan(&until)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -35,9 +39,10 @@ func (s *Store) lockedOut(ctx context.Context, username string) (bool, error) {
 	return s.now().UnixMilli() < until, nil
 }
 
-// loginFailed counts a failure for an existing username, locks it at the limit, and
-// records both in the audit trail. It returns the error Authenticate should give.
-func (s *Store) loginFailed(ctx context.Context, username string, disabled bool) error {
+// loginFailed counts a failure for an existing username from source, locks that pair at
+// the limit, and records both in the audit trail. It returns the error Authenticate
+// should give.
+func (s *Store) loginFailed(ctx context.Context, username, source string, disabled bool) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("authenticate: %w", err)
@@ -45,7 +50,7 @@ func (s *Store) loginFailed(ctx context.Context, username string, disabled bool)
 	defer tx.Rollback()
 	now := s.now()
 	var failures, last int64
-	err = tx.QueryRowContext(ctx, `SELECT failures, last_at FROM login_failures WHERE username = ?`, username).Scan(&failures, &last)
+	err = tx.QueryRowContext(ctx, `SELECT failures, last_at FROM login_failures WHERE username = ? AND source = ?`, username, source).Scan(&failures, &last)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("authenticate: %w", err)
 	}
@@ -58,9 +63,9 @@ func (s *Store) loginFailed(ctx context.Context, username string, disabled bool)
 	if locked {
 		lockedUntil, failures = ms(now.Add(LockoutPeriod)), 0
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO login_failures(username, failures, last_at, locked_until) VALUES (?, ?, ?, ?)
-		ON CONFLICT(username) DO UPDATE SET failures = excluded.failures, last_at = excluded.last_at,
-		locked_until = MAX(login_failures.locked_until, excluded.locked_until)`, username, failures, ms(now), lockedUntil)
+	_, err = tx.ExecContext(ctx, `INSERT INTO login_failures(username, source, failures, last_at, locked_until) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT(username, source) DO UPDATE SET failures = excluded.failures, last_at = excluded.last_at,
+		locked_until = MAX(login_failures.locked_until, excluded.locked_until)`, username, source, failures, ms(now), lockedUntil)
 	if err != nil {
 		return fmt.Errorf("authenticate: %w", err)
 	}
@@ -68,7 +73,7 @@ func (s *Store) loginFailed(ctx context.Context, username string, disabled bool)
 	if disabled {
 		reason = "account disabled"
 	}
-	details := map[string]any{"reason": reason, "locked": locked}
+	details := map[string]any{"reason": reason, "locked": locked, "source": source}
 	if locked {
 		details["locked_minutes"] = int(LockoutPeriod / time.Minute)
 	}
@@ -81,8 +86,8 @@ func (s *Store) loginFailed(ctx context.Context, username string, disabled bool)
 	return ErrBadCredential
 }
 
-func (s *Store) loginSucceeded(ctx context.Context, username string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE username = ?`, username); err != nil {
+func (s *Store) loginSucceeded(ctx context.Context, username, source string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE username = ? AND source = ?`, username, source); err != nil {
 		return fmt.Errorf("authenticate: %w", err)
 	}
 	return nil

@@ -110,13 +110,13 @@ func TestUsersAndLogins(t *testing.T) {
 	if !strings.HasPrefix(stored, "$argon2id$") || strings.Contains(stored, "secret") {
 		t.Fatalf("password stored as %q", stored)
 	}
-	if _, err := s.Authenticate(ctx, "admin", "wrong password!"); !errors.Is(err, ErrBadCredential) {
+	if _, err := s.Authenticate(ctx, "admin", "wrong password!", ""); !errors.Is(err, ErrBadCredential) {
 		t.Fatalf("wrong password: %v", err)
 	}
-	if _, err := s.Authenticate(ctx, "nobody", "a long enough secret"); !errors.Is(err, ErrBadCredential) {
+	if _, err := s.Authenticate(ctx, "nobody", "a long enough secret", ""); !errors.Is(err, ErrBadCredential) {
 		t.Fatalf("unknown user: %v", err)
 	}
-	got, err := s.Authenticate(ctx, "admin", "a long enough secret")
+	got, err := s.Authenticate(ctx, "admin", "a long enough secret", "")
 	if err != nil || got.ID != u.ID {
 		t.Fatalf("Authenticate = %v, %v", got, err)
 	}

@@ -255,9 +255,10 @@ func (s *Store) CountUsers(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// Authenticate checks a username and password. Unknown users and wrong passwords give the
-// same ErrBadCredential, and both cost an argon2 computation so timing does not tell them apart.
-func (s *Store) Authenticate(ctx context.Context, username, password string) (User, error) {
+// Authenticate checks a username and password tried from source (the client's address;
+// "" for a local command). Unknown users and wrong passwords give the same
+// ErrBadCredential, and both cost an argon2 computation so timing does not tell them apart.
+func (s *Store) Authenticate(ctx context.Context, username, password, source string) (User, error) {
 	var hash string
 	var id int64
 	var disabled bool
@@ -265,7 +266,7 @@ func (s *Store) Authenticate(ctx context.Context, username, password string) (Us
 	if errors.Is(err, sql.ErrNoRows) {
 		hashPassword(password) // equalise timing with the known-user path
 		// The name typed is not kept: it may be a password typed into the wrong box.
-		if err := s.Audit(ctx, audit.Event{Actor: "unknown-user", Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "unknown username"}}); err != nil {
+		if err := s.Audit(ctx, audit.Event{Actor: "unknown-user", Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "unknown username", "source": source}}); err != nil {
 			return User{}, fmt.Errorf("authenticate: %w", err)
 		}
 		return User{}, ErrBadCredential
@@ -277,19 +278,19 @@ func (s *Store) Authenticate(ctx context.Context, username, password string) (Us
 	if err != nil {
 		return User{}, fmt.Errorf("authenticate %q: %w", username, err)
 	}
-	if locked, err := s.lockedOut(ctx, username); err != nil {
+	if locked, err := s.lockedOut(ctx, username, source); err != nil {
 		return User{}, err
 	} else if locked {
 		// Even the right password is refused while locked, so guessing gains nothing.
-		if err := s.Audit(ctx, audit.Event{Actor: username, Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "locked"}}); err != nil {
+		if err := s.Audit(ctx, audit.Event{Actor: username, Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "locked", "source": source}}); err != nil {
 			return User{}, fmt.Errorf("authenticate: %w", err)
 		}
 		return User{}, ErrLocked
 	}
 	if !ok || disabled {
-		return User{}, s.loginFailed(ctx, username, disabled)
+		return User{}, s.loginFailed(ctx, username, source, disabled)
 	}
-	if err := s.loginSucceeded(ctx, username); err != nil {
+	if err := s.loginSucceeded(ctx, username, source); err != nil {
 		return User{}, err
 	}
 	return s.User(ctx, id)
