@@ -53,6 +53,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusConflict, err.Error()
 	case errors.Is(err, store.ErrInvalid):
 		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, store.ErrForbidden):
+		return http.StatusForbidden, err.Error()
 	case errors.Is(err, store.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, err.Error()
 	case errors.Is(err, store.ErrBadCredential):
@@ -167,6 +169,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/rooms", s.handle(s.listRooms))
 	mux.HandleFunc("POST /api/rooms", s.handle(s.createRoom, store.RoleAdmin))
 	mux.HandleFunc("PUT /api/rooms/{room}/clinician", s.handle(s.assignRoom, store.RoleAdmin))
+	mux.HandleFunc("POST /api/rooms/{room}/clinician/accept", s.handle(s.confirmRoom, store.RoleClinician))
+	mux.HandleFunc("POST /api/rooms/{room}/clinician/approve", s.handle(s.confirmRoom, store.RoleAdmin))
 	mux.HandleFunc("POST /api/rooms/{room}/sessions", s.handle(s.startSession, store.RoleClinician))
 	mux.HandleFunc("GET /api/sessions", s.handle(s.listSessions, store.RoleClinician))
 	mux.HandleFunc("GET /api/sessions/{id}", s.handle(s.getSession, store.RoleClinician))
@@ -301,6 +305,7 @@ type roomView struct {
 	store.Room
 	ClinicianName string       `json:"clinician_name,omitempty"`
 	Active        *sessionView `json:"active,omitempty"`
+	Offered       bool         `json:"offered,omitempty"` // an admin asks the caller to take this room
 }
 
 func (s *Server) listRooms(w http.ResponseWriter, r *http.Request) error {
@@ -316,6 +321,12 @@ func (s *Server) listRooms(w http.ResponseWriter, r *http.Request) error {
 	out := []roomView{}
 	for _, room := range rooms {
 		rv := roomView{Room: room}
+		if u.Role == store.RoleClinician && room.ClinicianID != u.ID {
+			// Offered to the caller, not theirs yet: nothing about its sessions.
+			rv.Offered = true
+			out = append(out, rv)
+			continue
+		}
 		if room.ClinicianID != 0 {
 			if cu, err := s.store.User(r.Context(), room.ClinicianID); err == nil {
 				rv.ClinicianName = cu.DisplayName
@@ -385,12 +396,34 @@ func (s *Server) assignRoom(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req struct {
-		ClinicianID int64 `json:"clinician_id"`
+		ClinicianID *int64 `json:"clinician_id"`
 	}
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
-	room, err := s.store.AssignRoom(r.Context(), id, req.ClinicianID)
+	if req.ClinicianID == nil {
+		return errf(http.StatusBadRequest, `give "clinician_id": the clinician to move the room to, or 0 to take it from its clinician`)
+	}
+	room, err := s.store.AssignRoom(r.Context(), id, *req.ClinicianID, userOf(r).ID)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if room.PendingClinicianID != 0 {
+		status = http.StatusAccepted // waits for the clinician's acceptance or a second admin
+	}
+	writeJSON(w, status, room)
+	return nil
+}
+
+// confirmRoom is the receiving clinician accepting a room an admin asked to move to them,
+// or a second admin approving the move.
+func (s *Server) confirmRoom(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "room")
+	if err != nil {
+		return err
+	}
+	room, err := s.store.ConfirmRoomAssignment(r.Context(), id, userOf(r).ID)
 	if err != nil {
 		return err
 	}

@@ -469,3 +469,76 @@ func TestLoginThrottleBackoffDoublesToItsCapAndIsForgotten(t *testing.T) {
 		t.Errorf("failures not forgotten after %v: wait %v", loginFailureMemory, w)
 	}
 }
+
+// Professional identifiers are checked and unique at account creation, and a room moves
+// to another clinician only when that clinician accepts it or a second admin approves.
+func TestRoomReassignmentNeedsTheReceivingClinicianOrASecondAdmin(t *testing.T) {
+	e := newEnv(t, nil)
+	gp := e.user("gp", store.RoleClinician)
+	e.user("admin", store.RoleAdmin)
+	e.user("admin2", store.RoleAdmin)
+	admin := e.login("admin")
+	var real store.User
+	if st := admin.do("POST", "/api/users", map[string]any{"username": "patel", "role": "clinician", "password": testPassword, "display_name": "Dr A Patel", "gmc_number": "7654321"}, &real); st != 201 {
+		t.Fatalf("clinician with a valid GMC number: %d", st)
+	}
+	for _, bad := range []map[string]any{
+		{"username": "x1", "role": "clinician", "password": testPassword, "gmc_number": "ABC<svg>"},
+		{"username": "x2", "role": "clinician", "password": testPassword, "gmc_number": "123456"},
+		{"username": "x3", "role": "clinician", "password": testPassword, "sds_user_id": "12345"},
+	} {
+		if st, msg := admin.errorOf("POST", "/api/users", bad); st != http.StatusBadRequest {
+			t.Errorf("identifier %v: %d %q, want 400", bad, st, msg)
+		}
+	}
+	if st, msg := admin.errorOf("POST", "/api/users", map[string]any{"username": "imposter", "role": "clinician", "password": testPassword, "display_name": "Dr A Patel", "gmc_number": "7654321"}); st != http.StatusConflict {
+		t.Errorf("a second account with Dr Patel's GMC number: %d %q, want 409", st, msg)
+	}
+	var fake store.User
+	if st := admin.do("POST", "/api/users", map[string]any{"username": "fake", "role": "clinician", "password": testPassword, "display_name": "Dr Demo", "gmc_number": "L123456"}, &fake); st != 201 {
+		t.Fatalf("clinician with an L number: %d", st)
+	}
+	room := e.room("Room 1", store.SourceBrowser, nil, gp.ID)
+	path := "/api/rooms/" + itoa(room.ID) + "/clinician"
+	var pending store.Room
+	if st := admin.do("PUT", path, map[string]any{"clinician_id": fake.ID}, &pending); st != http.StatusAccepted || pending.ClinicianID != gp.ID || pending.PendingClinicianID != fake.ID {
+		t.Fatalf("reassignment request: %d %+v; want 202, the room still the GP's, pending for the new clinician", st, pending)
+	}
+	if got, _ := e.srv.Store().Room(context.Background(), room.ID); got.ClinicianID != gp.ID {
+		t.Fatalf("the room moved before anyone confirmed: clinician %d", got.ClinicianID)
+	}
+	if st, _ := admin.errorOf("POST", path+"/approve", nil); st != http.StatusForbidden {
+		t.Errorf("the requesting admin approved their own reassignment: %d, want 403", st)
+	}
+	if st, _ := e.login("patel").errorOf("POST", path+"/accept", nil); st != http.StatusForbidden {
+		t.Errorf("a clinician the room is not offered to accepted it: %d, want 403", st)
+	}
+	var moved store.Room
+	if st := e.login("admin2").do("POST", path+"/approve", nil, &moved); st != 200 || moved.ClinicianID != fake.ID || moved.PendingClinicianID != 0 {
+		t.Fatalf("second admin's approval: %d %+v", st, moved)
+	}
+	// The other way: the receiving clinician accepts.
+	room2 := e.room("Room 2", store.SourceBrowser, nil, gp.ID)
+	path2 := "/api/rooms/" + itoa(room2.ID) + "/clinician"
+	if st := admin.do("PUT", path2, map[string]any{"clinician_id": real.ID}, nil); st != http.StatusAccepted {
+		t.Fatalf("request: %d", st)
+	}
+	var offered []roomView
+	pc := e.login("patel")
+	pc.do("GET", "/api/rooms", nil, &offered)
+	if len(offered) != 1 || offered[0].ID != room2.ID || !offered[0].Offered {
+		t.Errorf("the clinician does not see the room offered to them: %+v", offered)
+	}
+	if st := pc.do("POST", path2+"/accept", nil, &moved); st != 200 || moved.ClinicianID != real.ID {
+		t.Fatalf("accept: %d %+v", st, moved)
+	}
+	n := 0
+	for _, en := range func() []store.AuditEntry { es, _ := e.srv.Store().AuditEntries(context.Background(), store.AuditFilter{}); return es }() {
+		if en.Action == "config_change" && strings.Contains(string(en.Details), "room_assignment") {
+			n++
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d room assignment steps audited, want 4 (two requests, an approval, an acceptance)", n)
+	}
+}

@@ -36,6 +36,7 @@ var (
 	ErrBadCredential = errors.New("wrong username or password")
 	ErrNothingToUndo = errors.New("nothing to undo")
 	ErrTooLarge      = errors.New("too large")
+	ErrForbidden     = errors.New("not allowed")
 )
 
 // Store is a handle on the scribe database. It is safe for concurrent use.

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"scribe/internal/audit"
+	"scribe/internal/identifiers"
 )
 
 // Role is what a user may do. Clinicians record and review their own consultations;
@@ -140,6 +141,9 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	if strings.TrimSpace(nu.DisplayName) == "" {
 		nu.DisplayName = nu.Username
 	}
+	if err := normaliseIdentifiers(&nu); err != nil {
+		return User{}, err
+	}
 	h, err := hashPassword(nu.Password)
 	if err != nil {
 		return User{}, err
@@ -150,6 +154,9 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		return User{}, fmt.Errorf("create user: %w", err)
 	}
 	defer tx.Rollback()
+	if err := identifiersFree(ctx, tx, nu); err != nil {
+		return User{}, err
+	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO users(username, display_name, role, password_hash, gmc_number, sds_user_id, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, nu.Username, nu.DisplayName, nu.Role, h, nu.GMCNumber, nu.SDSUserID, ms(now))
 	if err != nil {
@@ -168,6 +175,47 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		return User{}, fmt.Errorf("create user: %w", err)
 	}
 	return s.User(ctx, id)
+}
+
+// normaliseIdentifiers checks a new user's professional identifiers (optional; see
+// internal/identifiers) and stores them in their normal form.
+func normaliseIdentifiers(nu *NewUser) error {
+	for _, f := range []struct {
+		kind identifiers.Kind
+		v    *string
+	}{{identifiers.GMC, &nu.GMCNumber}, {identifiers.SDS, &nu.SDSUserID}} {
+		if strings.TrimSpace(*f.v) == "" {
+			*f.v = ""
+			continue
+		}
+		n, err := identifiers.Normalize(f.kind, *f.v)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		*f.v = n
+	}
+	return nil
+}
+
+// identifiersFree refuses a GMC number or SDS user id another account already has: notes
+// are filed under these, so two accounts with one would let one author in the other's name.
+func identifiersFree(ctx context.Context, tx *sql.Tx, nu NewUser) error {
+	for _, f := range []struct {
+		column, name, v string
+	}{{"gmc_number", "GMC number", nu.GMCNumber}, {"sds_user_id", "SDS user ID", nu.SDSUserID}} {
+		if f.v == "" {
+			continue
+		}
+		var holder string
+		err := tx.QueryRowContext(ctx, `SELECT username FROM users WHERE `+f.column+` = ?`, f.v).Scan(&holder)
+		if err == nil {
+			return fmt.Errorf("%w: the %s %s already belongs to the account %q", ErrConflict, f.name, f.v, holder)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("create user: %w", err)
+		}
+	}
+	return nil
 }
 
 // SetPassword replaces a user's password.
