@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -114,6 +115,13 @@ func TestKeyRotateExportAndPurgeCommands(t *testing.T) {
 	if code, _, errOut := runCLI("export", "--nhs-number", "123", "--data-dir", dir); code == 0 || !strings.Contains(errOut, "NHS number") {
 		t.Errorf("bad NHS number: exit %d %s", code, errOut)
 	}
+	// One export, one audit entry, naming who ran it (not "system").
+	exports := auditEntries(t, dir, func(e store.AuditEntry) bool {
+		return e.Action == "data_access" && strings.Contains(string(e.Details), "subject_access_export")
+	})
+	if who := osUser(t); len(exports) != 1 || !strings.Contains(exports[0].Actor, who) || !strings.Contains(string(exports[0].Details), id) {
+		t.Errorf("export audited as %+v; want one entry by the OS user %q naming the session", exports, who)
+	}
 	code, out, _ = runCLI("purge", "--dry-run", "--data-dir", dir)
 	if code != 0 || !strings.Contains(out, "would purge 0 sessions") {
 		t.Fatalf("purge dry run of a fresh approval: %d %s", code, out)
@@ -121,6 +129,36 @@ func TestKeyRotateExportAndPurgeCommands(t *testing.T) {
 	if code, _, errOut := runCLI("audit", "verify", "--data-dir", dir); code != 0 {
 		t.Fatalf("audit after rotation and export: %s", errOut)
 	}
+}
+
+// auditEntries opens dir's database and returns the audit entries keep accepts.
+func auditEntries(t *testing.T, dir string, keep func(store.AuditEntry) bool) []store.AuditEntry {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(dir, "scribe.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	es, err := st.AuditEntries(context.Background(), store.AuditFilter{Limit: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []store.AuditEntry
+	for _, e := range es {
+		if keep(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func osUser(t *testing.T) string {
+	t.Helper()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
 }
 
 // startServeProt runs the scribe binary's serve command and returns its URL.

@@ -321,6 +321,9 @@ func (s *Server) listRooms(w http.ResponseWriter, r *http.Request) error {
 	out := []roomView{}
 	for _, room := range rooms {
 		rv := roomView{Room: room}
+		if u.Role != store.RoleAdmin {
+			rv.SourceConfig = nil // device numbers and file paths are the admin's business
+		}
 		if u.Role == store.RoleClinician && room.ClinicianID != u.ID {
 			// Offered to the caller, not theirs yet: nothing about its sessions.
 			rv.Offered = true

@@ -542,3 +542,31 @@ func TestRoomReassignmentNeedsTheReceivingClinicianOrASecondAdmin(t *testing.T) 
 		t.Errorf("%d room assignment steps audited, want 4 (two requests, an approval, an acceptance)", n)
 	}
 }
+
+// Smaller findings: a clinician's room list shows no server file paths, and a room
+// assignment request without a clinician is refused rather than unassigning the room.
+func TestRoomListHidesSourcePathsAndEmptyAssignmentIsRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.user("a", store.RoleClinician)
+	e.user("admin", store.RoleAdmin)
+	wav := writeTone(t, e.dir, 440, 1)
+	room := e.room("Room A", store.SourceWAV, map[string]string{"path": wav}, a.ID)
+	var raw json.RawMessage
+	if st := e.login("a").do("GET", "/api/rooms", nil, &raw); st != 200 {
+		t.Fatal(st)
+	}
+	if strings.Contains(string(raw), e.dir) || strings.Contains(string(raw), "source_config") {
+		t.Errorf("a clinician's room list shows the server's configuration: %s", raw)
+	}
+	admin := e.login("admin")
+	admin.do("GET", "/api/rooms", nil, &raw)
+	if !strings.Contains(string(raw), "tone440.wav") {
+		t.Errorf("the admin's room list lacks the source configuration: %s", raw)
+	}
+	if st, msg := admin.errorOf("PUT", "/api/rooms/"+itoa(room.ID)+"/clinician", map[string]any{}); st != http.StatusBadRequest {
+		t.Errorf("PUT clinician with {}: %d %q, want 400", st, msg)
+	}
+	if got, _ := e.srv.Store().Room(context.Background(), room.ID); got.ClinicianID != a.ID {
+		t.Errorf("an empty request changed the room's clinician to %d", got.ClinicianID)
+	}
+}

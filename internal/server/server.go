@@ -172,7 +172,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Stdout == nil {
 		deps.Stdout = os.Stdout
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := privateDir(cfg.DataDir, deps.Logger); err != nil {
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, ready: make(chan struct{}),
@@ -207,6 +207,23 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.handler = s.routes()
 	return s, nil
+}
+
+// privateDir makes dir (0700) or, when it exists readable by others, makes it 0700:
+// transcripts, keys and spools live there.
+func privateDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		log.Warn("data directory was open to other users; made private", "dir", dir, "was", fmt.Sprintf("%04o", perm))
+		return os.Chmod(dir, 0o700)
+	}
+	return nil
 }
 
 // Store is the server's database.
@@ -257,7 +274,7 @@ func (s *Server) Run(ctx context.Context) error {
 			ln.Close()
 			return err
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		ln = tls.NewListener(ln, serverTLSConfig(cert))
 	}
 	url := fmt.Sprintf("%s://%s/", scheme, displayAddr(ln.Addr()))
 	s.mu.Lock()

@@ -5,6 +5,8 @@ package store
 import (
 	"bytes"
 	"context"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,5 +85,31 @@ func TestMarkInterruptedUsesLastHeartbeat(t *testing.T) {
 	}
 	if err := s.Heartbeat(ctx, c.ID); err != nil { // paused now: no effect
 		t.Fatal(err)
+	}
+}
+
+// The database and its -wal and -shm files are private however the process's umask is
+// set, and a database left readable by others is made private when opened.
+func TestDatabaseFilesArePrivate(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	s, path := openTest(t)
+	if _, err := s.CreateUser(context.Background(), NewUser{Username: "gp", Role: RoleClinician, Password: "correct horse battery"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want mode 0600", p, fi.Mode().Perm(), err)
+		}
+	}
+	s.Close()
+	os.Chmod(path, 0o644)
+	s2, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("a database left 0644 is still %04o after opening", fi.Mode().Perm())
 	}
 }

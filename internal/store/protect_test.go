@@ -309,8 +309,18 @@ func TestExportSubjectFindsOnlyThatPatient(t *testing.T) {
 	if r, _ := s.ExportSubject(ctx, "9999999999"); len(r.Sessions) != 0 {
 		t.Fatalf("unknown patient: %+v", r)
 	}
-	if !strings.Contains(strings.Join(actions(t, s, c.ID), ","), "data_access") {
-		t.Error("export not audited")
+	es, _ := s.AuditEntries(ctx, AuditFilter{})
+	exports := 0
+	for _, e := range es {
+		if e.Action == "data_access" && strings.Contains(string(e.Details), "subject_access_export") {
+			exports++
+			if exports == 1 && !strings.Contains(string(e.Details), c.ID) {
+				t.Errorf("export entry does not name the session: %s", e.Details)
+			}
+		}
+	}
+	if exports != 3 {
+		t.Errorf("%d export entries for 3 exports", exports)
 	}
 }
 

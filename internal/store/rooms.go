@@ -27,7 +27,7 @@ type Room struct {
 	ID           int64           `json:"id"`
 	Name         string          `json:"name"`
 	SourceKind   string          `json:"source_kind"`
-	SourceConfig json.RawMessage `json:"source_config"`
+	SourceConfig json.RawMessage `json:"source_config,omitempty"`
 	ClinicianID  int64           `json:"clinician_id,omitempty"` // 0: unassigned
 	CreatedAt    time.Time       `json:"created_at"`
 	// PendingClinicianID is the clinician an admin has asked to move the room to, until

@@ -109,7 +109,7 @@ type SubjectRecord struct {
 
 // ExportSubject gathers everything held about the patient with this (normalised) NHS
 // number, found through the keyed lookup hash, and records the export in the audit
-// trail (by session, never by number).
+// trail: one entry by the actor in ctx (WithActor) listing the sessions, never the number.
 func (s *Store) ExportSubject(ctx context.Context, nhs string) (SubjectRecord, error) {
 	rec := SubjectRecord{NHSNumber: nhs, ExportedAt: s.now().UTC(), Sessions: []SubjectSession{}}
 	if nhs == "" {
@@ -159,9 +159,16 @@ func (s *Store) ExportSubject(ctx context.Context, nhs string) (SubjectRecord, e
 			return rec, err
 		}
 		rec.Sessions = append(rec.Sessions, ss)
-		if err := s.Audit(ctx, audit.Event{Action: audit.ActionDataAccess, SessionID: id, Details: map[string]any{"purpose": "subject_access_export"}}); err != nil {
-			return rec, err
-		}
+	}
+	// One entry per export, by whoever ran it (the actor in ctx), naming every session
+	// handed over; a search that found nothing is recorded too.
+	found := make([]string, len(rec.Sessions))
+	for i, ss := range rec.Sessions {
+		found[i] = ss.Consultation.ID
+	}
+	if err := s.Audit(ctx, audit.Event{Action: audit.ActionDataAccess,
+		Details: map[string]any{"purpose": "subject_access_export", "sessions": found}}); err != nil {
+		return SubjectRecord{}, err
 	}
 	return rec, nil
 }
