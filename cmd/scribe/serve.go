@@ -57,6 +57,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		PlainHTTP: *plain, Demo: *demo, DemoWAVs: cfg.Demo.WAVs,
 		AudioRetention: cfg.Audio.Retention, AudioTTL: cfg.Audio.RetentionTTL, SpoolDir: spoolDir(cfg),
 		TranscriptRetention: time.Duration(cfg.Retention.TranscriptDays) * 24 * time.Hour, PurgeInterval: cfg.Retention.PurgeInterval,
+		CheckpointFile: cfg.AuditCheckpointFile(), CheckpointEvery: cfg.Audit.CheckpointInterval,
 	}
 	// Private before anything is written into it (the demo's rendered audio included).
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {

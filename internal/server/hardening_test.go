@@ -11,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"scribe/internal/audit"
 	"scribe/internal/domain"
 	"scribe/internal/store"
 )
@@ -568,5 +571,41 @@ func TestRoomListHidesSourcePathsAndEmptyAssignmentIsRefused(t *testing.T) {
 	}
 	if got, _ := e.srv.Store().Room(context.Background(), room.ID); got.ClinicianID != a.ID {
 		t.Errorf("an empty request changed the room's clinician to %d", got.ClinicianID)
+	}
+}
+
+// The server anchors its audit chain while it runs: signed checkpoints go to its log (the
+// journal), the checkpoint file and the database at start, as the chain grows, and at
+// shutdown, and the chain matches them all.
+func TestServerWritesSignedAuditCheckpoints(t *testing.T) {
+	var logs syncBuffer
+	e := newEnv(t, func(c *Config, d *Deps) {
+		c.CheckpointEvery = 50 * time.Millisecond
+		d.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	e.user("a", store.RoleClinician)
+	e.login("a") // a login entry moves the head
+	var st *store.Store = e.srv.Store()
+	head := func() int64 { seq, _, _ := audit.Head(context.Background(), st.DB()); return seq }
+	waitFor(t, 5*time.Second, "a checkpoint of the head", func() bool {
+		cps, _ := audit.ReadCheckpointFile(filepath.Join(e.dir, "audit-checkpoints.log"))
+		return len(cps) > 0 && cps[len(cps)-1].Seq == head()
+	})
+	e.srv.Close()
+	st, err := store.Open(context.Background(), filepath.Join(e.dir, "scribe.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fromFile, _ := audit.ReadCheckpointFile(filepath.Join(e.dir, "audit-checkpoints.log"))
+	fromLog, _ := audit.ParseCheckpoints(strings.NewReader(logs.String()), "log")
+	fromDB, _ := audit.LoadCheckpoints(context.Background(), st.DB(), "database")
+	if len(fromFile) < 2 || len(fromLog) != len(fromFile) || len(fromDB) != len(fromFile) {
+		t.Fatalf("checkpoints: %d in the file, %d in the log, %d in the database", len(fromFile), len(fromLog), len(fromDB))
+	}
+	all := append(append(fromFile, fromLog...), fromDB...)
+	rep, err := audit.CheckAnchors(context.Background(), st.DB(), all, st.Keyring())
+	if err != nil || rep.Problem != nil || rep.Invalid != 0 || rep.Newest.Seq != head() {
+		t.Fatalf("anchors: %+v %v (head %d)", rep, err, head())
 	}
 }

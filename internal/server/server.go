@@ -83,6 +83,12 @@ type Config struct {
 	// HeartbeatEvery is how often a recording session records that it is alive; after a
 	// crash it is marked interrupted at its last heartbeat. Default 5 s.
 	HeartbeatEvery time.Duration
+
+	// Audit anchors (anchor.go): a signed checkpoint of the audit chain's head goes to the
+	// log (the system journal), CheckpointFile (default DataDir/audit-checkpoints.log) and
+	// the database at start, every CheckpointEvery (default 10 min) and at shutdown.
+	CheckpointFile  string
+	CheckpointEvery time.Duration
 }
 
 // Deps are the parts the server is given rather than builds.
@@ -114,6 +120,7 @@ type Server struct {
 	live    *manager
 	agents  *agentHub  // room agents (agents.go)
 	ret     *retention // retention.go
+	anchor  anchoring  // anchor.go
 	handler http.Handler
 	policy  store.LoginPolicy
 	sockets  socketCounts  // open websockets per login (ws.go)
@@ -166,6 +173,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.HeartbeatEvery <= 0 {
 		cfg.HeartbeatEvery = 5 * time.Second
 	}
+	if cfg.CheckpointFile == "" {
+		cfg.CheckpointFile = filepath.Join(cfg.DataDir, "audit-checkpoints.log")
+	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = 10 * time.Minute
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
@@ -206,6 +219,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 	}
 	s.handler = s.routes()
+	s.startAnchoring() // anchor.go
 	return s, nil
 }
 
@@ -251,6 +265,7 @@ func (s *Server) Close() error {
 		s.live.shutdown(ctx)
 	}
 	s.stopRetention() // held audio is deleted (reason shutdown) while the store is open
+	s.stopAnchoring() // a last checkpoint, covering the shutdown's own entries
 	if s.ownsDB {
 		return s.store.Close()
 	}
@@ -306,6 +321,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	s.live.shutdown(shutCtx) // pipelines first: they commit, viewers get the last segments
 	s.stopRetention()        // then held audio is deleted (reason shutdown), evidenced
+	s.stopAnchoring()        // and the audit chain's head is anchored one last time
 	err = hs.Shutdown(shutCtx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		hs.Close()
