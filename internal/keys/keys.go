@@ -57,7 +57,7 @@ type Keyring struct {
 	source  string
 	current int
 	aeads   map[int]cipher.AEAD
-	lookup  map[int][]byte // per version: HMAC key for searchable hashes (lookup.go)
+	lookup  map[int][]byte             // per version: HMAC key for searchable hashes (lookup.go)
 	signing map[int]ed25519.PrivateKey // per version: audit checkpoint signing key (sign.go)
 }
 

@@ -536,7 +536,10 @@ func TestRoomReassignmentNeedsTheReceivingClinicianOrASecondAdmin(t *testing.T) 
 		t.Fatalf("accept: %d %+v", st, moved)
 	}
 	n := 0
-	for _, en := range func() []store.AuditEntry { es, _ := e.srv.Store().AuditEntries(context.Background(), store.AuditFilter{}); return es }() {
+	for _, en := range func() []store.AuditEntry {
+		es, _ := e.srv.Store().AuditEntries(context.Background(), store.AuditFilter{})
+		return es
+	}() {
 		if en.Action == "config_change" && strings.Contains(string(en.Details), "room_assignment") {
 			n++
 		}

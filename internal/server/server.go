@@ -112,17 +112,17 @@ type Deps struct {
 
 // Server is a running (or ready to run) consultation server.
 type Server struct {
-	cfg     Config
-	deps    Deps
-	store   *store.Store
-	ownsDB  bool
-	log     *slog.Logger
-	live    *manager
-	agents  *agentHub  // room agents (agents.go)
-	ret     *retention // retention.go
-	anchor  anchoring  // anchor.go
-	handler http.Handler
-	policy  store.LoginPolicy
+	cfg      Config
+	deps     Deps
+	store    *store.Store
+	ownsDB   bool
+	log      *slog.Logger
+	live     *manager
+	agents   *agentHub  // room agents (agents.go)
+	ret      *retention // retention.go
+	anchor   anchoring  // anchor.go
+	handler  http.Handler
+	policy   store.LoginPolicy
 	sockets  socketCounts  // open websockets per login (ws.go)
 	throttle loginThrottle // failed logins per source (throttle.go)
 
@@ -301,9 +301,9 @@ func (s *Server) Run(ctx context.Context) error {
 		// Headers and body together; bodyDeadline gives each body its own, shorter limit,
 		// and websocket upgrades clear the deadline once they take the connection over.
 		ReadTimeout: 10*time.Second + s.cfg.BodyReadTimeout,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
