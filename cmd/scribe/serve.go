@@ -58,6 +58,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		AudioRetention: cfg.Audio.Retention, AudioTTL: cfg.Audio.RetentionTTL, SpoolDir: spoolDir(cfg),
 		TranscriptRetention: time.Duration(cfg.Retention.TranscriptDays) * 24 * time.Hour, PurgeInterval: cfg.Retention.PurgeInterval,
 		CheckpointFile: cfg.AuditCheckpointFile(), CheckpointEvery: cfg.Audit.CheckpointInterval,
+		MinFreeBytes: uint64(cfg.Storage.MinFreeMB) << 20,
 	}
 	// Private before anything is written into it (the demo's rendered audio included).
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {

@@ -67,6 +67,11 @@ type Config struct {
 	Demo struct {
 		WAVs []string `yaml:"wavs"` // rooms that replay these files in --demo mode
 	} `yaml:"demo"`
+	// Storage: no session starts with less than MinFreeMB free on the data disk (default
+	// 1024), and `scribe doctor` fails below it.
+	Storage struct {
+		MinFreeMB int `yaml:"min_free_mb"`
+	} `yaml:"storage"`
 	// Audit anchors: signed checkpoints of the audit chain's head are logged (the system
 	// journal), appended to CheckpointFile (default data_dir/audit-checkpoints.log) and
 	// kept in the database for backups, at start, every CheckpointInterval and at
@@ -123,6 +128,7 @@ func Default() Config {
 	c.Retention.TranscriptDays = 30
 	c.Retention.PurgeInterval = 6 * time.Hour
 	c.Audit.CheckpointInterval = 10 * time.Minute
+	c.Storage.MinFreeMB = 1024
 	c.EPR.Sink = "folder"
 	c.EPR.LookupPatient = true
 	return c
@@ -198,6 +204,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: retention.transcript_days %d must be at least 1", c.Retention.TranscriptDays)
 	case c.Retention.PurgeInterval < time.Second:
 		return fmt.Errorf("config: retention.purge_interval %v must be at least 1s", c.Retention.PurgeInterval)
+	case c.Storage.MinFreeMB < 0:
+		return fmt.Errorf("config: storage.min_free_mb %d must be 0 (no floor) or more", c.Storage.MinFreeMB)
 	case c.Audit.CheckpointInterval < time.Second:
 		return fmt.Errorf("config: audit.checkpoint_interval %v must be at least 1s", c.Audit.CheckpointInterval)
 	case (c.TLS.Cert == "") != (c.TLS.Key == ""):

@@ -61,6 +61,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusUnauthorized, err.Error()
 	case errors.Is(err, errShuttingDown):
 		return http.StatusServiceUnavailable, err.Error()
+	case store.StorageFailure(err):
+		return http.StatusInsufficientStorage, "not saved: the server's disk is full or failing. What was saved before is kept; practice IT must free space on the data disk"
 	}
 	return http.StatusInternalServerError, "internal error"
 }
@@ -103,6 +105,9 @@ func (s *Server) handle(h func(w http.ResponseWriter, r *http.Request) error, ro
 }
 
 func (s *Server) finish(w http.ResponseWriter, r *http.Request, err error) {
+	if s.store.Deferred() > 0 { // a login or audit entry waits for the disk (store.AuditOrDefer)
+		s.live.startStorageWatch()
+	}
 	if err == nil {
 		return
 	}
@@ -443,6 +448,10 @@ type sessionView struct {
 	DeliveryState  string `json:"delivery_state,omitempty"`
 	DeliveryReason string `json:"delivery_reason,omitempty"`
 	AudioHeld      bool   `json:"audio_held"` // audio can be re-listened to (retention.go)
+	// Notice explains a state the database could not record yet (storage.go); Unsaved is
+	// how many committed segments wait in memory for the disk.
+	Notice  string `json:"notice,omitempty"`
+	Unsaved int    `json:"unsaved,omitempty"`
 }
 
 func (s *Server) viewOf(ctx context.Context, c store.Consultation) (sessionView, error) {
@@ -456,6 +465,9 @@ func (s *Server) viewOf(ctx context.Context, c store.Consultation) (sessionView,
 		v.ClinicianName = u.DisplayName
 	}
 	v.AudioHeld = s.audioHeld(c.ID)
+	if held := s.live.storageViewOf(c.ID); held != nil && c.State != store.StateApproved {
+		v.State, v.Notice, v.Unsaved = held.state, StorageFailingReason, held.unsaved // storage.go
+	}
 	if c.State == store.StateApproved && s.deps.DeliveryState != nil {
 		v.DeliveryState, v.DeliveryReason = s.deps.DeliveryState(ctx, c.ID)
 	}
@@ -500,6 +512,9 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !req.Consent {
 		return errf(http.StatusBadRequest, "confirm that the patient consented to recording before starting")
+	}
+	if err := s.roomForRecording(); err != nil { // storage.go: free-space floor, failing disk
+		return err
 	}
 	nhs := ""
 	if strings.TrimSpace(req.NHSNumber) != "" {

@@ -71,6 +71,8 @@ type hub struct {
 	viewers   map[*viewer]struct{}
 	// Latest provisional segment per utterance not committed yet (for snapshots).
 	provisional map[int]domain.Segment
+	// hold is committed text the database refused, kept until it takes it (storage.go).
+	hold *storageHold
 }
 
 func newEpoch() string {
@@ -214,7 +216,8 @@ type liveSession struct {
 	hub     *hub
 	mu      sync.Mutex // serialises Start/Pause/Resume/Stop of this session
 	run     *pipelineRun
-	browser *browserSource // current source of a browser-microphone room
+	browser *browserSource              // current source of a browser-microphone room
+	held    atomic.Pointer[storageView] // set while the hub holds text for storage (storage.go)
 }
 
 // manager owns every session's hub and pipeline goroutines.
@@ -228,6 +231,7 @@ type manager struct {
 	runCtx    context.Context
 	cancelRun context.CancelFunc
 	closing   bool
+	watching  bool // the storage watcher runs (storage.go)
 }
 
 func newManager(s *Server) *manager {
@@ -252,7 +256,20 @@ func (m *manager) pauseOrphans(ctx context.Context) error {
 		return fmt.Errorf("server: %w", err)
 	}
 	for _, c := range cs {
-		if _, err := m.s.store.MarkInterrupted(ctx, c.ID); err != nil {
+		_, err := m.s.store.MarkInterrupted(ctx, c.ID)
+		if store.StorageFailure(err) {
+			// The disk is full: start all the same, show the session paused, and mark it
+			// once the disk takes writes (storage.go).
+			ls := m.session(c.ID)
+			ls.hub.mu.Lock()
+			ls.hub.hold = &storageHold{target: store.StatePaused, audioSeconds: c.AudioSeconds, interrupted: true}
+			ls.setHeldView()
+			ls.hub.mu.Unlock()
+			m.startStorageWatch()
+			m.s.log.Error("session left recording not yet marked interrupted: the disk refuses writes", "session", c.ID, "err", err)
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("server: mark session left recording as interrupted: %w", err)
 		}
 		m.s.log.Info("session was recording when the server stopped: marked interrupted, paused until resumed", "session", c.ID)
@@ -371,20 +388,7 @@ func (m *manager) handleEvent(ls *liveSession, ev domain.LiveEvent) {
 			Start: ev.Segment.Start, End: ev.Segment.End, Speaker: ev.Segment.Speaker, Text: ev.Segment.Text, Flags: ev.Segment.Flags}}})
 		h.mu.Unlock()
 	case domain.EventCommitted:
-		// Committed text is stored even while shutting down, so it has its own deadline.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		err := h.mutate(func() (message, error) {
-			g, err := m.s.store.InsertCommitted(ctx, h.sessionID, ev.Segment)
-			if err != nil {
-				return message{}, err
-			}
-			delete(h.provisional, u)
-			return message{Type: "committed", Utterance: &u, Segment: &liveSegment{g}}, nil
-		})
-		if err != nil {
-			m.s.log.Error("committed segment not stored", "session", h.sessionID, "utterance", u, "err", err)
-		}
+		m.commit(ls, u, ev.Segment) // storage.go: retried, held in memory if the disk refuses it
 	case domain.EventRefined: // second pass (internal/secondpass): only unedited segments change
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -419,7 +423,12 @@ func (m *manager) stopRunLocked(ctx context.Context, ls *liveSession) float64 {
 	ls.run, ls.browser = nil, nil
 	h := ls.hub
 	h.mu.Lock()
-	clear(h.provisional) // whatever was provisional is committed or gone now
+	clear(h.provisional) // whatever was provisional is committed or gone now,
+	if h.hold != nil {   // or held for storage, and still shown
+		for _, p := range h.hold.pending {
+			h.provisional[p.key] = p.seg
+		}
+	}
 	h.mu.Unlock()
 	return run.src.seconds()
 }
@@ -492,6 +501,9 @@ func (m *manager) transition(ctx context.Context, id, action string) (store.Cons
 	if c.State == store.StateApproved {
 		return c, store.ErrReadOnly
 	}
+	if c, held, err := m.holdTransition(ls, c, action); held { // storage.go
+		return c, err
+	}
 	// Waiting for the pipeline to commit must not be cut short by the client going away.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -505,6 +517,9 @@ func (m *manager) transition(ctx context.Context, id, action string) (store.Cons
 	case "resume":
 		if c.State != store.StatePaused {
 			return c, fmt.Errorf("%w: only a paused session can be resumed (it is %s)", store.ErrBadState, c.State)
+		}
+		if err := m.s.roomForRecording(); err != nil {
+			return c, err
 		}
 		if err := m.startRun(ctx, ls, c); err != nil {
 			return c, err
@@ -557,6 +572,9 @@ func (m *manager) shutdown(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	if !m.flushHolds() { // a last try: what is still held dies with the process
+		m.s.log.Error("transcript text held for storage could not be saved before shutdown", "segments", m.unsaved())
+	}
 	m.cancelRun()
 	m.wg.Wait()
 	if m.s.agents != nil {

@@ -184,15 +184,16 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 // auditRead records that the caller is about to be sent patient text: the handler that
 // writes a response carrying transcript text or flag notes calls it first, so no route,
 // spelling or middleware order lets such a response out unrecorded. purpose names the
-// view ("review", "incident_review", …); details add ids, never text. When the record
-// cannot be written the read is refused.
+// view ("review", "incident_review", …); details add ids, never text. A full disk does
+// not stop the read: the entry waits in memory for it (store.AuditOrDefer). Any other
+// failure to record refuses the read.
 func (s *Server) auditRead(r *http.Request, sessionID, purpose string, details map[string]any) error {
 	u := userOf(r)
 	d := map[string]any{"purpose": purpose, "role": string(u.Role)}
 	for k, v := range details {
 		d[k] = v
 	}
-	if err := s.store.Audit(r.Context(), audit.Event{Actor: u.Username, Action: audit.ActionDataAccess, SessionID: sessionID, Details: d}); err != nil {
+	if err := s.store.AuditOrDefer(r.Context(), audit.Event{Actor: u.Username, Action: audit.ActionDataAccess, SessionID: sessionID, Details: d}); err != nil {
 		return fmt.Errorf("record the read in the audit trail: %w", err)
 	}
 	return nil

@@ -89,6 +89,12 @@ type Config struct {
 	// the database at start, every CheckpointEvery (default 10 min) and at shutdown.
 	CheckpointFile  string
 	CheckpointEvery time.Duration
+
+	// Storage (storage.go): sessions do not start with less than MinFreeBytes free on the
+	// data disk (0: no floor); text that could not be stored is retried every
+	// StorageRetryEvery (default 5 s) until it is.
+	MinFreeBytes      uint64
+	StorageRetryEvery time.Duration
 }
 
 // Deps are the parts the server is given rather than builds.
@@ -179,6 +185,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.CheckpointEvery <= 0 {
 		cfg.CheckpointEvery = 10 * time.Minute
 	}
+	if cfg.StorageRetryEvery <= 0 {
+		cfg.StorageRetryEvery = 5 * time.Second
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
@@ -201,6 +210,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.store, s.ownsDB = st, true
 	}
 	s.live = newManager(s)
+	if m := deps.Safety.Metrics; m != nil {
+		m.WatchStorage(func() (uint64, error) { return store.FreeBytes(cfg.DataDir) }, cfg.MinFreeBytes, s.live.unsaved)
+	}
 	// Before serving: sweep spools left by a crash, start the TTL and purge goroutines.
 	if err := s.setUpRetention(ctx); err != nil {
 		s.Close()

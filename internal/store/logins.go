@@ -63,12 +63,6 @@ func (s *Store) loginFailed(ctx context.Context, username, source string, disabl
 	if locked {
 		lockedUntil, failures = ms(now.Add(LockoutPeriod)), 0
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO login_failures(username, source, failures, last_at, locked_until) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT(username, source) DO UPDATE SET failures = excluded.failures, last_at = excluded.last_at,
-		locked_until = MAX(login_failures.locked_until, excluded.locked_until)`, username, source, failures, ms(now), lockedUntil)
-	if err != nil {
-		return fmt.Errorf("authenticate: %w", err)
-	}
 	reason := "wrong password"
 	if disabled {
 		reason = "account disabled"
@@ -77,25 +71,56 @@ func (s *Store) loginFailed(ctx context.Context, username, source string, disabl
 	if locked {
 		details["locked_minutes"] = int(LockoutPeriod / time.Minute)
 	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO login_failures(username, source, failures, last_at, locked_until) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT(username, source) DO UPDATE SET failures = excluded.failures, last_at = excluded.last_at,
+		locked_until = MAX(login_failures.locked_until, excluded.locked_until)`, username, source, failures, ms(now), lockedUntil)
+	if err != nil {
+		return s.failureNotStored(username, details, err)
+	}
 	if err := s.auditTx(ctx, tx, audit.Event{Actor: username, Action: audit.ActionLoginFailed, Details: details}); err != nil {
-		return fmt.Errorf("authenticate: %w", err)
+		return s.failureNotStored(username, details, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("authenticate: %w", err)
+		return s.failureNotStored(username, details, err)
 	}
 	return ErrBadCredential
 }
 
+// failureNotStored answers a failed login whose count could not be written: a full disk
+// still gives "wrong password" (the server's per-source throttle keeps counting in
+// memory) and the audit entry waits in memory; anything else is an error.
+func (s *Store) failureNotStored(username string, details map[string]any, err error) error {
+	if !StorageFailure(err) {
+		return fmt.Errorf("authenticate: %w", err)
+	}
+	s.deferred.addEvent(audit.Event{At: s.now(), Actor: username, Action: audit.ActionLoginFailed, Details: details})
+	return ErrBadCredential
+}
+
 func (s *Store) loginSucceeded(ctx context.Context, username, source string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE username = ? AND source = ?`, username, source); err != nil {
+	// Clearing the failure count is housekeeping: a full disk does not stop the login.
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE username = ? AND source = ?`, username, source); err != nil && !StorageFailure(err) {
 		return fmt.Errorf("authenticate: %w", err)
 	}
 	return nil
 }
 
 // DeleteLogins ends every login of a user ("log out everywhere") and returns how many
-// there were.
+// there were. A disk that refuses the write does not keep them alive: they end in memory
+// and the database catches up later (the count is then of those known).
 func (s *Store) DeleteLogins(ctx context.Context, userID int64) (int, error) {
+	inMemory := s.forgetMemLogins(nil, userID)
+	n, err := s.deleteLogins(ctx, userID)
+	if StorageFailure(err) {
+		s.endLoginsInMemory(nil, userID)
+		s.deferred.addEvent(audit.Event{At: s.now(), Actor: s.usernameOf(ctx, userID), Action: audit.ActionLogout,
+			Details: map[string]any{"everywhere": true}})
+		return inMemory, nil
+	}
+	return n + inMemory, err
+}
+
+func (s *Store) deleteLogins(ctx context.Context, userID int64) (int, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("logout everywhere: %w", err)

@@ -46,6 +46,8 @@ type Store struct {
 	now   func() time.Time
 	keys  *keys.Keyring // field encryption (protect.go)
 	audit *audit.Log
+	// deferred holds logins and audit entries made while the disk refused writes (storage.go).
+	deferred deferred
 	// KeyFileCreated is the key file Open generated for a new database ("" if none).
 	KeyFileCreated string
 }

@@ -314,7 +314,7 @@ func (s *Store) Authenticate(ctx context.Context, username, password, source str
 	if errors.Is(err, sql.ErrNoRows) {
 		hashPassword(password) // equalise timing with the known-user path
 		// The name typed is not kept: it may be a password typed into the wrong box.
-		if err := s.Audit(ctx, audit.Event{Actor: "unknown-user", Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "unknown username", "source": source}}); err != nil {
+		if err := s.AuditOrDefer(ctx, audit.Event{Actor: "unknown-user", Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "unknown username", "source": source}}); err != nil {
 			return User{}, fmt.Errorf("authenticate: %w", err)
 		}
 		return User{}, ErrBadCredential
@@ -330,7 +330,7 @@ func (s *Store) Authenticate(ctx context.Context, username, password, source str
 		return User{}, err
 	} else if locked {
 		// Even the right password is refused while locked, so guessing gains nothing.
-		if err := s.Audit(ctx, audit.Event{Actor: username, Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "locked", "source": source}}); err != nil {
+		if err := s.AuditOrDefer(ctx, audit.Event{Actor: username, Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "locked", "source": source}}); err != nil {
 			return User{}, fmt.Errorf("authenticate: %w", err)
 		}
 		return User{}, ErrLocked
@@ -365,25 +365,45 @@ func (s *Store) CreateLogin(ctx context.Context, userID int64, p LoginPolicy) (s
 	token := base64.RawURLEncoding.EncodeToString(b)
 	now := s.now()
 	exp := now.Add(p.MaxAge)
-	tx, err := s.db.BeginTx(ctx, nil)
+	err := s.writeLogin(ctx, token, userID, now, exp)
+	if StorageFailure(err) {
+		// The disk is full: the login works from memory and is written, with its audit
+		// entry, once the disk takes writes again (FlushDeferred).
+		s.keepLoginInMemory(token, userID, now, exp)
+		s.deferred.addEvent(audit.Event{At: now, Actor: s.usernameOf(ctx, userID), Action: audit.ActionLogin, Details: map[string]any{"kept_in_memory": true}})
+		return token, exp, nil
+	}
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("create login: %w", err)
-	}
-	defer tx.Rollback()
-	_, err = tx.ExecContext(ctx, `INSERT INTO login_sessions(token_hash, user_id, created_at, last_seen_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
-		tokenHash(token), userID, ms(now), ms(now), ms(exp))
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("create login: %w", err)
-	}
-	if err := s.auditTx(ctx, tx, audit.Event{Actor: usernameTx(ctx, tx, userID), Action: audit.ActionLogin}); err != nil {
-		return "", time.Time{}, fmt.Errorf("create login: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
 		return "", time.Time{}, fmt.Errorf("create login: %w", err)
 	}
 	// Housekeeping: drop expired logins.
 	s.db.ExecContext(ctx, `DELETE FROM login_sessions WHERE expires_at < ? OR last_seen_at < ?`, ms(now), ms(now.Add(-p.Idle)))
 	return token, exp, nil
+}
+
+func (s *Store) writeLogin(ctx context.Context, token string, userID int64, now, exp time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, `INSERT INTO login_sessions(token_hash, user_id, created_at, last_seen_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
+		tokenHash(token), userID, ms(now), ms(now), ms(exp))
+	if err != nil {
+		return err
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Actor: usernameTx(ctx, tx, userID), Action: audit.ActionLogin}); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// usernameOf names a user for the audit trail, outside a transaction.
+func (s *Store) usernameOf(ctx context.Context, userID int64) string {
+	if u, err := s.User(ctx, userID); err == nil {
+		return u.Username
+	}
+	return fmt.Sprintf("user:%d", userID)
 }
 
 // LoginUser returns the user a token belongs to, refreshing its idle timer. Expired,
@@ -401,20 +421,23 @@ func (s *Store) CheckLogin(ctx context.Context, token string, p LoginPolicy) (Us
 func (s *Store) loginUser(ctx context.Context, token string, p LoginPolicy, touch bool) (User, error) {
 	now := s.now()
 	h := tokenHash(token)
-	var userID, lastSeen, expires int64
-	err := s.db.QueryRowContext(ctx, `SELECT user_id, last_seen_at, expires_at FROM login_sessions WHERE token_hash = ?`, h).Scan(&userID, &lastSeen, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
+	var userID, created, lastSeen, expires int64
+	err := s.db.QueryRowContext(ctx, `SELECT user_id, created_at, last_seen_at, expires_at FROM login_sessions WHERE token_hash = ?`, h).Scan(&userID, &created, &lastSeen, &expires)
+	switch {
+	case err == nil && s.endedInMemory(h, userID, fromMS(created)): // logged out while the disk was full
 		return User{}, fmt.Errorf("login: %w", ErrNotFound)
-	}
-	if err != nil {
+	case errors.Is(err, sql.ErrNoRows):
+		var ok bool
+		if userID, ok = s.memLoginUser(h, p, touch); !ok { // made while the disk was full?
+			return User{}, fmt.Errorf("login: %w", ErrNotFound)
+		}
+	case err != nil:
 		return User{}, fmt.Errorf("login: %w", err)
-	}
-	if now.UnixMilli() > expires || now.Sub(fromMS(lastSeen)) > p.Idle {
+	case now.UnixMilli() > expires || now.Sub(fromMS(lastSeen)) > p.Idle:
 		s.db.ExecContext(ctx, `DELETE FROM login_sessions WHERE token_hash = ?`, h)
 		return User{}, fmt.Errorf("login expired: %w", ErrNotFound)
-	}
-	// Only write when the idle timer moved noticeably, to spare the database on every request.
-	if touch && now.Sub(fromMS(lastSeen)) > 30*time.Second {
+	case touch && now.Sub(fromMS(lastSeen)) > 30*time.Second:
+		// Only write when the idle timer moved noticeably, to spare the database on every request.
 		s.db.ExecContext(ctx, `UPDATE login_sessions SET last_seen_at = ? WHERE token_hash = ?`, ms(now), h)
 	}
 	u, err := s.User(ctx, userID)
@@ -427,8 +450,20 @@ func (s *Store) loginUser(ctx context.Context, token string, p LoginPolicy, touc
 	return u, nil
 }
 
-// DeleteLogin ends a login session (logout).
+// DeleteLogin ends a login session (logout). A disk that refuses the write does not keep
+// the login alive: it ends in memory and the database catches up later.
 func (s *Store) DeleteLogin(ctx context.Context, token string) error {
+	s.forgetMemLogins(tokenHash(token), 0)
+	err := s.deleteLogin(ctx, token)
+	if StorageFailure(err) {
+		s.endLoginsInMemory(tokenHash(token), 0)
+		s.deferred.addEvent(audit.Event{At: s.now(), Actor: actorFrom(ctx), Action: audit.ActionLogout})
+		return nil
+	}
+	return err
+}
+
+func (s *Store) deleteLogin(ctx context.Context, token string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("logout: %w", err)

@@ -244,7 +244,7 @@ function apply(msg) {
     case "state":
       setSession(msg.session);
       if (msg.session.state !== "recording") S.provisional.clear();
-      if (msg.reason) status(`Session ${msg.session.state}: ${msg.reason}.`);
+      if (msg.reason) status(`Session ${msg.session.state}: ${msg.reason}.`, !!msg.session.notice);
       break;
   }
   render();
@@ -252,6 +252,7 @@ function apply(msg) {
 
 function setSession(sess) {
   S.session = sess;
+  if (sess.notice) status(sess.notice + ".", true); // e.g. storage failing: shown until it is resolved
   const st = sess.state;
   const ind = $("rec-indicator");
   ind.className = "rec " + st;
