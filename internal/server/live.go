@@ -461,6 +461,14 @@ func (m *manager) setState(ctx context.Context, ls *liveSession, id, state strin
 	err := ls.hub.mutate(func() (message, error) {
 		var err error
 		c, err = m.s.store.SetState(ctx, id, state, audioSeconds)
+		if store.StorageFailure(err) && state != store.StateRecording {
+			// Recording has stopped all the same: the state waits in memory until the disk
+			// takes it (storage.go), and the page says why.
+			m.s.storeFailed("state")
+			m.holdStateLocked(ls, state, audioSeconds)
+			c, err = m.s.store.Consultation(ctx, id)
+			reason = StorageFailingReason
+		}
 		if err != nil {
 			return message{}, err
 		}
@@ -524,7 +532,11 @@ func (m *manager) transition(ctx context.Context, id, action string) (store.Cons
 		if err := m.startRun(ctx, ls, c); err != nil {
 			return c, err
 		}
-		return m.setState(wctx, ls, id, store.StateRecording, -1, "resumed by the clinician")
+		rc, err := m.setState(wctx, ls, id, store.StateRecording, -1, "resumed by the clinician")
+		if err != nil { // not recorded as recording: do not record
+			m.stopRunLocked(wctx, ls)
+		}
+		return rc, err
 	case "stop":
 		if c.State == store.StateStopped {
 			return c, nil

@@ -77,6 +77,24 @@ func (m *manager) holdLocked(ls *liveSession, key int, seg domain.Segment) messa
 	return provisionalMessage(key, seg)
 }
 
+// holdStateLocked keeps a state change (paused or stopped) the database refused, with
+// the audio captured so far, for the storage watcher to record. A stop is not turned back
+// into a pause. h.mu is held.
+func (m *manager) holdStateLocked(ls *liveSession, state string, audioSeconds float64) {
+	h := ls.hub
+	if h.hold == nil {
+		h.hold = &storageHold{target: state, audioSeconds: audioSeconds}
+	}
+	if h.hold.target != store.StateStopped {
+		h.hold.target = state
+	}
+	if audioSeconds >= 0 {
+		h.hold.audioSeconds = audioSeconds
+	}
+	ls.setHeldView()
+	m.startStorageWatch()
+}
+
 func provisionalMessage(key int, seg domain.Segment) message {
 	return message{Type: "provisional", Utterance: &key, Segment: &liveSegment{store.Segment{
 		Start: seg.Start, End: seg.End, Speaker: seg.Speaker, Text: seg.Text, Flags: seg.Flags}}}
