@@ -195,7 +195,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/sessions/{id}/audio", s.handle(s.audioRoute, store.RoleClinician)) // retention.go: mic websocket or re-listen
 	mux.HandleFunc("POST /api/sessions/{id}/discard-audio", s.handle(s.discardAudio, store.RoleClinician))
 	s.safetyRoutes(mux) // safety.go
-	// protection.go: audit API, logout everywhere, CSRF guard, CSO access audit.
+	// protection.go: audit API, logout everywhere, CSRF guard, audited reads.
 	s.protectionRoutes(mux)
 	s.agentRoutes(mux) // agents.go: room agents
 	return securityHeaders(s.accessLog(s.bodyDeadline(s.csrfGuard(mux))))
