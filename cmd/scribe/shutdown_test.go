@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"scribe/internal/fhir"
 	"scribe/internal/fhir/fhirtest"
 	"scribe/internal/store"
 )
@@ -112,7 +111,7 @@ func TestServeFlushesOutboxOnSIGTERM(t *testing.T) {
 		t.Fatal("the EPR was never asked")
 	}
 	search := func() int {
-		return len(fs.Search(t, "DocumentReference", url.Values{"identifier": {fhir.DefaultIdentifierSystem + "|" + sess.DocumentID}}))
+		return len(fs.Search(t, "DocumentReference", url.Values{"identifier": {"https://gp.example/Id/scribe-document|" + sess.DocumentID}}))
 	}
 	if n := search(); n != 0 {
 		t.Fatalf("%d copies in the record before the EPR came back", n)

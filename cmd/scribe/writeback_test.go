@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"scribe/internal/config"
-	"scribe/internal/fhir"
 	"scribe/internal/fhir/fhirtest"
 	"scribe/internal/store"
 )
@@ -127,7 +126,7 @@ listen: 127.0.0.1:0
 models: {whisper: %s, vad: %s, workers: 1, threads: 2}
 transcription: {temperature_inc: 0}
 demo: {wavs: [%s]}
-epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001%s}
+epr: {sink: fhir, fhir_base_url: %s, practice_ods: A81001, identifier_system: "https://gp.example/Id/scribe-document"%s}
 `, filepath.Join(dir, "data"), model, vad, filepath.Join(config.SharedDir(), "audio", "jfk.wav"), fhirURL, eprExtra)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +227,7 @@ func TestApprovedSessionReachesFHIRServer(t *testing.T) {
 	if !regexp.MustCompile(`(?i)no patient`).MatchString(sess.Reason) {
 		t.Errorf("held reason %q does not say the patient is unknown", sess.Reason)
 	}
-	if n := len(fs.Search(t, "DocumentReference", url.Values{"identifier": {fhir.DefaultIdentifierSystem + "|" + sess.DocumentID}})); n != 0 {
+	if n := len(fs.Search(t, "DocumentReference", url.Values{"identifier": {"https://gp.example/Id/scribe-document|" + sess.DocumentID}})); n != 0 {
 		t.Fatalf("a held note reached the EPR (%d copies)", n)
 	}
 
@@ -303,7 +302,7 @@ func TestApprovedSessionReachesFHIRServer(t *testing.T) {
 		t.Errorf("write-back audit trail %q (%v), want %q", trail, err, want)
 	}
 
-	byID := fs.Search(t, "DocumentReference", url.Values{"identifier": {fhir.DefaultIdentifierSystem + "|" + sess.DocumentID}})
+	byID := fs.Search(t, "DocumentReference", url.Values{"identifier": {"https://gp.example/Id/scribe-document|" + sess.DocumentID}})
 	byPatient := fs.Search(t, "DocumentReference", url.Values{"patient": {"Patient/" + patient}})
 	if len(byID) != 1 || len(byPatient) != 1 {
 		t.Fatalf("found %d by identifier, %d by patient; want exactly 1 each", len(byID), len(byPatient))

@@ -67,6 +67,11 @@ const (
 	// ActionDataAccess records reading patient data outside the clinician's own review:
 	// a CSO opening a flagged segment, a subject access export. details: purpose, ids.
 	ActionDataAccess Action = "data_access"
+	// Corrections of an approved note (issue #15); details: ids and the clinician's reason
+	// category, never the NHS number or the text.
+	ActionNHSNumberCorrected Action = "nhs_number_corrected" // a held note's number added or fixed
+	ActionNoteAmended        Action = "note_amended"         // a new version replaces a delivered note
+	ActionNoteWithdrawn      Action = "note_withdrawn"       // a delivered note marked entered-in-error
 )
 
 var knownActions = map[Action]bool{
@@ -76,6 +81,7 @@ var knownActions = map[Action]bool{
 	ActionSessionApprove: true, ActionWritebackAttempt: true, ActionWritebackResult: true,
 	ActionAudioDeleted: true, ActionTranscriptPurged: true, ActionConfigChange: true,
 	ActionUserChange: true, ActionKeyRotated: true, ActionDataAccess: true,
+	ActionNHSNumberCorrected: true, ActionNoteAmended: true, ActionNoteWithdrawn: true,
 }
 
 // Event is one thing to record. At defaults to the current time when zero.

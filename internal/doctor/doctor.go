@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"scribe/internal/config"
+	"scribe/internal/fhir"
 	"scribe/internal/keys"
 	"scribe/internal/models"
 	"scribe/internal/store"
@@ -348,7 +349,11 @@ func checkEPR(ctx context.Context, opt Options) Result {
 		ResourceType string `json:"resourceType"`
 		FHIRVersion  string `json:"fhirVersion"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&cs); err != nil || cs.ResourceType == "" {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &cs)
+	}
+	if err != nil || cs.ResourceType == "" {
 		return fail("epr", "%s/metadata did not answer with a FHIR resource (%v): is this the FHIR base URL?", base, err)
 	}
 	if cs.ResourceType != "CapabilityStatement" {
@@ -359,7 +364,13 @@ func checkEPR(ctx context.Context, opt Options) Result {
 	if !strings.HasPrefix(cs.FHIRVersion, "4.0") {
 		return fail("epr", "%s speaks FHIR %q; scribe writes FHIR R4 (4.0.x)", base, cs.FHIRVersion)
 	}
-	return ok("epr", "%s is a FHIR %s server", base, cs.FHIRVersion)
+	// Exactly once rests on conditional create where the server declares it, and on a
+	// search by identifier before each create where it does not (README, Write-back).
+	how := "no conditional create for DocumentReference: scribe searches by identifier before each create"
+	if fhir.DeclaresConditionalCreate(body) {
+		how = "conditional create (If-None-Exist) for DocumentReference"
+	}
+	return ok("epr", "%s is a FHIR %s server; %s", base, cs.FHIRVersion, how)
 }
 
 // roomsFor estimates how many rooms can be transcribed live. A decode with threads

@@ -243,7 +243,8 @@ func TestDoctorEPRAnswers(t *testing.T) {
 	}{
 		{401, `{"resourceType":"OperationOutcome"}`, Fail, "check the EPR credentials"},
 		{200, `<html>login</html>`, Fail, "is this the FHIR base URL"},
-		{200, `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1"}`, OK, "FHIR 4.0.1 server"},
+		{200, `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1"}`, OK, "FHIR 4.0.1 server; no conditional create for DocumentReference: scribe searches"},
+		{200, `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1","rest":[{"resource":[{"type":"DocumentReference","conditionalCreate":true}]}]}`, OK, "conditional create (If-None-Exist)"},
 		{200, `{"resourceType":"CapabilityStatement","fhirVersion":"5.0.0"}`, Fail, "scribe writes FHIR R4"},
 	} {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

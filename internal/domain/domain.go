@@ -75,6 +75,9 @@ type Utterance struct {
 	Channels [][]float32 // per-channel samples at SampleRate; Channels[0] is the mix when mono
 	Final    bool        // false for a provisional (still growing) utterance
 	Cut      bool        // true when the maximum utterance length forced the cut
+	// Context is the text committed just before this utterance in the same stream (its
+	// tail), given to the decoder as the preceding text, as Whisper was trained to see it.
+	Context string
 }
 
 // Mono returns the utterance as one channel (the average of all channels).

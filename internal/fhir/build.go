@@ -5,10 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
+	"net/url"
 	"time"
 
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
+	"scribe/internal/identifiers"
 	"scribe/internal/nhsnumber"
 )
 
@@ -47,28 +50,34 @@ func BuildDocumentReference(n Note, cfg Config, opts BuildOptions) (DocumentRefe
 	}
 
 	clinician := r4.Reference{Type: ptr("Practitioner"), Display: ptr(n.Clinician.DisplayName)}
-	if n.Clinician.SDSUserID != "" {
-		clinician.Identifier = &r4.Identifier{System: ptr(SystemSDSUserID), Value: ptr(n.Clinician.SDSUserID)}
-	} else {
-		clinician.Identifier = &r4.Identifier{System: ptr(SystemGMCNumber), Value: ptr(n.Clinician.GMCNumber)}
-	}
+	system, value := clinicianIdentifier(n.Clinician)
+	clinician.Identifier = &r4.Identifier{System: ptr(system), Value: ptr(value)}
 
+	// A withdrawal is the withdrawn document again, marked entered-in-error.
+	id, status, description := n.DocumentID, r4.DocumentReferenceStatusCurrent, optional(n.Description)
+	if n.WithdrawsDocumentID != "" {
+		id, status = n.WithdrawsDocumentID, r4.DocumentReferenceStatusEnteredInError
+		description = ptr("Withdrawn by the clinician (entered in error): " + n.Reason)
+	}
 	doc := DocumentReference{
-		Meta:       &r4.Meta{Profile: []string{ProfileUKCoreDocumentReference}},
-		Identifier: []r4.Identifier{{System: ptr(r.identifierSystem), Value: ptr(n.DocumentID)}},
-		Status:     r4.DocumentReferenceStatusCurrent,
-		DocStatus:  ptr(r4.CompositionStatusFinal),
-		Type:       &r4.CodeableConcept{Coding: []r4.Coding{toCoding(r.typ)}},
-		Subject:    &subject,
-		Date:       ptr(instant(n.ApprovedAt)),
-		Author:     []r4.Reference{clinician},
+		Meta: &r4.Meta{Profile: []string{ProfileUKCoreDocumentReference}},
+		Text: &r4.Narrative{Status: r4.NarrativeStatusGenerated, Div: narrative(r, nhs)},
+		// The document's own id, stable across versions of the record it is filed in.
+		MasterIdentifier: &r4.Identifier{System: ptr("urn:ietf:rfc:3986"), Value: ptr("urn:uuid:" + id)},
+		Identifier:       []r4.Identifier{{System: ptr(r.identifierSystem), Value: ptr(id)}},
+		Status:           status,
+		DocStatus:        ptr(r4.CompositionStatusFinal),
+		Type:             &r4.CodeableConcept{Coding: []r4.Coding{toCoding(r.typ)}},
+		Subject:          &subject,
+		Date:             ptr(instant(n.ApprovedAt)),
+		Author:           []r4.Reference{clinician},
 		// The approving clinician is also the one who attests the content.
 		Authenticator: &clinician,
 		Custodian: &r4.Reference{
 			Type:       ptr("Organization"),
 			Identifier: &r4.Identifier{System: ptr(SystemODSOrganisation), Value: ptr(r.ods)},
 		},
-		Description: optional(n.Description),
+		Description: description,
 		Content: []r4.DocumentReferenceContent{{Attachment: r4.Attachment{
 			ContentType: ptr("text/plain; charset=utf-8"),
 			Language:    ptr(r.language),
@@ -82,6 +91,9 @@ func BuildDocumentReference(n Note, cfg Config, opts BuildOptions) (DocumentRefe
 			Start: ptr(instant(n.ConsultationStart)),
 			End:   ptr(instant(n.ConsultationEnd)),
 		}},
+	}
+	if r.practiceSetting != nil {
+		doc.Context.PracticeSetting = &r4.CodeableConcept{Coding: []r4.Coding{toCoding(*r.practiceSetting)}}
 	}
 	if r.category != nil {
 		doc.Category = []r4.CodeableConcept{{Coding: []r4.Coding{toCoding(*r.category)}}}
@@ -99,6 +111,30 @@ func BuildDocumentReference(n Note, cfg Config, opts BuildOptions) (DocumentRefe
 	return doc, nil
 }
 
+// clinicianIdentifier picks the approving clinician's identifier for the record: the SDS
+// user id, else the GMC number, else the NMC/GPhC/HCPC registration.
+func clinicianIdentifier(c Clinician) (system, value string) {
+	switch {
+	case c.SDSUserID != "":
+		return SystemSDSUserID, c.SDSUserID
+	case c.GMCNumber != "":
+		return SystemGMCNumber, c.GMCNumber
+	}
+	body, _ := identifiers.ParseBody(c.RegistrationBody) // validated
+	return identifiers.System(body), c.RegistrationNumber
+}
+
+// narrative is the DocumentReference's human-readable summary (XHTML): what the document
+// is, whose, when and who approved it. The approved text itself is the attachment.
+func narrative(r resolved, nhs string) string {
+	e := html.EscapeString
+	when := func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") }
+	return `<div xmlns="http://www.w3.org/1999/xhtml"><p><b>` + e(r.title) + `</b></p>` +
+		`<p>Patient NHS number ` + e(nhsnumber.Format(nhs)) + `. Consultation ` + e(when(r.ConsultationStart)) +
+		` to ` + e(when(r.ConsultationEnd)) + `.</p><p>Reviewed and approved by ` + e(r.Clinician.DisplayName) +
+		` on ` + e(when(r.ApprovedAt)) + `. Transcription only: not a clinical summary. The approved text is attached (text/plain).</p></div>`
+}
+
 // MarshalDocumentReference renders the resource as FHIR JSON.
 func MarshalDocumentReference(doc DocumentReference) ([]byte, error) {
 	b, err := json.Marshal(doc)
@@ -108,9 +144,10 @@ func MarshalDocumentReference(doc DocumentReference) ([]byte, error) {
 	return b, nil
 }
 
-// IdentifierQuery is the search (and If-None-Exist) expression that finds a document.
-func IdentifierQuery(cfg Config, documentID string) string {
-	return "identifier=" + cfg.withDefaults().IdentifierSystem + "|" + documentID
+// identifierSearch is the search (and, encoded, the If-None-Exist) that finds a document:
+// a system with + or & in it must be URL-encoded to match anything.
+func identifierSearch(system, documentID string) url.Values {
+	return url.Values{"identifier": {system + "|" + documentID}}
 }
 
 // instant renders a FHIR instant: seconds precision and an explicit timezone. UTC keeps

@@ -173,7 +173,7 @@ func TestValidateReportsEveryViolation(t *testing.T) {
 		{"no NHS number", func(n *Note, _ *Config) { n.NHSNumber = "" }, []string{"nhs_number"}, "no NHS number"},
 		{"missing ODS", func(n *Note, _ *Config) { n.PracticeODS = "" }, []string{"practice_ods"}, "no practice ODS code"},
 		{"bad ODS", func(n *Note, _ *Config) { n.PracticeODS = "a8-1" }, []string{"practice_ods"}, "not valid"},
-		{"no clinician id", func(n *Note, _ *Config) { n.Clinician.SDSUserID, n.Clinician.GMCNumber = "", "" }, []string{"clinician"}, "neither an SDS user ID nor a GMC number"},
+		{"no clinician id", func(n *Note, _ *Config) { n.Clinician.SDSUserID, n.Clinician.GMCNumber = "", "" }, []string{"clinician"}, "no SDS user ID, GMC number or NMC/GPhC/HCPC registration"},
 		{"bad GMC", func(n *Note, _ *Config) { n.Clinician.GMCNumber = "12" }, []string{"clinician.gmc_number"}, "7 digits"},
 		{"time travel", func(n *Note, _ *Config) { n.ConsultationEnd = n.ConsultationStart.Add(-time.Minute) }, []string{"consultation"}, "ends before it starts"},
 		{"empty text", func(n *Note, _ *Config) { n.Text = "  \n" }, []string{"text"}, "empty"},

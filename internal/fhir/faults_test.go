@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,11 +16,27 @@ import (
 // These fakes produce faults the real test server cannot: overload, rate limiting, hangs
 // and dropped connections. Everything else is tested against the real server.
 
+// testSystem is the identifier system the tests configure (a FHIR sink refuses the
+// placeholder).
+const testSystem = "https://gp.example/Id/scribe-document"
+
+// withMetadata answers /metadata with a CapabilityStatement declaring conditional create
+// and passes everything else to h.
+func withMetadata(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/metadata") {
+			writeCapability(w, true)
+			return
+		}
+		h(w, r)
+	}
+}
+
 func fakeSink(t *testing.T, h http.HandlerFunc, timeout time.Duration) *ServerSink {
 	t.Helper()
-	ts := httptest.NewServer(h)
+	ts := httptest.NewServer(withMetadata(h))
 	t.Cleanup(ts.Close)
-	s, err := NewServerSink(ServerConfig{BaseURL: ts.URL + "/fhir", Timeout: timeout})
+	s, err := NewServerSink(ServerConfig{BaseURL: ts.URL + "/fhir", Config: Config{IdentifierSystem: testSystem}, Timeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +110,7 @@ func TestServerSinkSendsConditionalCreate(t *testing.T) {
 	n := testNote()
 	var got *http.Request
 	var auth string
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ts := httptest.NewServer(withMetadata(func(w http.ResponseWriter, r *http.Request) {
 		got = r.Clone(context.Background())
 		auth = r.Header.Get("Authorization")
 		w.Header().Set("Location", "DocumentReference/abc/_history/1")
@@ -101,7 +118,7 @@ func TestServerSinkSendsConditionalCreate(t *testing.T) {
 		_, _ = io.WriteString(w, `{"resourceType":"DocumentReference","id":"abc"}`)
 	}))
 	defer ts.Close()
-	s, err := NewServerSink(ServerConfig{BaseURL: ts.URL + "/fhir/R4/", BearerToken: "s3cret"})
+	s, err := NewServerSink(ServerConfig{BaseURL: ts.URL + "/fhir/R4/", Config: Config{IdentifierSystem: testSystem}, BearerToken: "s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +129,7 @@ func TestServerSinkSendsConditionalCreate(t *testing.T) {
 	if got.URL.Path != "/fhir/R4/DocumentReference" || got.Method != http.MethodPost {
 		t.Errorf("request = %s %s", got.Method, got.URL.Path)
 	}
-	if h := got.Header.Get("If-None-Exist"); h != "identifier="+DefaultIdentifierSystem+"|"+n.DocumentID {
+	if h := got.Header.Get("If-None-Exist"); h != "identifier="+url.QueryEscape(testSystem+"|"+n.DocumentID) {
 		t.Errorf("If-None-Exist = %q", h)
 	}
 	if auth != "Bearer s3cret" {
@@ -121,7 +138,7 @@ func TestServerSinkSendsConditionalCreate(t *testing.T) {
 	if !strings.HasPrefix(got.Header.Get("Content-Type"), "application/fhir+json") {
 		t.Errorf("Content-Type = %q", got.Header.Get("Content-Type"))
 	}
-	if rc.Location != ts.URL+"/fhir/R4/DocumentReference/abc/_history/1" || !rc.Created {
+	if rc.Location != ts.URL+"/fhir/R4/DocumentReference/abc" || !rc.Created {
 		t.Errorf("receipt = %+v", rc)
 	}
 }
@@ -130,7 +147,10 @@ func TestServerSinkRejectsBadConfig(t *testing.T) {
 	for _, cfg := range []ServerConfig{
 		{BaseURL: "ftp://x"},
 		{BaseURL: "not a url"},
-		{BaseURL: "http://x", BearerToken: "a", SMART: &SMARTConfig{}},
+		{BaseURL: "http://x", Config: Config{IdentifierSystem: testSystem}, BearerToken: "a", SMART: &SMARTConfig{}},
+		{BaseURL: "http://x"}, // no identifier system
+		{BaseURL: "http://x", Config: Config{IdentifierSystem: DefaultIdentifierSystem}},
+		{BaseURL: "http://epr.example", Config: Config{IdentifierSystem: testSystem}, BearerToken: "a"}, // token in the clear
 	} {
 		if _, err := NewServerSink(cfg); err == nil {
 			t.Errorf("NewServerSink(%+v) accepted", cfg)

@@ -41,8 +41,14 @@ func noteFor(nhs string) fhir.Note {
 	}
 }
 
+// testSystem is the document identifier system of the real-server tests.
+const testSystem = "https://gp.example/Id/scribe-document"
+
 func newRealSink(t *testing.T, srv *fhirtest.Server, cfg fhir.Config) *fhir.ServerSink {
 	t.Helper()
+	if cfg.IdentifierSystem == "" {
+		cfg.IdentifierSystem = testSystem
+	}
 	s, err := fhir.NewServerSink(fhir.ServerConfig{BaseURL: srv.BaseURL, Config: cfg, LookupPatient: true, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +57,7 @@ func newRealSink(t *testing.T, srv *fhirtest.Server, cfg fhir.Config) *fhir.Serv
 }
 
 func identifierQuery(id string) url.Values {
-	return url.Values{"identifier": {fhir.DefaultIdentifierSystem + "|" + id}}
+	return url.Values{"identifier": {testSystem + "|" + id}}
 }
 
 func TestRealServerAcceptsDocumentReference(t *testing.T) {

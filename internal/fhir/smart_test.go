@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -59,7 +58,7 @@ func (te *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail("client_assertion_type = %q", a)
 		return
 	}
-	if s := r.PostForm.Get("scope"); s != "system/DocumentReference.write system/Patient.read" {
+	if s := r.PostForm.Get("scope"); s != "system/DocumentReference.c system/Patient.rs" {
 		fail("scope = %q", s)
 		return
 	}
@@ -79,8 +78,12 @@ func (te *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if kid := tok.Header["kid"]; kid != "key-1" {
 		fail("kid = %v", kid)
 	}
-	if life := time.Until(claims.ExpiresAt.Time); life > AssertionLifetime || life <= 0 {
-		fail("assertion lifetime %v, want (0, 5m]", life)
+	if claims.IssuedAt == nil {
+		fail("assertion without iat")
+		return
+	}
+	if life := claims.ExpiresAt.Sub(claims.IssuedAt.Time); life > AssertionLifetime || life <= 0 {
+		fail("assertion lifetime %v, want (0, %v]", life, AssertionLifetime)
 	}
 	te.mu.Lock()
 	defer te.mu.Unlock()
@@ -109,13 +112,14 @@ func TestSMARTBackendServices(t *testing.T) {
 		key  crypto.Signer
 		pub  crypto.PublicKey
 		life int
-		// wantTokens is how many tokens three deliveries need: one while the token is
-		// valid, three when each expires within oauth2's ten-second early-refresh margin.
+		// wantTokens is how many tokens the CapabilityStatement read and three deliveries
+		// need: one while the token is valid, one per request when each expires within
+		// the ten-second early-refresh margin.
 		wantTokens int
 	}{
 		{"RS384", rsaKey, &rsaKey.PublicKey, 300, 1},
 		{"ES384", ecKey, &ecKey.PublicKey, 300, 1},
-		{"ES384", ecKey, &ecKey.PublicKey, 5, 3},
+		{"ES384", ecKey, &ecKey.PublicKey, 5, 4},
 	} {
 		t.Run(fmt.Sprintf("%s_expires_%ds", tc.alg, tc.life), func(t *testing.T) {
 			te := &tokenEndpoint{t: t, pub: tc.pub, alg: tc.alg, clientID: "scribe-gp-a81001", expiresIn: tc.life, jtis: map[string]bool{}}
@@ -130,13 +134,14 @@ func TestSMARTBackendServices(t *testing.T) {
 				w.WriteHeader(http.StatusCreated)
 				_, _ = fmt.Fprint(w, `{"resourceType":"DocumentReference","id":"d1"}`)
 			})
-			ts := httptest.NewServer(mux)
+			mux.HandleFunc("/fhir/metadata", func(w http.ResponseWriter, r *http.Request) { writeCapability(w, true) })
+			ts := httptest.NewTLSServer(mux)
 			defer ts.Close()
 			te.url = ts.URL + "/token"
 
-			s, err := NewServerSink(ServerConfig{BaseURL: ts.URL + "/fhir", SMART: &SMARTConfig{
+			s, err := NewServerSink(ServerConfig{BaseURL: ts.URL + "/fhir", Config: Config{IdentifierSystem: testSystem}, Transport: ts.Client().Transport, SMART: &SMARTConfig{
 				TokenURL: te.url, ClientID: te.clientID, Key: tc.key, KeyID: "key-1",
-				Scopes: []string{"system/DocumentReference.write", "system/Patient.read"},
+				Scopes: []string{"system/DocumentReference.c", "system/Patient.rs"},
 			}})
 			if err != nil {
 				t.Fatal(err)
@@ -153,7 +158,7 @@ func TestSMARTBackendServices(t *testing.T) {
 				t.Errorf("token endpoint issued %d tokens for 3 deliveries, want %d", len(issued), tc.wantTokens)
 			}
 			for i, h := range seen {
-				want := "Bearer " + issued[min(i, len(issued)-1)]
+				want := "Bearer " + issued[max(0, i+len(issued)-len(seen))]
 				if h != want {
 					t.Errorf("delivery %d Authorization = %q, want %q", i, h, want)
 				}
@@ -165,9 +170,10 @@ func TestSMARTBackendServices(t *testing.T) {
 func TestSMARTRefusedCredentialsAreHeld(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	te := &tokenEndpoint{t: t, refused: "invalid_client", jtis: map[string]bool{}}
-	ts := httptest.NewServer(te)
+	ts := httptest.NewTLSServer(te)
 	defer ts.Close()
-	s, err := NewServerSink(ServerConfig{BaseURL: ts.URL + "/fhir", SMART: &SMARTConfig{TokenURL: ts.URL + "/token", ClientID: "c", Key: key}})
+	s, err := NewServerSink(ServerConfig{BaseURL: ts.URL + "/fhir", Config: Config{IdentifierSystem: testSystem}, Transport: ts.Client().Transport,
+		SMART: &SMARTConfig{TokenURL: ts.URL + "/token", ClientID: "c", Key: key, KeyID: "k", Scopes: []string{"system/DocumentReference.c"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +186,7 @@ func TestSMARTRefusedCredentialsAreHeld(t *testing.T) {
 func TestSMARTRejectsUnsupportedKeys(t *testing.T) {
 	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	for _, k := range []crypto.Signer{nil, p256} {
-		if _, err := (SMARTConfig{TokenURL: "http://x/token", ClientID: "c", Key: k}).TokenSource(http.DefaultClient); err == nil {
+		if err := (SMARTConfig{TokenURL: "https://x/token", ClientID: "c", Key: k, KeyID: "k", Scopes: []string{"system/DocumentReference.c"}}).check(); err == nil {
 			t.Errorf("key %T accepted", k)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"scribe/internal/identifiers"
 	"scribe/internal/nhsnumber"
 )
 
@@ -34,8 +35,6 @@ func (e *ValidationError) Error() string {
 
 var (
 	odsPattern    = regexp.MustCompile(`^[A-Z0-9]{3,10}$`)
-	sdsPattern    = regexp.MustCompile(`^[0-9]{12}$`)
-	gmcPattern    = regexp.MustCompile(`^[0-9]{7}$`)
 	snomedPattern = regexp.MustCompile(`^[1-9][0-9]{5,17}$`)
 )
 
@@ -69,15 +68,27 @@ func Validate(n Note, cfg Config) error {
 	if strings.TrimSpace(n.Clinician.DisplayName) == "" {
 		add("clinician.display_name", "the approving clinician has no name in their profile")
 	}
-	sds, gmc := strings.TrimSpace(n.Clinician.SDSUserID), strings.TrimSpace(n.Clinician.GMCNumber)
-	if sds == "" && gmc == "" {
-		add("clinician", "the approving clinician's profile has neither an SDS user ID nor a GMC number")
+	c := n.Clinician
+	sds, gmc, reg := strings.TrimSpace(c.SDSUserID), strings.TrimSpace(c.GMCNumber), strings.TrimSpace(c.RegistrationNumber)
+	if sds == "" && gmc == "" && reg == "" {
+		add("clinician", "the approving clinician's profile has no SDS user ID, GMC number or NMC/GPhC/HCPC registration")
 	}
-	if sds != "" && !sdsPattern.MatchString(sds) {
-		add("clinician.sds_user_id", "the clinician's SDS user ID %q is not valid (12 digits)", sds)
+	if sds != "" {
+		if err := identifiers.CheckSDS(sds); err != nil {
+			add("clinician.sds_user_id", "the clinician's %v", err)
+		}
 	}
-	if gmc != "" && !gmcPattern.MatchString(gmc) {
-		add("clinician.gmc_number", "the clinician's GMC number %q is not valid (7 digits)", gmc)
+	if gmc != "" {
+		if err := identifiers.Check(identifiers.GMC, gmc); err != nil {
+			add("clinician.gmc_number", "the clinician's %v", err)
+		}
+	}
+	if reg != "" || c.RegistrationBody != "" {
+		if body, err := identifiers.ParseBody(c.RegistrationBody); err != nil {
+			add("clinician.registration_body", "the clinician's %v", err)
+		} else if err := identifiers.Check(body, reg); err != nil {
+			add("clinician.registration_number", "the clinician's %v", err)
+		}
 	}
 	if n.ConsultationStart.IsZero() || n.ConsultationEnd.IsZero() {
 		add("consultation", "the consultation start or end time is missing")
@@ -97,6 +108,14 @@ func Validate(n Note, cfg Config) error {
 	}
 	if c := r.category; c != nil && (c.System == "" || c.Code == "") {
 		add("category", "the document category needs both a code system and a code")
+	}
+	if c := r.practiceSetting; c != nil && (c.System == "" || c.Code == "") {
+		add("practice_setting", "the practice setting needs both a code system and a code")
+	}
+	if n.WithdrawsDocumentID != "" {
+		if _, err := uuid.Parse(n.WithdrawsDocumentID); err != nil {
+			add("withdraws_document_id", "the withdrawn document's identifier %q is not a UUID", n.WithdrawsDocumentID)
+		}
 	}
 	if n.ReplacesDocumentID != "" {
 		if _, err := uuid.Parse(n.ReplacesDocumentID); err != nil {

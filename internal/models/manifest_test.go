@@ -29,7 +29,8 @@ func TestLoadEmbeddedManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]Kind{"tiny.en": KindWhisper, "tiny": KindWhisper, "base.en": KindWhisper, "base": KindWhisper,
-		"small.en": KindWhisper, "tiny.en-q8_0": KindWhisper, "silero-v6.2.0": KindVAD}
+		"small.en": KindWhisper, "tiny.en-q8_0": KindWhisper, "silero-v6.2.0": KindVAD,
+		"tiny.en-pypi": KindWhisper, "base-pypi": KindWhisper}
 	if len(m.Models) != len(want) {
 		t.Errorf("manifest has %d models, want %d", len(m.Models), len(want))
 	}
@@ -42,7 +43,7 @@ func TestLoadEmbeddedManifest(t *testing.T) {
 		if e.Kind != kind {
 			t.Errorf("%s kind = %s, want %s", name, e.Kind, kind)
 		}
-		if e.Kind == KindWhisper && e.URL != "https://huggingface.co/ggerganov/whisper.cpp/resolve/main/"+e.File {
+		if e.Kind == KindWhisper && len(e.Wheels) == 0 && e.URL != "https://huggingface.co/ggerganov/whisper.cpp/resolve/main/"+e.File {
 			t.Errorf("%s url = %s", name, e.URL)
 		}
 	}

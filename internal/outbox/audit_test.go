@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -34,6 +35,15 @@ func TestWorkerAuditsAttemptsAndResults(t *testing.T) {
 	}
 	var calls atomic.Int32
 	epr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metadata" { // the CapabilityStatement: conditional create honoured
+			w.Header().Set("Content-Type", "application/fhir+json")
+			_, _ = io.WriteString(w, `{"resourceType":"CapabilityStatement","rest":[{"mode":"server","resource":[{"type":"DocumentReference","conditionalCreate":true}]}]}`)
+			return
+		}
+		if r.Method == http.MethodGet { // the search after an ambiguous 503: nothing there
+			_, _ = io.WriteString(w, `{"resourceType":"Bundle","type":"searchset","entry":[]}`)
+			return
+		}
 		switch calls.Add(1) {
 		case 1:
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -45,7 +55,7 @@ func TestWorkerAuditsAttemptsAndResults(t *testing.T) {
 		}
 	}))
 	defer epr.Close()
-	sink, err := fhir.NewServerSink(fhir.ServerConfig{BaseURL: epr.URL, Timeout: 10 * time.Second})
+	sink, err := fhir.NewServerSink(fhir.ServerConfig{BaseURL: epr.URL, Config: fhir.Config{IdentifierSystem: "https://gp.example/Id/scribe-document"}, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

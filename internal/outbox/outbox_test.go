@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -301,7 +302,7 @@ func startProxy(t *testing.T, srv *fhirtest.Server, drop int32) (*flakyProxy, st
 
 func serverSink(t *testing.T, base string) *fhir.ServerSink {
 	t.Helper()
-	s, err := fhir.NewServerSink(fhir.ServerConfig{BaseURL: base, LookupPatient: true, Timeout: 10 * time.Second})
+	s, err := fhir.NewServerSink(fhir.ServerConfig{BaseURL: base, Config: fhir.Config{IdentifierSystem: "https://gp.example/Id/scribe-document"}, LookupPatient: true, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +311,7 @@ func serverSink(t *testing.T, base string) *fhir.ServerSink {
 
 func copiesOnServer(t *testing.T, srv *fhirtest.Server, documentID string) int {
 	t.Helper()
-	return len(srv.Search(t, "DocumentReference", url.Values{"identifier": {fhir.DefaultIdentifierSystem + "|" + documentID}}))
+	return len(srv.Search(t, "DocumentReference", url.Values{"identifier": {"https://gp.example/Id/scribe-document|" + documentID}}))
 }
 
 // waitState runs until the entry reaches a settled state or the deadline passes.
@@ -435,7 +436,7 @@ func runChildWorker() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	sink, err := fhir.NewServerSink(fhir.ServerConfig{BaseURL: os.Getenv(childBaseEnv), LookupPatient: true})
+	sink, err := fhir.NewServerSink(fhir.ServerConfig{BaseURL: os.Getenv(childBaseEnv), Config: fhir.Config{IdentifierSystem: "https://gp.example/Id/scribe-document"}, LookupPatient: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -539,16 +540,64 @@ func TestFolderSinkThroughWorker(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "o.db"))
 	dir := t.TempDir()
 	w := testWorker(db, &fhir.FolderSink{Dir: dir}, nil)
+	w.Acks = &fhir.FolderSink{Dir: dir}
 	id := enqueue(t, db, note("9434765919"))
 	if _, err := w.RunOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	it := get(t, db, id)
-	if it.State != StateSent || filepath.Dir(it.Location) != dir {
-		t.Fatalf("item = %+v", it)
+	if it.State != StateAwaiting || filepath.Dir(it.Location) != dir {
+		t.Fatalf("item = %+v, want awaiting_ack: written is not yet filed", it)
 	}
 	if _, err := os.Stat(it.Location); err != nil {
 		t.Error(err)
+	}
+	// The integration engine collects the file: the acknowledgement makes it sent.
+	if err := os.MkdirAll(filepath.Join(dir, fhir.CollectedDir), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	collected := filepath.Join(dir, fhir.CollectedDir, filepath.Base(it.Location))
+	if err := os.Rename(it.Location, collected); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.CollectAcks(context.Background()); n != 1 || err != nil {
+		t.Fatalf("CollectAcks = %d, %v", n, err)
+	}
+	if it := get(t, db, id); it.State != StateSent || it.Location != collected {
+		t.Errorf("after collection: %+v", it)
+	}
+}
+
+// An outbox table made by an earlier version (no awaiting_ack state, no kind) is rebuilt
+// with its rows and ids intact.
+func TestSchemaUpgradeKeepsRows(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, filepath.Join(t.TempDir(), "o.db"))
+	if _, err := db.ExecContext(ctx, `DROP TABLE fhir_outbox`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE fhir_outbox (
+	id INTEGER PRIMARY KEY AUTOINCREMENT, document_id TEXT NOT NULL UNIQUE, session_id TEXT NOT NULL,
+	note_json TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('queued','sending','sent','held','failed')),
+	reason TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL,
+	created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, sent_at INTEGER, location TEXT NOT NULL DEFAULT '')`); err != nil {
+		t.Fatal(err)
+	}
+	n := note("9434765919")
+	b, _ := json.Marshal(n)
+	if _, err := db.ExecContext(ctx, `INSERT INTO fhir_outbox (id, document_id, session_id, note_json, state, next_attempt_at, created_at, updated_at)
+		VALUES (7, ?, ?, ?, 'held', 1, 1, 1)`, n.DocumentID, n.SessionID, string(b)); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureSchema(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	it := get(t, db, 7)
+	if it.State != StateHeld || it.Kind != KindNote || it.Note.Text != n.Text {
+		t.Errorf("after upgrade: %+v", it)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE fhir_outbox SET state = 'awaiting_ack' WHERE id = 7`); err != nil {
+		t.Errorf("the new state is refused after the upgrade: %v", err)
 	}
 }
 

@@ -45,6 +45,11 @@ type Worker struct {
 	MaxAttempts int
 	// PollInterval bounds how long Run sleeps when nothing is due; Wake cuts it short.
 	PollInterval time.Duration
+	// Acks, when set (sinks that confirm later: folder, MESH), is asked about notes
+	// awaiting acknowledgement at most every AckInterval.
+	Acks        fhir.Acknowledger
+	AckInterval time.Duration
+	lastAcks    time.Time
 	// DeliveryTimeout bounds one Deliver call.
 	DeliveryTimeout time.Duration
 	// Audit, when set, appends a writeback_attempt event in the transaction that claims a
@@ -71,8 +76,9 @@ func NewWorker(db *sql.DB, sink fhir.Sink, log *slog.Logger) *Worker {
 	if log == nil {
 		log = slog.Default()
 	}
+	acks, _ := sink.(fhir.Acknowledger)
 	return &Worker{
-		DB: db, Sink: sink, Log: log,
+		DB: db, Sink: sink, Log: log, Acks: acks, AckInterval: 30 * time.Second,
 		Backoff:         Backoff{Base: 5 * time.Second, Max: 15 * time.Minute},
 		MaxAttempts:     60, // about 12 hours at the 15-minute cap
 		PollInterval:    30 * time.Second,
@@ -140,10 +146,19 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err != nil {
 			w.Log.Error("outbox: delivery round failed", "err", err)
 		}
+		if w.Acks != nil && w.Now().Sub(w.lastAcks) >= w.AckInterval {
+			w.lastAcks = w.Now()
+			if _, err := w.CollectAcks(ctx); err != nil && ctx.Err() == nil {
+				w.Log.Warn("outbox: reading acknowledgements failed", "err", err)
+			}
+		}
 		if did && err == nil {
 			continue
 		}
 		wait := w.PollInterval
+		if w.Acks != nil {
+			wait = min(wait, w.AckInterval)
+		}
 		if next, ok, err := w.nextDue(ctx); err == nil && ok {
 			wait = min(wait, max(0, next.Sub(w.Now())))
 		}
@@ -217,6 +232,10 @@ func (w *Worker) record(ctx context.Context, it Item, rc fhir.Receipt, derr erro
 		}
 	}
 	switch {
+	case derr == nil && rc.Pending:
+		_, err = w.execAudited(ctx, result("awaiting_ack"), `UPDATE fhir_outbox SET state = 'awaiting_ack', reason = ?, location = ?,
+			updated_at = ? WHERE id = ?`, rc.Reason, rc.Location, ms, it.ID)
+		w.Log.Info("outbox: note handed over, awaiting acknowledgement", "outbox_id", it.ID, "attempts", it.Attempts)
 	case derr == nil:
 		_, err = w.execAudited(ctx, result("sent"), `UPDATE fhir_outbox SET state = 'sent', reason = '', sent_at = ?, location = ?,
 			updated_at = ? WHERE id = ?`, ms, rc.Location, ms, it.ID)
@@ -243,6 +262,82 @@ func (w *Worker) record(ctx context.Context, it Item, rc fhir.Receipt, derr erro
 		return fmt.Errorf("outbox: record result for note %d: %w", it.ID, err)
 	}
 	return nil
+}
+
+// CollectAcks asks the sink about every note awaiting acknowledgement and records what it
+// says: filed → sent, refused → held, resend → queued for another delivery. It reports
+// how many notes changed state.
+func (w *Worker) CollectAcks(ctx context.Context) (int, error) {
+	if w.Acks == nil {
+		return 0, nil
+	}
+	// Asked even when nothing waits: a sink may have acknowledgements to clear away.
+	items, err := List(ctx, w.DB, Filter{State: StateAwaiting, Limit: 1000})
+	if err != nil {
+		return 0, err
+	}
+	byDoc := map[string]Item{}
+	waiting := make([]fhir.Waiting, 0, len(items))
+	for _, it := range items {
+		byDoc[it.DocumentID] = it
+		waiting = append(waiting, fhir.Waiting{DocumentID: it.DocumentID, Location: it.Location, Since: it.UpdatedAt})
+	}
+	acks, err := w.Acks.Acknowledgements(ctx, waiting)
+	changed := 0
+	for _, a := range acks {
+		it, ok := byDoc[a.DocumentID]
+		if !ok {
+			continue
+		}
+		ms := w.Now().UnixMilli()
+		ev := func(outcome string) func() audit.Event {
+			return func() audit.Event {
+				return w.event(audit.ActionWritebackResult, it, map[string]any{"outcome": outcome, "attempts": it.Attempts})
+			}
+		}
+		var n int64
+		var uerr error
+		switch a.Outcome {
+		case fhir.AckFiled:
+			loc := a.Location
+			if loc == "" {
+				loc = it.Location
+			}
+			n, uerr = w.execAudited(ctx, ev("acknowledged"), `UPDATE fhir_outbox SET state = 'sent', reason = ?, sent_at = ?, location = ?,
+				updated_at = ? WHERE id = ? AND state = 'awaiting_ack'`, a.Reason, ms, loc, ms, it.ID)
+		case fhir.AckRefused, fhir.AckResend:
+			// The receiver answered this copy; whatever goes next (a resend now, or a retry
+			// once a person fixed the cause) is a new message.
+			note := it.Note
+			note.Resends++
+			b, eerr := encodeNote(note)
+			if eerr != nil {
+				return changed, fmt.Errorf("outbox: record acknowledgement for note %d: %w", it.ID, eerr)
+			}
+			if a.Outcome == fhir.AckRefused {
+				n, uerr = w.execAudited(ctx, ev("refused"), `UPDATE fhir_outbox SET state = 'held', reason = ?, note_json = ?, updated_at = ?
+					WHERE id = ? AND state = 'awaiting_ack'`, a.Reason, b, ms, it.ID)
+			} else {
+				n, uerr = w.execAudited(ctx, ev("resend"), `UPDATE fhir_outbox SET state = 'queued', reason = ?, note_json = ?, next_attempt_at = ?,
+					updated_at = ? WHERE id = ? AND state = 'awaiting_ack'`, "will resend: "+a.Reason, b, ms, ms, it.ID)
+			}
+		case fhir.AckWaiting:
+			if a.Reason != "" && a.Reason != it.Reason {
+				_, uerr = w.DB.ExecContext(ctx, `UPDATE fhir_outbox SET reason = ? WHERE id = ? AND state = 'awaiting_ack'`, a.Reason, it.ID)
+			}
+		}
+		if uerr != nil {
+			return changed, fmt.Errorf("outbox: record acknowledgement for note %d: %w", it.ID, uerr)
+		}
+		if n > 0 {
+			changed++
+			w.Log.Info("outbox: acknowledgement recorded", "outbox_id", it.ID, "outcome", string(a.Outcome))
+		}
+	}
+	if changed > 0 {
+		w.Wake()
+	}
+	return changed, err
 }
 
 // event is a write-back audit event for it with details d (ids and outcome only).

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -226,11 +227,20 @@ func (p *Pipeline) read(ctx context.Context, src domain.AudioSource, seg *vad.Se
 // decoder is free — the newest provisional snapshot.
 func (p *Pipeline) decode(ctx context.Context, offset float64, finals <-chan heard, prov *latest, emit func(domain.LiveEvent)) error {
 	committed := -1
+	var context []string // the stream's committed text, newest last (its tail is enough)
 	commit := func(h heard) error {
-		if err := p.commit(ctx, h, offset, len(finals), emit); err != nil {
+		h.u.Context = transcribe.ContextTail(context)
+		text, err := p.commit(ctx, h, offset, len(finals), emit)
+		if err != nil {
 			return err
 		}
 		committed = h.u.Seq
+		if text != "" {
+			context = append(context, text)
+			if len(context) > 8 {
+				context = context[len(context)-8:]
+			}
+		}
 		return nil
 	}
 	for {
@@ -259,6 +269,7 @@ func (p *Pipeline) decode(ctx context.Context, offset float64, finals <-chan hea
 			if !ok || u.Seq <= committed {
 				continue
 			}
+			u.Context = transcribe.ContextTail(context)
 			pctx := prov.begin(ctx)
 			segs, took, err := p.deps.Engine.TryTranscribe(pctx, u)
 			superseded := prov.end()
@@ -283,12 +294,13 @@ func (p *Pipeline) decode(ctx context.Context, offset float64, finals <-chan hea
 	}
 }
 
-func (p *Pipeline) commit(ctx context.Context, h heard, offset float64, queued int, emit func(domain.LiveEvent)) error {
+// commit decodes a finished utterance, emits its segments and returns their text.
+func (p *Pipeline) commit(ctx context.Context, h heard, offset float64, queued int, emit func(domain.LiveEvent)) (string, error) {
 	u := h.u
 	segs, took, err := p.deps.Engine.Transcribe(ctx, u)
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return "", ctx.Err()
 		}
 		// The speech is real even if decoding failed: keep it visible to the reviewer.
 		p.deps.Logger.Error("decode failed; utterance kept as untranscribed", "utterance", u.Seq, "err", err)
@@ -296,7 +308,11 @@ func (p *Pipeline) commit(ctx context.Context, h heard, offset float64, queued i
 			Speaker: domain.SpeakerUnknown, Flags: []domain.Flag{domain.FlagUntranscribed}}}
 	}
 	p.observe(Observation{Final: true, Interval: u.Interval, AudioSeconds: u.End - u.Start, Decode: took, Lag: time.Since(h.at), Queued: queued})
+	var text []string
 	for i, s := range segs {
+		if s.Text != "" {
+			text = append(text, s.Text)
+		}
 		s.Start += offset
 		s.End += offset
 		ev := domain.LiveEvent{Kind: domain.EventCommitted, Utterance: u.Seq, Segment: s}
@@ -306,7 +322,7 @@ func (p *Pipeline) commit(ctx context.Context, h heard, offset float64, queued i
 		}
 		emit(ev)
 	}
-	return nil
+	return strings.Join(text, " "), nil
 }
 
 func (p *Pipeline) observe(o Observation) {

@@ -165,6 +165,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/login", func(w http.ResponseWriter, r *http.Request) { s.finish(w, r, s.login(w, r)) })
 	mux.HandleFunc("POST /api/logout", s.logout)
 	s.registerDeliveryRoutes(mux)
+	s.correctionRoutes(mux) // corrections.go: NHS number fix, amend, withdraw
+	s.recordRoutes(mux)     // record.go: copy to record (text, PDF)
 	mux.HandleFunc("GET /api/me", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, userOf(r))
 		return nil
@@ -811,6 +813,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 			return s.deps.OnApproved(r.Context(), tx, ApprovedNote{
 				SessionID: ac.ID, DocumentID: ac.DocumentID, NHSNumber: ac.NHSNumber,
 				ClinicianID: u.ID, ClinicianName: u.DisplayName, ClinicianGMC: u.GMCNumber, ClinicianSDSUserID: u.SDSUserID,
+				ClinicianRegistrationBody: u.RegistrationBody, ClinicianRegistrationNumber: u.RegistrationNumber,
 				RoomID: room.ID, RoomName: room.Name,
 				ConsultationStart: ac.StartedAt, ConsultationStop: ac.StoppedAt, ApprovedAt: ac.ApprovedAt,
 				Text: ac.DocumentText,

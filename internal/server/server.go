@@ -43,12 +43,15 @@ type ApprovedNote struct {
 	ClinicianName      string
 	ClinicianGMC       string
 	ClinicianSDSUserID string
-	RoomID             int64
-	RoomName           string
-	ConsultationStart  time.Time
-	ConsultationStop   time.Time
-	ApprovedAt         time.Time
-	Text               string // assembled document, see store.AssembleDocument
+	// ClinicianRegistrationBody/Number: NMC, GPhC or HCPC registration of a non-doctor.
+	ClinicianRegistrationBody   string
+	ClinicianRegistrationNumber string
+	RoomID                      int64
+	RoomName                    string
+	ConsultationStart           time.Time
+	ConsultationStop            time.Time
+	ApprovedAt                  time.Time
+	Text                        string // assembled document, see store.AssembleDocument
 }
 
 // Config is the server's settings; the command line loads it from a file and the environment.
@@ -108,6 +111,9 @@ type Deps struct {
 	DeliveryState func(ctx context.Context, sessionID string) (state, reason string)
 	// Deliveries, when set, gives admins the write-back queue and retry.
 	Deliveries DeliveryAdmin
+	// Corrections, when set, lets clinicians fix, amend and withdraw approved notes and
+	// the CSO list amendments and withdrawals (corrections.go).
+	Corrections NoteCorrections
 	// Sources opens audio sources by room source kind ("wav", "browser", "device");
 	// missing kinds fall back to the built-in WAV and browser sources.
 	Sources map[string]SourceFactory

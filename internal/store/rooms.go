@@ -341,6 +341,25 @@ func (s *Store) StartConsultation(ctx context.Context, nc NewConsultation) (Cons
 	return s.Consultation(ctx, id)
 }
 
+// SetNHSNumber records the patient's NHS number (validated and normalised by the caller)
+// on an approved session inside tx, for a note that has not reached the record yet (the
+// write-back checks that in the same transaction).
+func (s *Store) SetNHSNumber(ctx context.Context, tx *sql.Tx, sessionID, nhs string) error {
+	sealed, err := s.seal("consultations", "nhs_number", sessionID, nhs)
+	if err != nil {
+		return fmt.Errorf("set NHS number: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE consultations SET nhs_number = ?, nhs_hash = ? WHERE id = ? AND state = 'approved'`,
+		sealed, s.nhsHash(nhs), sessionID)
+	if err != nil {
+		return fmt.Errorf("set NHS number: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: session %q is not approved", ErrBadState, sessionID)
+	}
+	return nil
+}
+
 const consCols = `id, room_id, clinician_id, state, consent_by, consent_at, nhs_number, document_id, started_at, stopped_at, approved_at, COALESCE(approved_by, 0), audio_seconds, document_text, interrupted_at`
 
 func scanConsultation(row interface{ Scan(...any) error }) (Consultation, error) {

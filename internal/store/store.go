@@ -182,8 +182,28 @@ func (s *Store) migrate(ctx context.Context) error {
 	if current > known {
 		return fmt.Errorf("%w: the database is at schema version %d but this scribe knows only up to %d; run a newer scribe or restore a backup", ErrNewerSchema, current, known)
 	}
+	// Every known migration not yet recorded runs, in order, even below the newest one
+	// applied: migrations numbered in ranges by parallel branches can arrive out of order
+	// (a database at 0130 may still lack 0120).
+	applied := map[int]bool{}
+	rows, err := s.db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
 	for _, m := range ms {
-		if m.version <= current {
+		if applied[m.version] {
 			continue
 		}
 		tx, err := s.db.BeginTx(ctx, nil)

@@ -213,7 +213,10 @@ func (s *Store) PurgeCandidates(ctx context.Context, retention time.Duration) ([
 		c.document_text <> ''
 		FROM consultations c WHERE c.state = 'approved' AND c.approved_at < ?`
 	if outbox > 0 {
-		q += ` AND EXISTS (SELECT 1 FROM fhir_outbox o WHERE o.session_id = c.id AND o.state = 'sent')`
+		// Every note of the session (the original, amendments, withdrawals) must be in the
+		// record: an amendment still on its way keeps the transcript.
+		q += ` AND EXISTS (SELECT 1 FROM fhir_outbox o WHERE o.session_id = c.id AND o.state = 'sent')
+			AND NOT EXISTS (SELECT 1 FROM fhir_outbox o WHERE o.session_id = c.id AND o.state != 'sent')`
 	}
 	rows, err := s.db.QueryContext(ctx, q+` ORDER BY c.approved_at`, ms(s.now().Add(-retention)))
 	if err != nil {

@@ -43,14 +43,17 @@ func ParseRole(s string) (Role, error) {
 
 // User is an account. The password hash never leaves the store.
 type User struct {
-	ID          int64     `json:"id"`
-	Username    string    `json:"username"`
-	DisplayName string    `json:"display_name"`
-	Role        Role      `json:"role"`
-	GMCNumber   string    `json:"gmc_number,omitempty"`
-	SDSUserID   string    `json:"sds_user_id,omitempty"`
-	Disabled    bool      `json:"disabled"`
-	CreatedAt   time.Time `json:"created_at"`
+	ID          int64  `json:"id"`
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	Role        Role   `json:"role"`
+	GMCNumber   string `json:"gmc_number,omitempty"`
+	SDSUserID   string `json:"sds_user_id,omitempty"`
+	// RegistrationBody (NMC, GPhC, HCPC) and RegistrationNumber identify non-doctors.
+	RegistrationBody   string    `json:"registration_body,omitempty"`
+	RegistrationNumber string    `json:"registration_number,omitempty"`
+	Disabled           bool      `json:"disabled"`
+	CreatedAt          time.Time `json:"created_at"`
 }
 
 // NewUser is what CreateUser needs.
@@ -61,6 +64,9 @@ type NewUser struct {
 	Password    string
 	GMCNumber   string
 	SDSUserID   string
+	// RegistrationBody and RegistrationNumber: NMC, GPhC or HCPC registration.
+	RegistrationBody   string
+	RegistrationNumber string
 }
 
 // MinPasswordLength is the shortest password CreateUser accepts.
@@ -157,8 +163,9 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	if err := identifiersFree(ctx, tx, nu); err != nil {
 		return User{}, err
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO users(username, display_name, role, password_hash, gmc_number, sds_user_id, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, nu.Username, nu.DisplayName, nu.Role, h, nu.GMCNumber, nu.SDSUserID, ms(now))
+	res, err := tx.ExecContext(ctx, `INSERT INTO users(username, display_name, role, password_hash, gmc_number, sds_user_id,
+		registration_body, registration_number, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		nu.Username, nu.DisplayName, nu.Role, h, nu.GMCNumber, nu.SDSUserID, nu.RegistrationBody, nu.RegistrationNumber, ms(now))
 	if err != nil {
 		var se sqlite3.Error
 		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
@@ -177,37 +184,53 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	return s.User(ctx, id)
 }
 
-// normaliseIdentifiers checks a new user's professional identifiers (optional; see
-// internal/identifiers) and stores them in their normal form.
+// normaliseIdentifiers checks a new user's professional identifiers (each optional: GMC
+// number, SDS user id, NMC/GPhC/HCPC registration; see internal/identifiers) and keeps
+// them in their normal form.
 func normaliseIdentifiers(nu *NewUser) error {
-	for _, f := range []struct {
-		kind identifiers.Kind
-		v    *string
-	}{{identifiers.GMC, &nu.GMCNumber}, {identifiers.SDS, &nu.SDSUserID}} {
-		if strings.TrimSpace(*f.v) == "" {
-			*f.v = ""
-			continue
+	invalid := func(err error) error { return fmt.Errorf("%w: %w", ErrInvalid, err) }
+	if nu.GMCNumber = identifiers.Normalize(nu.GMCNumber); nu.GMCNumber != "" {
+		if err := identifiers.Check(identifiers.GMC, nu.GMCNumber); err != nil {
+			return invalid(err)
 		}
-		n, err := identifiers.Normalize(f.kind, *f.v)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-		*f.v = n
 	}
+	if nu.SDSUserID = identifiers.Normalize(nu.SDSUserID); nu.SDSUserID != "" {
+		if err := identifiers.CheckSDS(nu.SDSUserID); err != nil {
+			return invalid(err)
+		}
+	}
+	nu.RegistrationNumber = identifiers.Normalize(nu.RegistrationNumber)
+	if nu.RegistrationBody == "" && nu.RegistrationNumber == "" {
+		return nil
+	}
+	body, err := identifiers.ParseBody(nu.RegistrationBody)
+	if err != nil {
+		return invalid(err)
+	}
+	if err := identifiers.Check(body, nu.RegistrationNumber); err != nil {
+		return invalid(err)
+	}
+	nu.RegistrationBody = string(body)
 	return nil
 }
 
-// identifiersFree refuses a GMC number or SDS user id another account already has: notes
-// are filed under these, so two accounts with one would let one author in the other's name.
+// identifiersFree refuses a GMC number, SDS user id or registration another account
+// already has: notes are filed under these, so two accounts with one would let one author
+// in the other's name.
 func identifiersFree(ctx context.Context, tx *sql.Tx, nu NewUser) error {
 	for _, f := range []struct {
-		column, name, v string
-	}{{"gmc_number", "GMC number", nu.GMCNumber}, {"sds_user_id", "SDS user ID", nu.SDSUserID}} {
+		where, name, v string
+		args           []any
+	}{
+		{"gmc_number = ?", "GMC number", nu.GMCNumber, []any{nu.GMCNumber}},
+		{"sds_user_id = ?", "SDS user ID", nu.SDSUserID, []any{nu.SDSUserID}},
+		{"registration_body = ? AND registration_number = ?", nu.RegistrationBody + " number", nu.RegistrationNumber, []any{nu.RegistrationBody, nu.RegistrationNumber}},
+	} {
 		if f.v == "" {
 			continue
 		}
 		var holder string
-		err := tx.QueryRowContext(ctx, `SELECT username FROM users WHERE `+f.column+` = ?`, f.v).Scan(&holder)
+		err := tx.QueryRowContext(ctx, `SELECT username FROM users WHERE `+f.where, f.args...).Scan(&holder)
 		if err == nil {
 			return fmt.Errorf("%w: the %s %s already belongs to the account %q", ErrConflict, f.name, f.v, holder)
 		}
@@ -250,12 +273,12 @@ func (s *Store) SetPassword(ctx context.Context, userID int64, pw string) error 
 	return tx.Commit()
 }
 
-const userCols = `id, username, display_name, role, gmc_number, sds_user_id, disabled, created_at`
+const userCols = `id, username, display_name, role, gmc_number, sds_user_id, registration_body, registration_number, disabled, created_at`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
 	var created int64
-	err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.Role, &u.GMCNumber, &u.SDSUserID, &u.Disabled, &created)
+	err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.Role, &u.GMCNumber, &u.SDSUserID, &u.RegistrationBody, &u.RegistrationNumber, &u.Disabled, &created)
 	u.CreatedAt = fromMS(created)
 	return u, err
 }

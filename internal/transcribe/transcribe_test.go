@@ -185,8 +185,20 @@ func TestShortUtterancesArePaddedAndSized(t *testing.T) {
 	if d.lens[0] < domain.SampleRate {
 		t.Errorf("decoder got %d samples; libwhisper needs ≥ 1 s", d.lens[0])
 	}
-	if c := d.got[0].AudioCtx; c == 0 || c > 256 {
-		t.Errorf("audio_ctx %d for 1 s", c)
+	if c := d.got[0].AudioCtx; c != 0 {
+		t.Errorf("audio_ctx %d by default; the full context is the default (shrinking costs words)", c)
+	}
+	cfg := DefaultConfig()
+	cfg.ShrinkAudioCtx = true
+	shrunk, err := NewEngine(cfg, []Decoder{d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := shrunk.Transcribe(context.Background(), utter(0.4, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if c := d.got[1].AudioCtx; c == 0 || c > 256 {
+		t.Errorf("shrink_audio_ctx: audio_ctx %d for 1 s", c)
 	}
 	if AudioCtxFor(29.5, 1500) != 0 || AudioCtxFor(5, 1500) != 320 {
 		t.Errorf("AudioCtxFor: %d %d", AudioCtxFor(29.5, 1500), AudioCtxFor(5, 1500))
@@ -208,4 +220,25 @@ func TestTryTranscribeDropsWhenBusy(t *testing.T) {
 		t.Fatal("Transcribe on a cancelled context waited for a decoder")
 	}
 	e.sched.release(d)
+}
+
+// The decoder sees the stream's preceding text after the vocabulary hint, as Whisper was
+// trained to see the previous window's text; the context is bounded and cut at a word.
+func TestDecoderPromptCarriesPrecedingText(t *testing.T) {
+	d := &scriptedDecoder{}
+	e := engine(t, d)
+	e.SetVocabulary([]string{"ramipril"})
+	u := utter(0.5, 2)
+	u.Context = "And so my fellow Americans,"
+	if _, _, err := e.Transcribe(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.got[0].Prompt; got != "Glossary: ramipril. And so my fellow Americans," {
+		t.Errorf("prompt %q", got)
+	}
+	long := strings.Repeat("word ", 200)
+	tail := ContextTail([]string{"first", long, "last words"})
+	if len(tail) > MaxContextChars || !strings.HasSuffix(tail, "last words") || strings.HasPrefix(tail, "ord") {
+		t.Errorf("context tail %d chars: %q…", len(tail), tail[:20])
+	}
 }

@@ -85,3 +85,34 @@ func BuildPrompt(terms []string) string {
 	b.WriteString(".")
 	return b.String()
 }
+
+// MaxContextChars bounds the preceding text given to the decoder (Whisper's own
+// transcribe() keeps the last 224 tokens; ~300 characters is about 70 tokens, enough to
+// carry a sentence across a pause without steering the decode).
+const MaxContextChars = 300
+
+// ContextTail joins a stream's recent committed texts and keeps the last MaxContextChars,
+// cut at a word boundary.
+func ContextTail(texts []string) string {
+	s := strings.Join(texts, " ")
+	if len(s) <= MaxContextChars {
+		return s
+	}
+	s = s[len(s)-MaxContextChars:]
+	if i := strings.IndexByte(s, ' '); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
+}
+
+// decoderPrompt is what the decoder is given before the audio: the vocabulary hint, then
+// the preceding text.
+func decoderPrompt(vocabulary, context string) string {
+	switch {
+	case vocabulary == "":
+		return context
+	case context == "":
+		return vocabulary
+	}
+	return vocabulary + " " + context
+}
