@@ -171,6 +171,24 @@ func diskFullEnv(t *testing.T, tr Transcriber, mod func(*Config)) (*testEnv, str
 	return e, dir, committed
 }
 
+// recordUntilDiskFull starts a session in the room, watches it live, fills the disk once
+// three segments are stored, and waits (up to 20 s) for the session to say storage is
+// failing. It returns the session, its live log, a reader of its stored segments, and
+// the filler file to remove.
+func recordUntilDiskFull(t *testing.T, e *testEnv, dir string, c *client, roomID int64) (sessionView, *liveLog, func() []store.Segment, string) {
+	t.Helper()
+	s := startWAV(t, e, c, roomID)
+	live := watchLive(t, c, s.ID)
+	stored := func() []store.Segment { g, _ := e.srv.Store().Segments(context.Background(), s.ID, true); return g }
+	waitFor(t, 20*time.Second, "three stored segments", func() bool { return len(stored()) >= 3 })
+	filler := fillDisk(t, e, dir)
+	t.Logf("disk full after %d stored segments", len(stored()))
+	for deadline := time.Now().Add(20 * time.Second); !live.saw("storage") && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s, live, stored, filler
+}
+
 // The red team's case: the data directory on an 8 MB filesystem that fills up during a
 // recording. Nothing the pipeline committed may be lost: failed stores are retried, then
 // the session pauses with a reason saying storage is failing, the text waits in memory
@@ -184,18 +202,8 @@ func TestDiskFullLosesNoCommittedText(t *testing.T) {
 	room := e.room("Room A", store.SourceWAV, map[string]string{"path": writeTone(t, wavDir, 440, 40)}, a.ID)
 	other := e.room("Room B", store.SourceWAV, map[string]string{"path": writeTone(t, wavDir, 300, 2)}, a.ID)
 	c := e.login("a")
-	s := startWAV(t, e, c, room.ID)
-	live := watchLive(t, c, s.ID)
+	s, live, stored, filler := recordUntilDiskFull(t, e, dir, c, room.ID)
 	ctx := context.Background()
-	stored := func() []store.Segment { g, _ := e.srv.Store().Segments(ctx, s.ID, true); return g }
-	waitFor(t, 20*time.Second, "three stored segments", func() bool { return len(stored()) >= 3 })
-	filler := fillDisk(t, e, dir)
-	t.Logf("disk full after %d stored segments", len(stored()))
-
-	deadline := time.Now().Add(20 * time.Second)
-	for !live.saw("storage") && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
 	if !live.saw("storage") {
 		t.Errorf("no state message says storage is failing; the clinician saw: %q", live.reasons())
 	}
@@ -233,7 +241,7 @@ func TestDiskFullLosesNoCommittedText(t *testing.T) {
 
 	os.Remove(filler) // practice IT frees space
 	waitOK := true
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		v, _ := e.srv.Store().Consultation(ctx, s.ID)
 		if int64(len(stored())) == committed.Load() && v.State == store.StatePaused {
@@ -288,16 +296,9 @@ func TestDiskFullMarksAudioThatCouldNotBeTranscribed(t *testing.T) {
 	a := e.user("a", store.RoleClinician)
 	room := e.room("Room A", store.SourceWAV, map[string]string{"path": writeTone(t, t.TempDir(), 440, 40)}, a.ID)
 	c := e.login("a")
-	s := startWAV(t, e, c, room.ID)
-	live := watchLive(t, c, s.ID)
+	// The pause for storage comes with the stalled decoder abandoned after the shutdown timeout.
+	s, _, stored, filler := recordUntilDiskFull(t, e, dir, c, room.ID)
 	ctx := context.Background()
-	stored := func() []store.Segment { g, _ := e.srv.Store().Segments(ctx, s.ID, true); return g }
-	waitFor(t, 20*time.Second, "three stored segments", func() bool { return len(stored()) >= 3 })
-	filler := fillDisk(t, e, dir)
-	// The pause for storage, with the stalled decoder abandoned after the shutdown timeout.
-	for deadline := time.Now().Add(20 * time.Second); !live.saw("storage") && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-	}
 	os.Remove(filler)
 	var segs []store.Segment
 	var v store.Consultation

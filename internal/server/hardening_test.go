@@ -61,13 +61,8 @@ func TestControlAndBidiCharactersNeverReachTheRecord(t *testing.T) {
 	e.user("cso", store.RoleCSO)
 	room := e.room("Room A", store.SourceWAV, map[string]string{"path": writeTone(t, e.dir, 440, 3)}, a.ID)
 	c := e.login("a")
-	s := startWAV(t, e, c, room.ID)
-	waitFor(t, 20*time.Second, "session to stop", func() bool { v, _ := c.session(s.ID); return v.State == store.StateStopped })
-	_, segs := c.session(s.ID)
-	if len(segs) == 0 {
-		t.Fatal("no segments")
-	}
-	path := "/api/sessions/" + s.ID
+	id, segs := stoppedSession(t, e, c, room.ID)
+	path := "/api/sessions/" + id
 	if st, msg := c.errorOf("PATCH", path+"/segments/"+segs[0].ID, map[string]any{"version": segs[0].Version, "text": dirty}); st != 200 {
 		t.Fatalf("edit: %d %s", st, msg)
 	}
@@ -93,11 +88,11 @@ func TestControlAndBidiCharactersNeverReachTheRecord(t *testing.T) {
 			t.Errorf("%s keeps the invisible character %U: %q", what, r, s)
 		}
 	}
-	_, segs = c.session(s.ID)
+	_, segs = c.session(id)
 	for _, g := range segs {
 		check("segment "+g.ID, g.Text)
 	}
-	flags, _ := e.srv.Store().Flags(context.Background(), s.ID)
+	flags, _ := e.srv.Store().Flags(context.Background(), id)
 	for _, fl := range flags {
 		check("flag note", fl.Note)
 	}
@@ -114,7 +109,7 @@ func TestControlAndBidiCharactersNeverReachTheRecord(t *testing.T) {
 		t.Fatalf("the record lost the words around the removed characters: %q", filed)
 	}
 	check("the text filed in the record", filed)
-	v, _ := c.session(s.ID)
+	v, _ := c.session(id)
 	check("the approved document", v.DocumentText)
 }
 
@@ -159,11 +154,9 @@ func TestEveryReadOfTranscriptTextIsAudited(t *testing.T) {
 	e.user("cso", store.RoleCSO)
 	room := e.room("Room A", store.SourceWAV, map[string]string{"path": writeTone(t, e.dir, 440, 3)}, a.ID)
 	c := e.login("a")
-	s := startWAV(t, e, c, room.ID)
-	waitFor(t, 20*time.Second, "session to stop", func() bool { v, _ := c.session(s.ID); return v.State == store.StateStopped })
-	_, segs := c.session(s.ID)
+	sid, segs := stoppedSession(t, e, c, room.ID)
 	var f store.ReviewFlag
-	if st := c.do("POST", "/api/sessions/"+s.ID+"/segments/"+segs[0].ID+"/flags", map[string]any{"category": "wrong_words", "note": "misheard dose"}, &f); st != 201 {
+	if st := c.do("POST", "/api/sessions/"+sid+"/segments/"+segs[0].ID+"/flags", map[string]any{"category": "wrong_words", "note": "misheard dose"}, &f); st != 201 {
 		t.Fatalf("flag: %d", st)
 	}
 	st := e.srv.Store()
@@ -192,22 +185,22 @@ func TestEveryReadOfTranscriptTextIsAudited(t *testing.T) {
 	if code, _ := cso.errorOf("GET", "/api/safety/flags/"+id, nil); code != 200 {
 		t.Fatalf("incident %s: %d", id, code)
 	}
-	if got := dataAccess(t, st, "incident_review"); len(got) != 1 || got[0].SessionID != s.ID {
+	if got := dataAccess(t, st, "incident_review"); len(got) != 1 || got[0].SessionID != sid {
 		t.Errorf("incident view audited %d times, want once with the session: %+v", len(got), got)
 	}
 
 	before := len(dataAccess(t, st, "review"))
-	c.session(s.ID)
-	if got := dataAccess(t, st, "review"); len(got) != before+1 || got[len(got)-1].SessionID != s.ID || got[len(got)-1].Actor != "a" {
+	c.session(sid)
+	if got := dataAccess(t, st, "review"); len(got) != before+1 || got[len(got)-1].SessionID != sid || got[len(got)-1].Actor != "a" {
 		t.Errorf("the clinician's session read is not audited: %d → %d entries", before, len(got))
 	}
-	if code := c.do("GET", "/api/sessions/"+s.ID+"/edits", nil, nil); code != 200 {
+	if code := c.do("GET", "/api/sessions/"+sid+"/edits", nil, nil); code != 200 {
 		t.Fatalf("edits: %d", code)
 	}
 	if got := dataAccess(t, st, "edit_history"); len(got) != 1 {
 		t.Errorf("the edit history read is not audited: %+v", got)
 	}
-	conn, err := c.dialWS("/api/sessions/" + s.ID + "/live")
+	conn, err := c.dialWS("/api/sessions/" + sid + "/live")
 	if err != nil {
 		t.Fatal(err)
 	}
