@@ -168,10 +168,12 @@ func (m *manager) pauseForStorage(ls *liveSession) {
 			lastEnd = max(lastEnd, segs[len(segs)-1].End)
 		}
 		h.mu.Lock()
-		defer h.mu.Unlock()
-		if h.hold == nil {
-			return // saved meanwhile: the watcher records the state once audio is known; nothing held
+		if h.hold == nil { // all saved meanwhile: record the pause the ordinary way
+			h.mu.Unlock()
+			m.setState(ctx, ls, h.sessionID, store.StatePaused, audio, "paused: the disk refused the transcript for a moment; everything is saved")
+			return
 		}
+		defer h.mu.Unlock()
 		hold := h.hold
 		if hold.audioSeconds < 0 {
 			hold.audioSeconds = audio
@@ -224,7 +226,7 @@ func (m *manager) storageWatch() {
 			return
 		case <-t.C:
 		}
-		clear := m.flushHolds()
+		saved := m.flushHolds()
 		ctx, cancel := context.WithTimeout(m.runCtx, 10*time.Second)
 		left, err := m.s.store.FlushDeferred(ctx)
 		cancel()
@@ -232,7 +234,7 @@ func (m *manager) storageWatch() {
 			m.s.log.Error("deferred logins and audit entries not written", "err", err)
 		}
 		m.mu.Lock()
-		if clear && left == 0 && m.heldLocked() == 0 {
+		if saved && left == 0 && m.heldLocked() == 0 {
 			m.watching = false
 			m.mu.Unlock()
 			return
