@@ -88,13 +88,14 @@ sidroot:
 	scripts/sidroot ensure
 endif
 
-# The FHIR test server's npm packages are installed with the host's npm (the sid root
-# runs them with its own node).
+# The test peers' npm packages (the FHIR test server; axe-core for the Chromium tests)
+# are installed with the host's npm (the sid root runs them with its own node).
 node-deps:
-	@if [ -f testdata/fhir-server/package-lock.json ]; then \
+	@for d in testdata/fhir-server testdata/browser; do \
+	  [ -f $$d/package-lock.json ] || continue; \
 	  command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm; }; \
-	  cd testdata/fhir-server && npm ci --no-audit --no-fund --loglevel=error; \
-	fi
+	  (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	done
 
 # bin/scribe as a systemd service: /usr/local/bin, user scribe, /etc/scribe, /var/lib/scribe
 # (scripts/install; DESTDIR=/some/root stages into another root instead).

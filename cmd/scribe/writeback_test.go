@@ -188,7 +188,21 @@ func approveDemoSession(t *testing.T, a *apiClient, nhs, text string, deadline t
 	if st := a.call("PATCH", "/api/sessions/"+sess.ID+"/segments/"+segs[0].ID, map[string]any{"version": segs[0].Version, "text": text}, nil); st != 200 {
 		t.Fatalf("edit: %d", st)
 	}
-	if st := a.call("POST", "/api/sessions/"+sess.ID+"/approve", map[string]any{"reviewed": true}, nil); st != 200 {
+	// The weightless test model may leave lines without text: the clinician keeps each
+	// as a marker in the note (the pre-approval check).
+	var check struct {
+		Items []struct {
+			ID string `json:"id"`
+		} `json:"items"`
+	}
+	if st := a.call("GET", "/api/sessions/"+sess.ID+"/approval-check", nil, &check); st != 200 {
+		t.Fatalf("approval check: %d", st)
+	}
+	confirm := []string{}
+	for _, it := range check.Items {
+		confirm = append(confirm, it.ID)
+	}
+	if st := a.call("POST", "/api/sessions/"+sess.ID+"/approve", map[string]any{"reviewed": true, "confirm": confirm}, nil); st != 200 {
 		t.Fatalf("approve: %d", st)
 	}
 	return sess, get

@@ -74,6 +74,16 @@ const (
 	ActionNoteWithdrawn      Action = "note_withdrawn"       // a delivered note marked entered-in-error
 )
 
+// Actions of the clinician's review (issue 13).
+const (
+	// ActionApprovalConfirm records the clinician's explicit decision, at approval, on one
+	// item of the pre-approval check (a line without text kept as a marker, a flag
+	// checked, no NHS number). details: item, kind, segment_id or flag_id (never words).
+	ActionApprovalConfirm Action = "approval_confirm"
+	// ActionSessionDiscard: a stopped consultation with an empty note closed, not filed.
+	ActionSessionDiscard Action = "session_discard"
+)
+
 var knownActions = map[Action]bool{
 	ActionLogin: true, ActionLogout: true, ActionLoginFailed: true,
 	ActionSessionStart: true, ActionSessionPause: true, ActionSessionResume: true,
@@ -82,6 +92,7 @@ var knownActions = map[Action]bool{
 	ActionAudioDeleted: true, ActionTranscriptPurged: true, ActionConfigChange: true,
 	ActionUserChange: true, ActionKeyRotated: true, ActionDataAccess: true,
 	ActionNHSNumberCorrected: true, ActionNoteAmended: true, ActionNoteWithdrawn: true,
+	ActionApprovalConfirm: true, ActionSessionDiscard: true,
 }
 
 // Event is one thing to record. At defaults to the current time when zero.

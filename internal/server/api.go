@@ -200,6 +200,8 @@ func (s *Server) routes() http.Handler {
 	// protection.go: audit API, logout everywhere, CSRF guard, audited reads.
 	s.protectionRoutes(mux)
 	s.agentRoutes(mux) // agents.go: room agents
+	// review.go: pre-approval check, discard, worklist.
+	s.reviewRoutes(mux)
 	return securityHeaders(s.accessLog(s.bodyDeadline(s.csrfGuard(mux))))
 }
 
@@ -450,6 +452,8 @@ type sessionView struct {
 	DeliveryState  string `json:"delivery_state,omitempty"`
 	DeliveryReason string `json:"delivery_reason,omitempty"`
 	AudioHeld      bool   `json:"audio_held"` // audio can be re-listened to (retention.go)
+	ConsentByName  string `json:"consent_by_name,omitempty"`
+	Discarded      bool   `json:"discarded,omitempty"` // closed with an empty note, nothing filed
 	// Notice explains a state the database could not record yet (storage.go); Unsaved is
 	// how many committed segments wait in memory for the disk.
 	Notice  string `json:"notice,omitempty"`
@@ -465,6 +469,17 @@ func (s *Server) viewOf(ctx context.Context, c store.Consultation) (sessionView,
 	v.RoomName, v.RoomSource = room.Name, room.SourceKind
 	if u, err := s.store.User(ctx, c.ClinicianID); err == nil {
 		v.ClinicianName = u.DisplayName
+	}
+	v.ConsentByName = v.ClinicianName
+	if c.ConsentBy != c.ClinicianID {
+		if u, err := s.store.User(ctx, c.ConsentBy); err == nil {
+			v.ConsentByName = u.DisplayName
+		}
+	}
+	if c.State == store.StateStopped {
+		if v.Discarded, err = s.store.Discarded(ctx, c.ID); err != nil {
+			return v, err
+		}
 	}
 	v.AudioHeld = s.audioHeld(c.ID)
 	if held := s.live.storageViewOf(c.ID); held != nil && c.State != store.StateApproved {
@@ -532,6 +547,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request) error {
 	if err := s.live.start(r.Context(), c); err != nil {
 		return err
 	}
+	s.changes.notify() // worklists (review.go)
 	v, err := s.sessionView(r.Context(), c.ID)
 	if err != nil {
 		return err
@@ -657,15 +673,16 @@ func (s *Server) splitSegment(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req struct {
-		Version int64 `json:"version"`
-		Offset  int   `json:"offset"`
+		Version int64   `json:"version"`
+		Offset  int     `json:"offset"`
+		Text    *string `json:"text"` // typed into the line and not saved yet: split this
 	}
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
 	u := userOf(r)
 	return s.applyEdit(w, r, c, func() ([]store.Segment, error) {
-		return s.store.SplitSegment(r.Context(), c.ID, r.PathValue("seg"), u.ID, req.Version, req.Offset)
+		return s.store.SplitSegment(r.Context(), c.ID, r.PathValue("seg"), u.ID, req.Version, req.Offset, req.Text)
 	})
 }
 
@@ -790,7 +807,8 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req struct {
-		Reviewed bool `json:"reviewed"`
+		Reviewed bool     `json:"reviewed"`
+		Confirm  []string `json:"confirm"` // ids of the pre-approval items the clinician confirmed
 	}
 	if err := s.decode(w, r, &req); err != nil {
 		return err
@@ -818,7 +836,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 				ConsultationStart: ac.StartedAt, ConsultationStop: ac.StoppedAt, ApprovedAt: ac.ApprovedAt,
 				Text: ac.DocumentText,
 			})
-		})
+		}, req.Confirm...)
 		if err != nil {
 			return message{}, err
 		}
@@ -832,6 +850,12 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 		}
 		return message{Type: "state", Session: &view, Reason: "approved"}, nil
 	})
+	var open *store.ApprovalCheckError
+	if errors.As(err, &open) {
+		// Answered with the items still open, so the page can list them.
+		writeJSON(w, http.StatusConflict, map[string]any{"error": open.Error(), "check": open.Open})
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -180,8 +180,17 @@ func TestEditConflictApproveAndReadOnly(t *testing.T) {
 	if st, msg := c.errorOf("POST", sp+"/approve", map[string]any{"reviewed": false}); st != 400 || !strings.Contains(msg, "reviewed") {
 		t.Fatalf("approve without review: %d %q", st, msg)
 	}
+	// The flag and the missing NHS number need the clinician's decision, each on its own.
+	var refused struct {
+		Error string               `json:"error"`
+		Check []store.ApprovalItem `json:"check"`
+	}
+	if st := c.do("POST", sp+"/approve", map[string]any{"reviewed": true, "confirm": []string{"nhs_number"}}, &refused); st != 409 ||
+		len(refused.Check) != 1 || refused.Check[0].Kind != store.ItemFlag || refused.Check[0].SegmentID != "s2" {
+		t.Fatalf("approve with the flag not confirmed: %d %+v", st, refused)
+	}
 	var approved sessionView
-	if st := c.do("POST", sp+"/approve", map[string]any{"reviewed": true}, &approved); st != 200 {
+	if st := c.do("POST", sp+"/approve", map[string]any{"reviewed": true, "confirm": c.approvalItems(s.ID)}, &approved); st != 200 {
 		t.Fatalf("approve: %d", st)
 	}
 	want := "[00:00:00] Clinician: Good morning.\n[00:00:01] Patient: segment 1 (patient) tone 300 Hz\n[00:00:02] Clinician: segment 2 (clinician) tone 300 Hz\n"

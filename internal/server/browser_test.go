@@ -222,9 +222,9 @@ func runBrowserFlow(t *testing.T, f browserFlow) {
 	)
 	step("start without consent is refused", 10*time.Second,
 		chromedp.Click(room+` button[type=submit]`, chromedp.ByQuery),
-		chromedp.WaitVisible(room+` .error`, chromedp.ByQuery),
+		chromedp.WaitVisible(room+` .nhsuk-error-message`, chromedp.ByQuery),
 	)
-	waitJS("the consent message", 5*time.Second, `document.querySelector('`+room+` .error').textContent.includes('consent')`)
+	waitJS("the consent message", 5*time.Second, `document.querySelector('`+room+` .nhsuk-error-message').textContent.includes('consent')`)
 	step("tick consent and start", 30*time.Second,
 		chromedp.Click(room+` input[type=checkbox]`, chromedp.ByQuery),
 		chromedp.Click(room+` button[type=submit]`, chromedp.ByQuery),
@@ -258,15 +258,15 @@ func runBrowserFlow(t *testing.T, f browserFlow) {
 	waitJS("the edited text", 20*time.Second, fmt.Sprintf(`(document.querySelector('%s .seg-text') || {}).textContent === %q`, seg(1), f.NewText))
 
 	var speaker string
-	step("read the second speaker", 5*time.Second, chromedp.Value(seg(2)+` select.speaker`, &speaker, chromedp.ByQuery))
+	step("read the second speaker", 5*time.Second, chromedp.Evaluate(fmt.Sprintf(`document.querySelector('%s button.speaker').className.match(/spk-(\w+)/)[1]`, seg(2)), &speaker))
 	newSpeaker := "patient"
 	if speaker == "patient" {
 		newSpeaker = "clinician"
 	}
-	step("reassign the second speaker", 10*time.Second, chromedp.Evaluate(fmt.Sprintf(`(() => {
-		const s = document.querySelector('%s select.speaker');
-		s.value = %q; s.dispatchEvent(new Event('change')); return true; })()`, seg(2), newSpeaker), nil))
-	waitJS("the speaker change saved", 20*time.Second, fmt.Sprintf(`document.querySelector('%s').dataset.version !== '1' && document.querySelector('%s select.speaker').value === %q`, seg(2), seg(2), newSpeaker))
+	step("reassign the second speaker from its menu", 10*time.Second,
+		chromedp.Click(seg(2)+` button.speaker`, chromedp.ByQuery),
+		chromedp.Click(fmt.Sprintf(`%s .speaker-menu button[data-speaker=%q]`, seg(2), newSpeaker), chromedp.ByQuery))
+	waitJS("the speaker change saved", 20*time.Second, fmt.Sprintf(`document.querySelector('%s').dataset.version !== '1' && document.querySelector('%s button.speaker').classList.contains('spk-%s')`, seg(2), seg(2), newSpeaker))
 
 	step("flag the second segment", 20*time.Second,
 		chromedp.Click(seg(2)+` button.flag`, chromedp.ByQuery),
@@ -279,16 +279,18 @@ func runBrowserFlow(t *testing.T, f browserFlow) {
 
 	var disabled bool
 	step("approve is not possible before reading to the end", 5*time.Second,
-		chromedp.Evaluate(`document.getElementById('btn-approve').disabled`, &disabled))
+		chromedp.Evaluate(`document.getElementById('btn-approve').getAttribute('aria-disabled') === 'true'`, &disabled))
 	if !disabled {
 		t.Fatal("Approve was enabled before the confirmation was ticked")
 	}
-	step("scroll to the end", 10*time.Second, chromedp.Evaluate(`(() => {
-		const b = document.getElementById('transcript-box'); b.scrollTop = b.scrollHeight; b.dispatchEvent(new Event('scroll')); return true; })()`, nil))
+	step("read through to the end", 60*time.Second, chromedp.Evaluate(readThrough, nil, func(p *cdpruntime.EvaluateParams) *cdpruntime.EvaluateParams { return p.WithAwaitPromise(true) }))
 	waitJS("the confirmation box enabled", 10*time.Second, `!document.getElementById('confirm-reviewed').disabled`)
+	// The pre-approval check: no NHS number (and, with a real model, lines without text).
+	waitJS("the approval check", 10*time.Second, `!document.getElementById('approval-check').hidden && !!document.querySelector('#approval-check li[data-item="nhs_number"]')`)
+	step("decide each item", 10*time.Second, chromedp.Evaluate(`(() => { for (const c of document.querySelectorAll('#approval-check input[type=checkbox]')) if (!c.checked) c.click(); return true; })()`, nil))
 	step("confirm and approve", 30*time.Second,
 		chromedp.Click(`#confirm-reviewed`, chromedp.ByQuery),
-		chromedp.WaitEnabled(`#btn-approve`, chromedp.ByQuery),
+		chromedp.Poll(`document.getElementById('btn-approve').getAttribute('aria-disabled') === 'false'`, nil),
 		chromedp.Click(`#btn-approve`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#approved`, chromedp.ByQuery),
 	)

@@ -180,3 +180,20 @@ func (c *client) csrf() string {
 	}
 	return ""
 }
+
+// approvalItems is the ids of every item of a session's pre-approval check, for tests
+// that confirm them all.
+func (c *client) approvalItems(id string) []string {
+	c.e.t.Helper()
+	var out struct {
+		Items []store.ApprovalItem `json:"items"`
+	}
+	if st := c.do("GET", "/api/sessions/"+id+"/approval-check", nil, &out); st != 200 {
+		c.e.t.Fatalf("approval check of %s: %d", id, st)
+	}
+	ids := []string{}
+	for _, it := range out.Items {
+		ids = append(ids, it.ID)
+	}
+	return ids
+}

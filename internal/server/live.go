@@ -33,6 +33,7 @@ type message struct {
 	Code        string            `json:"code,omitempty"`
 	Message     string            `json:"message,omitempty"`
 	Replaces    []string          `json:"replaces,omitempty"` // "refined": segment ids Segments replace
+	Level       *levelReading     `json:"level,omitempty"`    // "level" (review.go): not numbered
 }
 
 // liveSegment is either a provisional segment (no id, no version) or a stored one.
@@ -55,6 +56,7 @@ type viewer struct {
 	send   chan []byte // closed by the hub when the viewer is dropped or leaves
 	gone   bool        // guarded by hub.mu
 	reason string      // why the hub dropped it, guarded by hub.mu
+	level  bool        // wants "level" messages (review.go), guarded by hub.mu
 }
 
 // hub orders everything that happens to one session's transcript into a numbered log,
@@ -90,6 +92,9 @@ func (h *hub) publishLocked(msg message) {
 	if err != nil {
 		h.s.log.Error("live message not encodable", "type", msg.Type, "err", err)
 		return
+	}
+	if msg.Type == "state" {
+		h.s.changes.notify() // worklists (review.go)
 	}
 	h.log = append(h.log, logEntry{seq: h.seq, data: data})
 	if limit := h.s.cfg.LiveLogSize; len(h.log) >= 2*limit {
@@ -154,7 +159,12 @@ func (h *hub) join(ctx context.Context, lastSeq int64, epoch string) (*viewer, [
 		if err != nil {
 			return nil, nil, err
 		}
-		data, err := json.Marshal(snap)
+		// A snapshot always carries its lists, empty or not (the page relies on them).
+		data, err := json.Marshal(struct {
+			message
+			Segments    []store.Segment  `json:"segments"`
+			Provisional []provisionalMsg `json:"provisional"`
+		}{snap, snap.Segments, snap.Provisional})
 		if err != nil {
 			return nil, nil, fmt.Errorf("snapshot: %w", err)
 		}
@@ -322,11 +332,12 @@ func (m *manager) startRun(ctx context.Context, ls *liveSession, c store.Consult
 	run := &pipelineRun{src: &countingSource{AudioSource: src}, cancel: cancel, done: make(chan struct{})}
 	ls.run = run
 	offset := c.AudioSeconds
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go func() {
 		defer m.wg.Done()
 		m.heartbeat(run, c.ID)
 	}()
+	go func() { defer m.wg.Done(); m.meter(ls.hub, run, offset) }() // review.go: input level
 	go func() {
 		defer m.wg.Done()
 		defer close(run.done)

@@ -348,7 +348,7 @@ func TestLogsHoldNoTranscriptOrNHSNumber(t *testing.T) {
 		if len(segs) > 0 {
 			c.do("POST", "/api/sessions/"+s.ID+"/segments/"+segs[0].ID+"/split", map[string]any{"version": segs[0].Version, "offset": 3}, nil)
 		}
-		if st := c.do("POST", "/api/sessions/"+s.ID+"/approve", map[string]any{"reviewed": true}, nil); st != 200 {
+		if st := c.do("POST", "/api/sessions/"+s.ID+"/approve", map[string]any{"reviewed": true, "confirm": c.approvalItems(s.ID)}, nil); st != 200 {
 			t.Fatalf("approve: %d", st)
 		}
 		e.srv.Close()

@@ -235,7 +235,7 @@ func TestRetainedAudioIsCiphertextRelistenableAndDeletedOnApproval(t *testing.T)
 
 	size := fileSize(spoolFile)
 	var approved sessionView
-	if st := cl.do("POST", "/api/sessions/"+id+"/approve", map[string]bool{"reviewed": true}, &approved); st != 200 {
+	if st := cl.do("POST", "/api/sessions/"+id+"/approve", map[string]any{"reviewed": true, "confirm": cl.approvalItems(id)}, &approved); st != 200 {
 		t.Fatalf("approve: %d", st)
 	}
 	if approved.AudioHeld || fileSize(spoolFile) != -1 {
@@ -379,7 +379,7 @@ func TestScheduledTranscriptPurge(t *testing.T) {
 	if _, segs := cl.session(id); len(segs) == 0 {
 		t.Fatal("no segments to purge")
 	}
-	if st := cl.do("POST", "/api/sessions/"+id+"/approve", map[string]bool{"reviewed": true}, nil); st != 200 {
+	if st := cl.do("POST", "/api/sessions/"+id+"/approve", map[string]any{"reviewed": true, "confirm": cl.approvalItems(id)}, nil); st != 200 {
 		t.Fatalf("approve: %d", st)
 	}
 	waitFor(t, 30*time.Second, "the scheduled purge", func() bool {

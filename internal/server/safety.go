@@ -281,9 +281,15 @@ func (s *Server) monitoringCSV(w http.ResponseWriter, r *http.Request) error {
 	cw := csv.NewWriter(w)
 	cw.Write(MonitoringCSVHeader)
 	num := func(v float64) string { return strconv.FormatFloat(v, 'f', 4, 64) }
+	rate := func(m store.SessionMetrics) string { // undefined without draft words
+		if m.DraftWords == 0 {
+			return ""
+		}
+		return num(m.WordEditRate)
+	}
 	for _, m := range ms {
 		cw.Write([]string{m.SessionID, m.ApprovedAt.Format(time.RFC3339), m.ISOWeek, strconv.FormatInt(m.ClinicianID, 10),
-			csvSafe(m.ClinicianName), csvSafe(m.LanguageGroup), strconv.Itoa(m.DraftWords), strconv.Itoa(m.Edits), num(m.WordEditRate),
+			csvSafe(m.ClinicianName), csvSafe(m.LanguageGroup), strconv.Itoa(m.DraftWords), strconv.Itoa(m.Edits), rate(m),
 			strconv.Itoa(m.SegmentsTotal), strconv.Itoa(m.SegmentsEdited), strconv.Itoa(m.SpeakerCorrections),
 			strconv.Itoa(m.ReviewFlags), strconv.Itoa(m.MachineFlags), num(m.StopToApprovalS)})
 	}

@@ -46,7 +46,7 @@ func seedSession(t *testing.T, st *store.Store, room store.Room, clinician int64
 			}
 		}
 	}
-	if _, err := st.Approve(ctx, c.ID, clinician, nil); err != nil {
+	if _, err := st.Approve(ctx, c.ID, clinician, nil, store.ItemNHSNumber); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.RecordSessionMetrics(ctx, c.ID); err != nil {

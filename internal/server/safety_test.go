@@ -103,7 +103,7 @@ func TestSafetyFlagsTriageAndMonitoring(t *testing.T) {
 	if st := c.do("POST", sp+"/flags", map[string]any{"category": "missing_speech", "note": "the end was cut"}, &noteFlag); st != 201 || noteFlag.SegmentID != "" {
 		t.Fatalf("note flag: %d %+v", st, noteFlag)
 	}
-	if st := c.do("POST", sp+"/approve", map[string]any{"reviewed": true}, nil); st != 200 {
+	if st := c.do("POST", sp+"/approve", map[string]any{"reviewed": true, "confirm": c.approvalItems(id)}, nil); st != 200 {
 		t.Fatalf("approve: %d", st)
 	}
 	// A whole-note flag may still be raised after approval.

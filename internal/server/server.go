@@ -137,6 +137,7 @@ type Server struct {
 	policy   store.LoginPolicy
 	sockets  socketCounts  // open websockets per login (ws.go)
 	throttle loginThrottle // failed logins per source (throttle.go)
+	changes  broadcaster   // a session changed state (review.go: worklists)
 
 	mu      sync.Mutex
 	url     string

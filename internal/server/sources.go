@@ -161,10 +161,14 @@ func decodeAudioFrame(format string, b []byte) ([]float32, error) {
 
 // countingSource counts the audio read through it, so a resumed run continues the
 // session's timeline where the last one stopped.
+// It also measures the input level for the recording header (review.go).
 type countingSource struct {
 	domain.AudioSource
 	mu     sync.Mutex
 	frames int64
+	sumSq  float64 // since the last takeLevel
+	n      int
+	peak   float32
 }
 
 func (c *countingSource) Read(ctx context.Context) ([][]float32, error) {
@@ -172,9 +176,28 @@ func (c *countingSource) Read(ctx context.Context) ([][]float32, error) {
 	if len(chans) > 0 {
 		c.mu.Lock()
 		c.frames += int64(len(chans[0]))
+		for _, ch := range chans {
+			for _, v := range ch {
+				c.sumSq += float64(v) * float64(v)
+				c.peak = max(c.peak, v, -v)
+			}
+			c.n += len(ch)
+		}
 		c.mu.Unlock()
 	}
 	return chans, err
+}
+
+// takeLevel returns the RMS and peak of the audio read since the last call (0 if none).
+func (c *countingSource) takeLevel() (rms float64, peak float32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n > 0 {
+		rms = math.Sqrt(c.sumSq / float64(c.n))
+	}
+	peak = c.peak
+	c.sumSq, c.n, c.peak = 0, 0, 0
+	return rms, peak
 }
 
 func (c *countingSource) seconds() float64 {

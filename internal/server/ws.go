@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-
-	"scribe/internal/store"
 )
 
 // Websocket limits (docs/websocket-protocol.md).
@@ -119,7 +117,7 @@ func (s *Server) watchLogin(ctx context.Context, r *http.Request) <-chan struct{
 				return
 			case <-t.C:
 			}
-			if _, err := s.store.CheckLogin(ctx, token, s.policy); errors.Is(err, store.ErrNotFound) {
+			if ok, err := s.store.LoginActive(ctx, token, s.policy); err == nil && !ok {
 				close(ended)
 				return
 			}
@@ -131,6 +129,7 @@ func (s *Server) watchLogin(ctx context.Context, r *http.Request) <-chan struct{
 type resumeRequest struct {
 	Resume *int64 `json:"resume"`
 	Epoch  string `json:"epoch"`
+	Level  bool   `json:"level"` // also send "level" messages while recording (review.go)
 }
 
 func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) error {
@@ -187,6 +186,9 @@ func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) error {
 	}
 	h := s.live.session(c.ID).hub
 	v, first, err := h.join(r.Context(), *req.Resume, req.Epoch)
+	if err == nil && req.Level {
+		h.wantLevel(v)
+	}
 	if err != nil {
 		s.log.Error("live join failed", "session", c.ID, "err", err)
 		send(errorFrame("internal", "could not load the session"))

@@ -144,3 +144,15 @@ func (s *Store) CountLogins(ctx context.Context, userID int64) (int, error) {
 	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM login_sessions WHERE user_id = ? AND expires_at >= ?`, userID, ms(s.now())).Scan(&n)
 	return n, err
 }
+
+// LoginActive reports whether a login token is still good — it exists (in the database,
+// or in memory while the disk was full), has not passed its maximum age or idle time, was
+// not ended, and its user is not disabled — without counting the check as activity: for a
+// long-lived connection (a websocket) re-checking its login.
+func (s *Store) LoginActive(ctx context.Context, token string, p LoginPolicy) (bool, error) {
+	_, err := s.loginUser(ctx, token, p, false)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}

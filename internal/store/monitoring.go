@@ -238,8 +238,11 @@ type MetricsGroup struct {
 	Sessions int    `json:"sessions"`
 	// WordEditRate pools all edits over all draft words; MeanSessionEditRate averages the
 	// sessions' own rates, so one long consultation does not hide many bad short ones.
-	WordEditRate        float64 `json:"word_edit_rate"`
-	MeanSessionEditRate float64 `json:"mean_session_edit_rate"`
+	// A rate needs draft words: with none (the machine wrote nothing, the clinician typed
+	// it all) it is undefined (null), not "3200 %"; Edits still counts the words added.
+	// The mean is over the sessions whose draft had words.
+	WordEditRate        *float64 `json:"word_edit_rate"`
+	MeanSessionEditRate *float64 `json:"mean_session_edit_rate"`
 	DraftWords          int     `json:"draft_words"`
 	Edits               int     `json:"edits"`
 	SegmentsEditedShare float64 `json:"segments_edited_share"`
@@ -253,6 +256,7 @@ func AggregateMetrics(ms []SessionMetrics, key func(SessionMetrics) string) []Me
 	type acc struct {
 		g       MetricsGroup
 		rates   float64
+		rated   int // sessions whose draft had words
 		segs    int
 		edited  int
 		waiting []float64
@@ -270,7 +274,10 @@ func AggregateMetrics(ms []SessionMetrics, key func(SessionMetrics) string) []Me
 		a.g.Edits += m.Edits
 		a.g.SpeakerCorrections += m.SpeakerCorrections
 		a.g.ReviewFlags += m.ReviewFlags
-		a.rates += m.WordEditRate
+		if m.DraftWords > 0 {
+			a.rates += m.WordEditRate
+			a.rated++
+		}
 		a.segs += m.SegmentsTotal
 		a.edited += m.SegmentsEdited
 		a.waiting = append(a.waiting, m.StopToApprovalS)
@@ -278,8 +285,12 @@ func AggregateMetrics(ms []SessionMetrics, key func(SessionMetrics) string) []Me
 	out := make([]MetricsGroup, 0, len(byKey))
 	for _, a := range byKey {
 		g := a.g
-		g.WordEditRate = float64(g.Edits) / float64(max(1, g.DraftWords))
-		g.MeanSessionEditRate = a.rates / float64(g.Sessions)
+		if g.DraftWords > 0 {
+			g.WordEditRate = new(float64(g.Edits) / float64(g.DraftWords))
+		}
+		if a.rated > 0 {
+			g.MeanSessionEditRate = new(a.rates / float64(a.rated))
+		}
 		if a.segs > 0 {
 			g.SegmentsEditedShare = float64(a.edited) / float64(a.segs)
 		}

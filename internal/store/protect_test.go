@@ -42,7 +42,7 @@ func TestTranscriptFieldsAreEncryptedAtRest(t *testing.T) {
 	if _, err := s.SetState(ctx, c.ID, StateStopped, 10); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Approve(ctx, c.ID, u.ID, nil); err != nil {
+	if _, err := s.Approve(ctx, c.ID, u.ID, nil, openItems(t, s, c.ID)...); err != nil {
 		t.Fatal(err)
 	}
 	// Everything still reads back as plaintext through the store.
@@ -151,11 +151,11 @@ func TestStoreChangesAreAudited(t *testing.T) {
 	if _, err := s.AddFlag(ctx, c.ID, segs[0].ID, u.ID, domain.FlagWrongSpeaker, ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Approve(ctx, c.ID, u.ID, nil); err != nil {
+	if _, err := s.Approve(ctx, c.ID, u.ID, nil, openItems(t, s, c.ID)...); err != nil {
 		t.Fatal(err)
 	}
 	got := strings.Join(actions(t, s, c.ID), ",")
-	want := "session_start,session_pause,session_resume,session_stop,segment_edit,segment_edit,segment_flag,session_approve"
+	want := "session_start,session_pause,session_resume,session_stop,segment_edit,segment_edit,segment_flag,approval_confirm,session_approve"
 	if got != want {
 		t.Fatalf("session audit = %s\nwant %s", got, want)
 	}
@@ -329,7 +329,7 @@ func TestPurgeCandidatesFollowRetention(t *testing.T) {
 	ctx := context.Background()
 	u, c, _ := fixture(t, s, 2)
 	s.SetState(ctx, c.ID, StateStopped, 1)
-	if _, err := s.Approve(ctx, c.ID, u.ID, nil); err != nil {
+	if _, err := s.Approve(ctx, c.ID, u.ID, nil, openItems(t, s, c.ID)...); err != nil {
 		t.Fatal(err)
 	}
 	ps, err := s.PurgeCandidates(ctx, 0)

@@ -131,7 +131,7 @@ func approveWithEdits(t *testing.T, s *Store) (Consultation, SessionMetrics) {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond) // approval strictly after stop
-	if _, err := s.Approve(ctx, c.ID, u.ID, nil); err != nil {
+	if _, err := s.Approve(ctx, c.ID, u.ID, nil, openItems(t, s, c.ID)...); err != nil {
 		t.Fatal(err)
 	}
 	m, err := s.RecordSessionMetrics(ctx, c.ID)
@@ -217,13 +217,14 @@ func TestAggregateMetrics(t *testing.T) {
 		t.Fatalf("groups = %+v", g)
 	}
 	w1 := g[0]
-	if w1.Sessions != 2 || math.Abs(w1.WordEditRate-15.0/110) > 1e-9 || math.Abs(w1.MeanSessionEditRate-0.3) > 1e-9 ||
+	if w1.Sessions != 2 || math.Abs(*w1.WordEditRate-15.0/110) > 1e-9 || math.Abs(*w1.MeanSessionEditRate-0.3) > 1e-9 ||
 		math.Abs(w1.SegmentsEditedShare-4.0/12) > 1e-9 || w1.MedianStopToApprove != 60 || w1.ReviewFlags != 1 {
 		t.Fatalf("week 1 = %+v", w1)
 	}
-	// An empty draft with invented text keeps a finite rate (edits over max(1, words)).
-	if g[1].WordEditRate != 3 {
-		t.Fatalf("week 2 rate = %v", g[1].WordEditRate)
+	// A draft with no words has no edit rate (the dashboard said "3200 %"): the words the
+	// clinician added are counted as edits.
+	if g[1].WordEditRate != nil || g[1].MeanSessionEditRate != nil || g[1].Edits != 3 {
+		t.Fatalf("week 2 = %+v", g[1])
 	}
 	if ISOWeek(time.Date(2021, 1, 3, 12, 0, 0, 0, time.UTC)) != "2020-W53" {
 		t.Fatal("ISO week of 3 Jan 2021 should be 2020-W53")

@@ -305,7 +305,7 @@ func (e *editTx) nextPos(pos float64) (float64, error) {
 }
 
 // beginEditable starts a transaction on a session that still accepts changes: an
-// approved session is read-only. The caller rolls the transaction back or commits it.
+// approved or discarded session is read-only. The caller rolls the transaction back or commits it.
 func (s *Store) beginEditable(ctx context.Context, sessionID, what string) (*sql.Tx, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -314,6 +314,12 @@ func (s *Store) beginEditable(ctx context.Context, sessionID, what string) (*sql
 	c, err := s.consultation(ctx, tx, sessionID)
 	if err == nil && c.State == StateApproved {
 		err = ErrReadOnly
+	}
+	if err == nil {
+		var discarded bool
+		if discarded, err = discardedQ(ctx, tx, sessionID); err == nil && discarded {
+			err = fmt.Errorf("%w: this consultation was discarded", ErrReadOnly)
+		}
 	}
 	if err != nil {
 		tx.Rollback()
@@ -487,19 +493,31 @@ func (s *Store) UpdateSegment(ctx context.Context, sessionID, id string, userID,
 }
 
 // SplitSegment cuts a segment's text at a character (rune) offset into two segments; the
-// time span is divided in proportion.
-func (s *Store) SplitSegment(ctx context.Context, sessionID, id string, userID, version int64, offset int) ([]Segment, error) {
+// time span is divided in proportion. text, when not nil, is what the clinician has typed
+// into the line and not saved yet: it replaces the line's text in the same edit (one
+// undo), and the offset is into it.
+func (s *Store) SplitSegment(ctx context.Context, sessionID, id string, userID, version int64, offset int, text *string) ([]Segment, error) {
+	if text != nil {
+		// Not cleanText: it would collapse spaces and move the offset the page computed.
+		if !utf8.ValidString(*text) || utf8.RuneCountInString(*text) > MaxSegmentText {
+			return nil, fmt.Errorf("%w: text must be valid UTF-8 of at most %d characters", ErrInvalid, MaxSegmentText)
+		}
+	}
 	return s.edit(ctx, sessionID, userID, id, "split", func(e *editTx) error {
-		g, err := e.checked(id, version)
+		orig, err := e.checked(id, version)
 		if err != nil {
 			return err
+		}
+		g := orig
+		if text != nil {
+			g.Text = *text
 		}
 		runes := []rune(g.Text)
 		if offset <= 0 || offset >= len(runes) {
 			return fmt.Errorf("%w: split offset %d must be inside the text (1 to %d)", ErrInvalid, offset, len(runes)-1)
 		}
-		first := strings.TrimSpace(string(runes[:offset]))
-		second := strings.TrimSpace(string(runes[offset:]))
+		first := strings.Join(strings.Fields(string(runes[:offset])), " ")
+		second := strings.Join(strings.Fields(string(runes[offset:])), " ")
 		if first == "" || second == "" {
 			return fmt.Errorf("%w: splitting at %d would leave an empty segment", ErrInvalid, offset)
 		}
@@ -511,7 +529,7 @@ func (s *Store) SplitSegment(ctx context.Context, sessionID, id string, userID, 
 		}
 		a := g
 		a.Text, a.End = first, cut
-		if err := e.update(g, a); err != nil {
+		if err := e.update(orig, a); err != nil { // undo restores the text as it was saved
 			return err
 		}
 		_, err = e.insert(Segment{Pos: (g.Pos + next) / 2, Start: cut, End: g.End, Speaker: g.Speaker, Text: second, Origin: OriginSplit})
@@ -840,21 +858,21 @@ func (s *Store) Flags(ctx context.Context, sessionID string) ([]ReviewFlag, erro
 type ApproveHook func(tx *sql.Tx, c Consultation) error
 
 // Approve marks a stopped session approved and read-only, stores the document text
-// assembled from its segments, and calls hook in the same transaction.
-func (s *Store) Approve(ctx context.Context, sessionID string, userID int64, hook ApproveHook) (Consultation, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+// assembled from its segments, and calls hook in the same transaction. The pre-approval
+// check (ApprovalCheck) runs in that transaction too: a blocking item, or any other item
+// whose ID is not in confirmed, refuses the approval with an *ApprovalCheckError; each
+// confirmed item is audited (approval_confirm).
+func (s *Store) Approve(ctx context.Context, sessionID string, userID int64, hook ApproveHook, confirmed ...string) (Consultation, error) {
+	tx, err := s.beginEditable(ctx, sessionID, "approve")
 	if err != nil {
-		return Consultation{}, fmt.Errorf("approve: %w", err)
+		return Consultation{}, err
 	}
 	defer tx.Rollback()
 	c, err := s.consultation(ctx, tx, sessionID)
 	if err != nil {
 		return Consultation{}, err
 	}
-	switch c.State {
-	case StateApproved:
-		return Consultation{}, ErrReadOnly
-	case StateRecording, StatePaused:
+	if c.State == StateRecording || c.State == StatePaused {
 		return Consultation{}, fmt.Errorf("%w: stop the recording before approving", ErrBadState)
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT `+segCols+` FROM segments WHERE session_id = ? AND deleted = 0 ORDER BY pos, seq`, sessionID)
@@ -876,6 +894,9 @@ func (s *Store) Approve(ctx context.Context, sessionID string, userID int64, hoo
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return Consultation{}, fmt.Errorf("approve: %w", err)
+	}
+	if err := s.checkApprovalTx(ctx, tx, c, segs, userID, confirmed); err != nil {
+		return Consultation{}, err
 	}
 	text, err := s.seal("consultations", "document_text", sessionID, AssembleDocument(segs))
 	if err != nil {
@@ -904,6 +925,11 @@ func (s *Store) Approve(ctx context.Context, sessionID string, userID int64, hoo
 	return c, nil
 }
 
+// UntranscribedMarker stands in the approved note for a line where speech was heard but
+// no words were decoded and the clinician chose to keep it as such: the gap stays visible
+// in the record instead of silently disappearing.
+const UntranscribedMarker = "[speech heard here was not transcribed]"
+
 var speakerLabel = map[domain.Speaker]string{
 	domain.SpeakerClinician: "Clinician",
 	domain.SpeakerPatient:   "Patient",
@@ -911,9 +937,10 @@ var speakerLabel = map[domain.Speaker]string{
 }
 
 // AssembleDocument writes the approved transcript: one line per live segment, in the
-// given order, as "[hh:mm:ss] Speaker: text". Same segments, same bytes. It builds the
-// text that goes to the patient record, so control and format characters are removed
-// here whatever the segments hold (cleantext).
+// given order, as "[hh:mm:ss] Speaker: text". A line without text (speech heard, no
+// words decoded) is written with UntranscribedMarker, never dropped: the record shows the
+// gap. Same segments, same bytes. It builds the text that goes to the patient record, so
+// control and format characters are removed here whatever the segments hold (cleantext).
 func AssembleDocument(segs []Segment) string {
 	var b strings.Builder
 	for _, g := range segs {
@@ -922,14 +949,13 @@ func AssembleDocument(segs []Segment) string {
 		}
 		text := strings.Join(strings.Fields(cleantext.Line(g.Text)), " ")
 		if text == "" {
-			continue
+			text = UntranscribedMarker
 		}
 		label, ok := speakerLabel[g.Speaker]
 		if !ok {
 			label = speakerLabel[domain.SpeakerUnknown]
 		}
-		sec := int(math.Max(0, g.Start))
-		fmt.Fprintf(&b, "[%02d:%02d:%02d] %s: %s\n", sec/3600, sec/60%60, sec%60, label, text)
+		fmt.Fprintf(&b, "[%s] %s: %s\n", clock(g.Start), label, text)
 	}
 	return b.String()
 }

@@ -223,7 +223,7 @@ func TestEditsVersionsAndUndo(t *testing.T) {
 		t.Fatal(err)
 	}
 	g2, _ := s.Segment(ctx, c.ID, "s2")
-	if _, err := s.SplitSegment(ctx, c.ID, "s2", u.ID, g2.Version, 6); err != nil {
+	if _, err := s.SplitSegment(ctx, c.ID, "s2", u.ID, g2.Version, 6, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := texts(t, s, c.ID); got != "c:line a corrected|p:line b|p:words here|p:line c words here" {
@@ -281,7 +281,7 @@ func TestApproveMakesReadOnlyAndCallsHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A failing hook rolls the approval back.
-	if _, err := s.Approve(ctx, c.ID, u.ID, func(*sql.Tx, Consultation) error { return errors.New("outbox full") }); err == nil {
+	if _, err := s.Approve(ctx, c.ID, u.ID, func(*sql.Tx, Consultation) error { return errors.New("outbox full") }, openItems(t, s, c.ID)...); err == nil {
 		t.Fatal("approval with a failing hook succeeded")
 	}
 	if got, _ := s.Consultation(ctx, c.ID); got.State != StateStopped {
@@ -292,7 +292,7 @@ func TestApproveMakesReadOnlyAndCallsHook(t *testing.T) {
 		hooked = c
 		var st string
 		return tx.QueryRow(`SELECT state FROM consultations WHERE id = ?`, c.ID).Scan(&st)
-	})
+	}, openItems(t, s, c.ID)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,10 +319,26 @@ func TestAssembleDocumentIsDeterministic(t *testing.T) {
 		{Start: 2, Speaker: domain.SpeakerUnknown, Text: "   "},
 		{Start: 4000, Speaker: "", Text: "who"},
 	}
-	want := "[01:02:03] Patient: it hurts here\n[01:06:40] Unknown speaker: who\n"
+	// A line without text is kept, with the marker: the record shows the gap.
+	want := "[01:02:03] Patient: it hurts here\n[00:00:02] Unknown speaker: " + UntranscribedMarker + "\n[01:06:40] Unknown speaker: who\n"
 	for range 3 {
 		if got := AssembleDocument(segs); got != want {
 			t.Fatalf("AssembleDocument = %q, want %q", got, want)
 		}
 	}
+}
+
+// openItems is every pre-approval item of a session a clinician may confirm, for tests
+// that approve without a decision of their own to test.
+func openItems(t *testing.T, s *Store, sessionID string) []string {
+	t.Helper()
+	items, err := s.ApprovalCheck(context.Background(), sessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, it := range items {
+		ids = append(ids, it.ID)
+	}
+	return ids
 }

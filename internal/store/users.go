@@ -435,12 +435,6 @@ func (s *Store) LoginUser(ctx context.Context, token string, p LoginPolicy) (Use
 	return s.loginUser(ctx, token, p, true)
 }
 
-// CheckLogin is LoginUser without refreshing the idle timer: for a long-lived connection
-// (a websocket) re-checking that its login still holds, which is not the user being active.
-func (s *Store) CheckLogin(ctx context.Context, token string, p LoginPolicy) (User, error) {
-	return s.loginUser(ctx, token, p, false)
-}
-
 func (s *Store) loginUser(ctx context.Context, token string, p LoginPolicy, touch bool) (User, error) {
 	now := s.now()
 	h := tokenHash(token)

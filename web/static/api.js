@@ -1,5 +1,5 @@
 "use strict";
-// The JSON API client both pages use. Loaded before app.js and cso.js.
+// The JSON API client all pages use. Loaded before app.js and cso.js.
 
 // audioURL is a range of a session's held audio as a WAV (GET, so no CSRF token; each
 // fetch is recorded in the audit trail). Only offered when the session says audio_held.
@@ -27,6 +27,7 @@ async function apiRequest(method, path, body) {
   if (!r.ok) {
     const err = new Error((data && data.error) || r.statusText);
     err.status = r.status;
+    err.data = data; // e.g. the pre-approval check's open items with a 409
     throw err;
   }
   return data;

@@ -31,7 +31,8 @@ function status(msg, bad) {
 
 const api = apiRequest;
 
-const pct = (v) => `${(100 * (v || 0)).toFixed(1)}%`;
+// A rate is null when the drafts had no words to edit (everything was typed in).
+const pct = (v) => (v === null || v === undefined ? "n/a" : `${(100 * v).toFixed(1)}%`);
 const label = (s) => String(s || "").replaceAll("_", " ");
 const fmtTime = (sec) => {
   sec = Math.max(0, Math.floor(sec || 0));
@@ -64,11 +65,13 @@ $("login-form").addEventListener("submit", async (ev) => {
   } catch (e) { $("login-error").textContent = e.message; }
 });
 
-$("logout").addEventListener("click", async () => {
-  await api("POST", "/api/logout").catch(() => {});
-  me = null;
-  start();
-});
+for (const [id, path] of [["logout", "/api/logout"], ["logout-everywhere", "/api/logout-everywhere"]]) {
+  $(id).addEventListener("click", async () => {
+    await api("POST", path).catch(() => {});
+    me = null;
+    start();
+  });
+}
 
 // ---------- flags ----------
 
@@ -128,29 +131,42 @@ function flagItem(f) {
 
 // ---------- dashboard ----------
 
-// barChart draws labelled vertical bars scaled to the largest value, as inline SVG.
+// barChart draws labelled vertical bars scaled to the largest value, as inline SVG. A
+// row whose value is null (no rate: no draft words) gets no bar, and says so. Labels
+// never leave the drawing: room above the tallest bar's value, long names shortened
+// (whole in the bar's tooltip) and slanted when there are many bars.
 function barChart(id, rows, value, fmt) {
-  const W = 560, H = 240, left = 56, bottom = 58, top = 14;
+  const W = 560, H = 260, left = 64, right = 16, top = 28;
+  const many = rows.length > 5;
+  const bottom = many ? 84 : 44;
   const host = $(id);
   host.replaceChildren();
   if (!rows.length) { host.append(el("p", { class: "meta" }, "No approved sessions yet.")); return; }
-  const maxV = Math.max(...rows.map(value), 1e-9);
-  const plotW = W - left - 10, plotH = H - top - bottom;
+  const maxV = Math.max(...rows.map((r) => value(r) || 0), 1e-9);
+  const plotW = W - left - right, plotH = H - top - bottom;
   const bw = plotW / rows.length;
   const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": host.parentElement.querySelector("figcaption").textContent });
   for (const t of [0, 0.5, 1]) {
     const y = top + plotH * (1 - t);
-    s.append(svg("line", { class: "grid", x1: left, x2: W - 10, y1: y, y2: y }),
+    s.append(svg("line", { class: "grid", x1: left, x2: W - right, y1: y, y2: y }),
       svg("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, fmt(maxV * t)));
   }
+  const short = (k, n) => (k.length > n ? k.slice(0, n - 1) + "…" : k);
   rows.forEach((r, i) => {
     const v = value(r);
-    const h = plotH * v / maxV;
+    const h = v === null || v === undefined ? 0 : plotH * v / maxV;
     const x = left + i * bw + bw * 0.15;
-    s.append(svg("rect", { class: "bar", x, y: top + plotH - h, width: Math.max(1, bw * 0.7), height: Math.max(0, h), "data-key": r.key, "data-value": String(v) },
-      svg("title", {}, `${r.key}: ${fmt(v)} (${r.sessions} sessions)`)));
-    s.append(svg("text", { x: x + bw * 0.35, y: H - bottom + 16, "text-anchor": "middle" }, String(r.key).slice(0, 14)));
-    s.append(svg("text", { x: x + bw * 0.35, y: top + plotH - h - 3, "text-anchor": "middle" }, fmt(v)));
+    const cx = x + bw * 0.35;
+    const key = String(r.key);
+    if (v !== null && v !== undefined) {
+      s.append(svg("rect", { class: "bar", x, y: top + plotH - h, width: Math.max(1, bw * 0.7), height: Math.max(0, h), "data-key": key, "data-value": String(v) },
+        svg("title", {}, `${key}: ${fmt(v)} (${r.sessions} sessions)`)));
+    }
+    s.append(many
+      ? svg("text", { x: cx, y: H - bottom + 14, "text-anchor": "end", transform: `rotate(-35 ${cx} ${H - bottom + 14})` }, svg("title", {}, key), short(key, 16))
+      : svg("text", { x: cx, y: H - bottom + 18, "text-anchor": "middle" }, svg("title", {}, key), short(key, Math.max(6, Math.floor(bw / 7)))));
+    s.append(svg("text", { x: cx, y: top + plotH - h - 5, "text-anchor": "middle", class: v === null || v === undefined ? "na" : "" },
+      v === null || v === undefined ? "no draft words" : fmt(v)));
   });
   s.append(svg("line", { class: "axis", x1: left, x2: W - 10, y1: top + plotH, y2: top + plotH }));
   host.append(s);
