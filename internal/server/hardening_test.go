@@ -100,7 +100,7 @@ func TestControlAndBidiCharactersNeverReachTheRecord(t *testing.T) {
 	for _, h := range got.History {
 		check("triage note", h.Note)
 	}
-	if st, msg := c.errorOf("POST", path+"/approve", map[string]any{"reviewed": true}); st != 200 {
+	if st, msg := c.errorOf("POST", path+"/approve", map[string]any{"reviewed": true, "confirm": c.approvalItems(id)}); st != 200 {
 		t.Fatalf("approve: %d %s", st, msg)
 	}
 	mu.Lock()
