@@ -165,8 +165,10 @@ type Transcript struct {
 	Channels     int        `json:"channels"`
 	Speech       []Interval `json:"speech"`
 	Segments     []Segment  `json:"segments"`
-	Timings      Timings    `json:"timings"`
-	Model        string     `json:"model"`
+	// Speakers is who spoke when, as the speaker attribution found it (for scoring).
+	Speakers []SpeakerSpan `json:"-"`
+	Timings  Timings       `json:"timings"`
+	Model    string        `json:"model"`
 }
 
 // AudioSource yields audio at SampleRate, one slice per channel per chunk. Live sources

@@ -1,5 +1,6 @@
 // Package transcribe turns utterances into transcript segments: it sizes and runs the
-// decoder, applies the hallucination guards, attributes speakers and keeps the
+// decoder, applies the hallucination guards, gives each segment the speaker the room's
+// attribution (package diarize) found in its stretch, and keeps the
 // vocabulary hint the only prompt. The decoder (libwhisper) sits behind an interface, so
 // this package is pure Go.
 package transcribe
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 )
 
@@ -30,7 +32,6 @@ type Config struct {
 	TemperatureInc float32 // 0 disables temperature fallback
 	Thresholds     Thresholds
 	Vocabulary     []string
-	Attribution    Attribution
 	// ModelAudioCtx is the model's full encoder context (1500 for every whisper model).
 	ModelAudioCtx int
 	// ShrinkAudioCtx sizes the encoder to short utterances: much faster, but measured with
@@ -55,7 +56,6 @@ func DefaultConfig() Config {
 		TemperatureInc:   0.2,
 		Thresholds:       DefaultThresholds(),
 		Vocabulary:       voc,
-		Attribution:      DefaultAttribution(),
 		ModelAudioCtx:    1500,
 		ShrinkAudioCtx:   false,
 		MaxQueuedPerRoom: DefaultMaxQueuedPerRoom,
@@ -276,10 +276,11 @@ func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) [
 	return out
 }
 
+// attribute gives a segment (times relative to u) its speaker from u's speaker spans.
 func (e *Engine) attribute(seg *domain.Segment, u domain.Utterance, from, to float64) {
-	sp, overlap := e.cfg.Attribution.Speaker(u.Channels, int(from*domain.SampleRate), int(to*domain.SampleRate))
+	sp, uncertain := diarize.Decide(u.Speakers, u.Start+from, u.Start+to)
 	seg.Speaker = sp
-	if overlap && len(u.Channels) > 1 {
+	if uncertain {
 		seg.Flags = append(seg.Flags, domain.FlagOverlap)
 	}
 }

@@ -2,7 +2,6 @@ package transcribe
 
 import (
 	"context"
-	"math"
 	"strings"
 	"testing"
 
@@ -110,15 +109,14 @@ func TestNoSpeechSegmentIsFlaggedNotDropped(t *testing.T) {
 	}
 }
 
-func TestSpeakerFromChannelEnergy(t *testing.T) {
+// Segments take their speaker from the utterance's speaker spans (the room's attribution,
+// package diarize): the speaker with most of the segment's attributed time, flagged
+// overlap when that is under 70 %; no spans, unknown.
+func TestSegmentSpeakersFromSpans(t *testing.T) {
 	u := utter(4, 2)
-	for i := range u.Channels[0] {
-		s := float32(math.Sin(float64(i) * 0.05))
-		if i < len(u.Channels[0])/2 {
-			u.Channels[0][i], u.Channels[1][i] = 0.5*s, 0.05*s // clinician close to mic 0
-		} else {
-			u.Channels[0][i], u.Channels[1][i] = 0.04*s, 0.4*s
-		}
+	u.Speakers = []domain.SpeakerSpan{
+		{Interval: domain.Interval{Start: u.Start, End: u.Start + 2}, Speaker: domain.SpeakerClinician},
+		{Interval: domain.Interval{Start: u.Start + 2, End: u.Start + 4}, Speaker: domain.SpeakerPatient},
 	}
 	d := &scriptedDecoder{out: []domain.DecodedSegment{
 		{Start: 0, End: 2, Text: "How long have you had it?", Tokens: []domain.DecodedToken{tok(-0.1)}},
@@ -132,13 +130,16 @@ func TestSpeakerFromChannelEnergy(t *testing.T) {
 	if segs[0].Speaker != domain.SpeakerClinician || segs[1].Speaker != domain.SpeakerPatient {
 		t.Errorf("speakers %s, %s; want clinician, patient", segs[0].Speaker, segs[1].Speaker)
 	}
+	if segs[0].HasFlag(domain.FlagOverlap) || segs[1].HasFlag(domain.FlagOverlap) {
+		t.Errorf("one-speaker segments flagged overlap: %+v", segs[:2])
+	}
 	if !segs[2].HasFlag(domain.FlagOverlap) {
 		t.Errorf("a segment spanning both speakers should be flagged overlap: %+v", segs[2])
 	}
 	mono, _, _ := engine(t, d).Transcribe(context.Background(), utter(4, 1))
 	for _, s := range mono {
 		if s.Speaker != domain.SpeakerUnknown {
-			t.Errorf("mono input attributed to %s", s.Speaker)
+			t.Errorf("utterance without speaker spans attributed to %s", s.Speaker)
 		}
 	}
 }
