@@ -45,13 +45,13 @@ const (
 
 // Setup is a room's microphone arrangement.
 type Setup struct {
-	Kind      string  // auto, pair, array or single
-	Capsules  int     // array: capsules (channels) the device delivers
-	SpacingMM float64 // array: distance between neighbouring capsules
-	Layout    string  // array: "linear" (a row) or "ring" (evenly round a circle)
+	Kind      string  `json:"kind"`                 // auto, pair, array or single
+	Capsules  int     `json:"capsules,omitempty"`   // array: capsules (channels) the device delivers
+	SpacingMM float64 `json:"spacing_mm,omitempty"` // array: distance between neighbouring capsules
+	Layout    string  `json:"layout,omitempty"`     // array: "linear" (a row) or "ring" (evenly round a circle)
 	// Clinician names the voices: first, left or right; empty means left for a pair and
 	// first otherwise. A single capsule has no sides: it is always calibrated by first.
-	Clinician string
+	Clinician string `json:"clinician,omitempty"`
 }
 
 // Validate names what cannot work.

@@ -63,7 +63,7 @@ type Deps struct {
 	// NewAttributor makes a stream's speaker attribution for its channel count (ctx may
 	// carry the stream's own microphone set-up); nil leaves every speaker unknown.
 	NewAttributor func(ctx context.Context, nch int) Attributor
-	Logger     *slog.Logger
+	Logger        *slog.Logger
 	// Observe, when set, is told each utterance's decode time and queueing delay (metrics).
 	Observe func(Observation)
 }
