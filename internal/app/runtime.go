@@ -240,3 +240,15 @@ func SpeechIntervals(vadPath string, clip *audio.Clip, cfg vad.Config) ([]domain
 	}
 	return iv, nil
 }
+
+// SegmentSpans are a transcript's segments as speaker spans (unknown ones left out), for
+// scoring attribution against ground truth (diarize.Score).
+func SegmentSpans(segs []domain.Segment) []domain.SpeakerSpan {
+	var out []domain.SpeakerSpan
+	for _, s := range segs {
+		if s.Speaker == domain.SpeakerClinician || s.Speaker == domain.SpeakerPatient {
+			out = append(out, domain.SpeakerSpan{Interval: domain.Interval{Start: s.Start, End: s.End}, Speaker: s.Speaker})
+		}
+	}
+	return out
+}

@@ -198,3 +198,38 @@ func (b *spanner) add(from, to int, sp domain.Speaker) {
 	}
 	b.out = append(b.out, domain.SpeakerSpan{Interval: domain.Interval{Start: s, End: e}, Speaker: sp})
 }
+
+// TurnMin is how long a new speaker must hold the floor for their speech to become a
+// turn of its own (see TurnCuts).
+const TurnMin = 0.4
+
+// TurnCuts are the times inside iv where the floor passes from one speaker to the other
+// for at least TurnMin of attributed speech: midway between the last span of one and
+// the first of the other. Decoding each turn on its own keeps a transcript segment to
+// one speaker when no pause separated them.
+func TurnCuts(spans []domain.SpeakerSpan, iv domain.Interval) []float64 {
+	var cuts []float64
+	cur := domain.SpeakerUnknown
+	var curEnd, chStart, chHeld float64 // the current speaker's last end; the challenger's run
+	for _, s := range spans {
+		if s.End <= iv.Start || s.Start >= iv.End {
+			continue
+		}
+		switch {
+		case cur == domain.SpeakerUnknown || s.Speaker == cur:
+			cur, curEnd, chHeld = s.Speaker, s.End, 0
+		default:
+			if chHeld == 0 {
+				chStart = s.Start
+			}
+			chHeld += s.End - s.Start
+			if chHeld >= TurnMin {
+				if c := (curEnd + chStart) / 2; c > iv.Start+0.3 && c < iv.End-0.3 {
+					cuts = append(cuts, c)
+				}
+				cur, curEnd, chHeld = s.Speaker, s.End, 0
+			}
+		}
+	}
+	return cuts
+}

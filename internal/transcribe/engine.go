@@ -208,7 +208,56 @@ func (e *Engine) observe(s Scheduled) {
 	}
 }
 
+// run decodes u: a committed utterance turn by turn (diarize.TurnCuts), so no segment
+// straddles two speakers; a provisional one whole.
 func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+	if !u.Final {
+		return e.runPart(ctx, d, u)
+	}
+	var out []domain.Segment
+	var took time.Duration
+	for _, part := range splitTurns(u) {
+		segs, t, err := e.runPart(ctx, d, part)
+		took += t
+		if err != nil {
+			return nil, took, err
+		}
+		out = append(out, segs...)
+	}
+	for i := range out {
+		out[i].ID = fmt.Sprintf("u%d-%d", u.Seq, i)
+	}
+	return out, took, nil
+}
+
+// splitTurns cuts u where the floor passes between speakers.
+func splitTurns(u domain.Utterance) []domain.Utterance {
+	cuts := diarize.TurnCuts(u.Speakers, u.Interval)
+	if len(cuts) == 0 {
+		return []domain.Utterance{u}
+	}
+	n := len(u.Mono())
+	parts := make([]domain.Utterance, 0, len(cuts)+1)
+	from := 0
+	for i, c := range append(cuts, u.End) {
+		to := n
+		if i < len(cuts) {
+			to = min(n, int((c-u.Start)*domain.SampleRate))
+		}
+		p := u
+		p.Interval = domain.Interval{Start: u.Start + float64(from)/domain.SampleRate, End: u.Start + float64(to)/domain.SampleRate}
+		p.Channels = make([][]float32, len(u.Channels))
+		for ch, x := range u.Channels {
+			p.Channels[ch] = x[from:min(to, len(x))]
+		}
+		p.Cut = u.Cut && i == len(cuts)
+		parts = append(parts, p)
+		from = to
+	}
+	return parts
+}
+
+func (e *Engine) runPart(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
 	mono := u.Mono()
 	if len(mono) == 0 {
 		return nil, 0, nil
