@@ -35,6 +35,7 @@ func RunRenderCLI(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	rooms := fs.String("room", "", "also render through these simulated consulting rooms (comma-separated: "+strings.Join(roomNames(), ", ")+", or all); needs python3 with pyroomacoustics (scripts/pyenv run)")
 	capsules := fs.String("capsules", "2", "with -room: microphone arrays on the desk, by capsule count (comma-separated: 2, 4)")
 	python := fs.String("python", "python3", "with -room: the Python interpreter that has pyroomacoustics")
+	voices := fs.String("voices", strings.Join(DefaultVoices[:], ","), "espeak-ng voices of clinician and patient, comma-separated")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: scribe corpus render [flags]\n\nRenders PriMock57 consultations with espeak-ng: <id>.stereo.wav (clinician left,\npatient right), <id>.mono.wav and <id>.truth.json (where each utterance really is).\nWith -room, also <name>-<room>-<N>cap[-diffuse<SNR>dB].array.wav (one channel per\ncapsule of an array on the desk) with its own .truth.json (the same utterances).\n\nflags:")
 		fs.PrintDefaults()
@@ -71,6 +72,11 @@ func RunRenderCLI(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 
 	opt := RenderOptions{OutDir: *out, MaxSeconds: *maxSeconds, NoiseKind: *noise, SNRdB: *snr, Jobs: *jobs, Python: *python}
+	v := strings.Split(*voices, ",")
+	if len(v) != 2 || strings.TrimSpace(v[0]) == "" || strings.TrimSpace(v[1]) == "" {
+		return fmt.Errorf("corpus render: -voices %q: want two espeak-ng voices, clinician first: %w", *voices, ErrUsage)
+	}
+	opt.Voices = [2]string{strings.TrimSpace(v[0]), strings.TrimSpace(v[1])}
 	if *rooms == "" {
 		for _, id := range list {
 			began := time.Now()

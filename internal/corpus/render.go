@@ -136,6 +136,9 @@ func (o RenderOptions) baseName(id string) string {
 	if o.NoiseKind != "none" {
 		name += "-" + o.NoiseKind + strconv.FormatFloat(o.SNRdB, 'f', -1, 64) + "dB"
 	}
+	if o.Voices != DefaultVoices {
+		name += "-" + strings.NewReplacer("+", "", "-", "").Replace(o.Voices[0]+"."+o.Voices[1])
+	}
 	return name
 }
 

@@ -15,7 +15,7 @@ func twoMedians(pts [][]float64, ws []float64) ([][]float64, []float64) {
 		return nil, nil
 	}
 	all := weightedMedian(pts, ws, nil, -1)
-	if len(pts) < 8 {
+	if len(pts) < 4 {
 		return [][]float64{all}, []float64{1}
 	}
 	type far struct {
