@@ -192,8 +192,9 @@ func hearings(s truthSource, clip *audio.Clip) []hearing {
 }
 
 // RunAccuracy transcribes every recording in dir with rt, in each of its conditions,
-// with the clean-up chain and (rendered recordings) without it, and scores it.
-func RunAccuracy(ctx context.Context, rt *app.Runtime, dir string) (*AccuracyReport, error) {
+// with the clean-up chain and, when withoutCleanup is set, (rendered recordings) also
+// without it, and scores it.
+func RunAccuracy(ctx context.Context, rt *app.Runtime, dir string, withoutCleanup bool) (*AccuracyReport, error) {
 	sources, err := findAccuracySources(dir)
 	if err != nil {
 		return nil, err
@@ -210,9 +211,9 @@ func RunAccuracy(ctx context.Context, rt *app.Runtime, dir string) (*AccuracyRep
 		if err != nil {
 			return nil, fmt.Errorf("bench accuracy: %s: %w", s.name, err)
 		}
-		cleanups := []bool{true, false}
-		if s.kind != "rendered" {
-			cleanups = cleanups[:1]
+		cleanups := []bool{true}
+		if withoutCleanup && s.kind == "rendered" {
+			cleanups = append(cleanups, false)
 		}
 		for _, h := range hearings(s, clip) {
 			for _, cleanup := range cleanups {

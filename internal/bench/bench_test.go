@@ -197,7 +197,7 @@ func TestRunAccuracyLabelsTestModel(t *testing.T) {
 		}
 	}
 	rt := realRuntime(t)
-	rep, err := RunAccuracy(context.Background(), rt, dir)
+	rep, err := RunAccuracy(context.Background(), rt, dir, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestRunAccuracyLabelsTestModel(t *testing.T) {
 			t.Errorf("%+v", f)
 		}
 	}
-	if _, err := RunAccuracy(context.Background(), rt, t.TempDir()); err == nil {
+	if _, err := RunAccuracy(context.Background(), rt, t.TempDir(), false); err == nil {
 		t.Error("empty corpus accepted")
 	}
 }

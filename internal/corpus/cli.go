@@ -34,6 +34,7 @@ func RunRenderCLI(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	jobs := fs.Int("jobs", 2, "espeak-ng processes to run at once")
 	rooms := fs.String("room", "", "also render through these simulated consulting rooms (comma-separated: "+strings.Join(roomNames(), ", ")+", or all); needs python3 with pyroomacoustics (scripts/pyenv run)")
 	capsules := fs.String("capsules", "2", "with -room: microphone arrays on the desk, by capsule count (comma-separated: 2, 4)")
+	axis := fs.Float64("axis", 0, "with -room: turn the array on the desk by this many degrees (0: capsule 0 towards the clinician)")
 	python := fs.String("python", "python3", "with -room: the Python interpreter that has pyroomacoustics")
 	voices := fs.String("voices", strings.Join(DefaultVoices[:], ","), "espeak-ng voices of clinician and patient, comma-separated")
 	fs.Usage = func() {
@@ -91,6 +92,9 @@ func RunRenderCLI(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	roomList, arrays, err := roomsAndArrays(*rooms, *capsules)
 	if err != nil {
 		return fmt.Errorf("corpus render: %w: %w", err, ErrUsage)
+	}
+	for i := range arrays {
+		arrays[i].AxisDeg += *axis
 	}
 	for _, id := range list {
 		for _, room := range roomList {

@@ -119,6 +119,9 @@ type RoomInfo struct {
 // roomBaseName adds the room, the array and the noise to a dry render's name.
 func roomBaseName(dryBase string, room Room, arr Array, opt RenderOptions) string {
 	name := dryBase + "-" + room.Name + "-" + strconv.Itoa(arr.Capsules) + "cap"
+	if def, err := ArrayFor(arr.Capsules); err == nil && def.AxisDeg != arr.AxisDeg {
+		name += "-axis" + strconv.FormatFloat(arr.AxisDeg, 'f', -1, 64)
+	}
 	if opt.NoiseKind != "none" {
 		name += "-diffuse" + strconv.FormatFloat(opt.SNRdB, 'f', -1, 64) + "dB"
 	}
