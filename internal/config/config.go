@@ -87,8 +87,9 @@ type Microphones struct {
 	SpacingMM float64 `yaml:"spacing_mm"`
 	Layout    string  `yaml:"layout"`
 	// Clinician names the voices: first (the clinician speaks first after Start), left
-	// or right (pair: the clinician's channel; array: the clinician sits on the side of
-	// the first capsule, or of the last). Empty: left for a pair, first otherwise.
+	// or right (pair: the clinician's channel; array: the clinician sits nearer the first
+	// capsule than the far one — last of a row, opposite on a ring — or the reverse).
+	// Empty: left for a pair, first otherwise.
 	Clinician string `yaml:"clinician"`
 }
 

@@ -52,7 +52,7 @@ type array struct {
 	clinician string
 	pairs     []pairIdx
 	maxLag    float64 // largest pair's lag range, samples
-	endPair   int     // index of pair (0, last capsule): its sign is the side
+	sidePair  int     // index of the pair whose lag's sign tells the sides (see newArray)
 	grid      []float64
 	cos, sin  [][]float64 // [grid][bin]
 	lo, hi    int         // bins used
@@ -104,10 +104,16 @@ func capsulePositions(s Setup) [][2]float64 {
 func newArray(s Setup) *array {
 	a := &array{clinician: s.Clinician, fft: dsp.NewFFT(doaFrame), cacheSeq: -1}
 	pos := capsulePositions(s)
+	// The sides are capsule 0's and the far capsule's: the last of a row, the opposite
+	// one on a ring.
+	far := len(pos) - 1
+	if s.Layout == "ring" {
+		far = len(pos) / 2
+	}
 	for i := range pos {
 		for j := i + 1; j < len(pos); j++ {
-			if i == 0 && j == len(pos)-1 {
-				a.endPair = len(a.pairs)
+			if i == 0 && j == far {
+				a.sidePair = len(a.pairs)
 			}
 			a.pairs = append(a.pairs, pairIdx{i, j})
 			d := math.Hypot(pos[i][0]-pos[j][0], pos[i][1]-pos[j][1])
@@ -325,12 +331,12 @@ func (a *array) name(cs [][]float64) []domain.Speaker {
 	var clin int
 	switch a.clinician {
 	case ClinicianLeft, ClinicianRight:
-		// A positive end-pair lag: capsule 0 heard it first, so it came from its side.
+		// A positive side-pair lag: capsule 0 heard it first, so it came from its side.
 		side := func(c []float64) float64 {
 			if a.clinician == ClinicianRight {
-				return -c[a.endPair]
+				return -c[a.sidePair]
 			}
-			return c[a.endPair]
+			return c[a.sidePair]
 		}
 		if len(cs) == 1 {
 			switch s := side(cs[0]); {

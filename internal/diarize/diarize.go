@@ -38,7 +38,8 @@ const (
 	// clinician's.
 	ClinicianFirst = "first"
 	// ClinicianLeft: pair: the clinician's microphone is channel 0; array: the clinician
-	// sits nearer the first capsule (channel 0) than the last.
+	// sits nearer the first capsule (channel 0) than the far one (the last of a row, the
+	// opposite one on a ring).
 	ClinicianLeft  = "left"
 	ClinicianRight = "right"
 )

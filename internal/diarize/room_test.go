@@ -103,18 +103,38 @@ func attributeRecording(a Attributor, chans [][]float32, cuts []domain.Interval)
 	return spans
 }
 
-func setupFor(tr *corpus.Truth) Setup {
+func setupFor(tr *corpus.Truth, clinician string) Setup {
 	arr := tr.Room.Array
-	return Setup{Kind: KindArray, Capsules: arr.Capsules, SpacingMM: arr.SpacingMM, Layout: arr.Layout, Clinician: ClinicianFirst}
+	return Setup{Kind: KindArray, Capsules: arr.Capsules, SpacingMM: arr.SpacingMM, Layout: arr.Layout, Clinician: clinician}
 }
 
-func TestRoomRendersTuning(t *testing.T) {
+// The rendered rooms (make test renders two; SCRIBE_ROOM_DIR points at more), cut into
+// utterances where the truth pauses: the array, calibrated by who speaks first and by
+// the side the clinician sits (capsule 0 is on the clinician's side in the renders), and
+// capsule 0 alone by voice. The floors are below what was measured (array 99.9–100 %,
+// one capsule 97–99.5 %, unknown under 10 %) by a margin for other renders.
+func TestRoomRenders(t *testing.T) {
 	for _, r := range loadRoomRenders(t) {
 		cuts := speechCuts(r.truth)
 		truth := truthSpans(r.truth)
-		arr := Score(truth, attributeRecording(New(setupFor(r.truth), len(r.chans)), r.chans, cuts))
-		one := Score(truth, attributeRecording(New(Setup{Kind: KindSingle}, 1), r.chans[:1], cuts))
-		t.Logf("%-55s array %.1f%% (unknown %.1f%%)  single %.1f%% (unknown %.1f%%)", r.name,
-			arr.Value()*100, arr.UnknownShare()*100, one.Value()*100, one.UnknownShare()*100)
+		if r.truth.Room.Array.AxisDeg != 0 && r.truth.Room.Array.AxisDeg != 180 {
+			continue // a deliberately misplaced array (corpus render -axis): a bench figure, not a floor
+		}
+		for _, c := range []struct {
+			name  string
+			a     Attributor
+			chans [][]float32
+			floor float64
+		}{
+			{"array, first", New(setupFor(r.truth, ClinicianFirst), len(r.chans)), r.chans, 0.97},
+			{"array, left", New(setupFor(r.truth, ClinicianLeft), len(r.chans)), r.chans, 0.97},
+			{"capsule 0", New(Setup{Kind: KindSingle}, 1), r.chans[:1], 0.90},
+		} {
+			acc := Score(truth, attributeRecording(c.a, c.chans, cuts))
+			t.Logf("%-55s %-12s %5.1f%% right, %4.1f%% unknown", r.name, c.name, acc.Value()*100, acc.UnknownShare()*100)
+			if acc.Value() < c.floor || acc.UnknownShare() > 0.10 {
+				t.Errorf("%s, %s: %.1f%% right (floor %.0f%%), %.1f%% unknown (ceiling 10%%)", r.name, c.name, acc.Value()*100, c.floor*100, acc.UnknownShare()*100)
+			}
+		}
 	}
 }
