@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -230,15 +229,11 @@ func TestRoomAttributionThroughPipeline(t *testing.T) {
 	}
 	defer rt.Close()
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		truth, err := corpus.ReadTruth(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var truth corpus.Truth
-		if err := json.Unmarshal(b, &truth); err != nil {
-			t.Fatal(err)
-		}
-		clip, err := audio.ReadFile(corpus.AudioPath(p, &truth))
+		clip, err := audio.ReadFile(corpus.AudioPath(p, truth))
 		if err != nil {
 			t.Fatal(err)
 		}

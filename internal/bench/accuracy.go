@@ -113,7 +113,7 @@ func findAccuracySources(dir string) ([]truthSource, error) {
 		return nil, err
 	}
 	for _, p := range paths {
-		t, err := readTruth(p)
+		t, err := corpus.ReadTruth(p)
 		if err != nil {
 			return nil, err
 		}

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,24 +27,11 @@ func (r Recording) Seconds() float64 {
 	return float64(len(r.Channels[0])) / domain.SampleRate
 }
 
-// readTruth reads a rendered consultation's ground truth.
-func readTruth(truthPath string) (*corpus.Truth, error) {
-	b, err := os.ReadFile(truthPath)
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	var truth corpus.Truth
-	if err := json.Unmarshal(b, &truth); err != nil {
-		return nil, fmt.Errorf("bench: %s: %w", truthPath, err)
-	}
-	return &truth, nil
-}
-
 // LoadRendered reads a rendered consultation (corpus.Render, corpus.RenderRoom) from its
 // truth JSON: the WAV beside it (stereo: clinician left, patient right; or an array's
 // capsules) and the truth.
 func LoadRendered(truthPath string) (Recording, error) {
-	truth, err := readTruth(truthPath)
+	truth, err := corpus.ReadTruth(truthPath)
 	if err != nil {
 		return Recording{}, err
 	}

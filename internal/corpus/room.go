@@ -317,6 +317,19 @@ func roomNames() []string {
 	return names
 }
 
+// ReadTruth reads a rendered consultation's ground truth (<name>.truth.json).
+func ReadTruth(path string) (*Truth, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("corpus: %w", err)
+	}
+	var t Truth
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("corpus: %s: %w", path, err)
+	}
+	return &t, nil
+}
+
 // AudioPath is the recording a truth file describes: <name>.array.wav for a room render,
 // else <name>.stereo.wav.
 func AudioPath(truthPath string, t *Truth) string {

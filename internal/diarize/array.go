@@ -59,10 +59,8 @@ type array struct {
 	fft       *dsp.FFT
 	window    []float64
 
-	hist      []obs // learning frames, ring
-	histNext  int
-	first     []obs
-	learned   float64 // seconds of speech learnt from
+	hist      history[obs] // learning frames
+	learned   float64      // seconds of speech learnt from
 	centroids [][]float64
 	names     []domain.Speaker
 
@@ -102,7 +100,7 @@ func capsulePositions(s Setup) [][2]float64 {
 }
 
 func newArray(s Setup) *array {
-	a := &array{clinician: s.Clinician, fft: dsp.NewFFT(doaFrame), cacheSeq: -1}
+	a := &array{clinician: s.Clinician, fft: dsp.NewFFT(doaFrame), cacheSeq: -1, hist: history[obs]{max: historyMax}}
 	pos := capsulePositions(s)
 	// The sides are capsule 0's and the far capsule's: the last of a row, the opposite
 	// one on a ring.
@@ -293,24 +291,14 @@ func (a *array) learn(frames []frame, gate float64) {
 		}
 	}
 	a.learned += float64(len(heights)*doaHop) / domain.SampleRate
-	if a.names == nil && len(a.first) == 0 {
-		a.first = append(a.first, added[:min(len(added), firstMax)]...)
-	}
-	for _, o := range added {
-		if len(a.hist) < historyMax {
-			a.hist = append(a.hist, o)
-			continue
-		}
-		a.hist[a.histNext] = o
-		a.histNext = (a.histNext + 1) % historyMax
-	}
+	a.hist.add(added)
 	a.recluster()
 }
 
 func (a *array) recluster() {
-	pts := make([][]float64, len(a.hist))
-	ws := make([]float64, len(a.hist))
-	for i, o := range a.hist {
+	pts := make([][]float64, len(a.hist.all))
+	ws := make([]float64, len(a.hist.all))
+	for i, o := range a.hist.all {
 		pts[i], ws[i] = o.lags, o.w
 	}
 	cs, shares := twoMedians(pts, ws)
@@ -353,7 +341,7 @@ func (a *array) name(cs [][]float64) []domain.Speaker {
 	default:
 		if len(cs) == 2 {
 			var votes [2]float64
-			for _, o := range a.first {
+			for _, o := range a.hist.first {
 				votes[nearest(cs, o.lags)] += o.w
 			}
 			if votes[1] > votes[0] {

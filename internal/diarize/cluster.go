@@ -127,3 +127,30 @@ func spread(pts [][]float64, ws []float64, cs [][]float64) float64 {
 	}
 	return s / total
 }
+
+// history is what a stream's attribution has learnt from: a bounded ring of the latest
+// points, and the first utterance's points, which name the voices under calibration
+// "first".
+type history[T any] struct {
+	first []T
+	all   []T
+	next  int
+	max   int
+}
+
+func (h *history[T]) add(pts []T) {
+	if len(pts) == 0 {
+		return
+	}
+	if h.first == nil {
+		h.first = append([]T(nil), pts[:min(len(pts), firstMax)]...)
+	}
+	for _, p := range pts {
+		if len(h.all) < h.max {
+			h.all = append(h.all, p)
+			continue
+		}
+		h.all[h.next] = p
+		h.next = (h.next + 1) % h.max
+	}
+}

@@ -1,7 +1,6 @@
 package diarize
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"sort"
@@ -34,22 +33,18 @@ func loadRoomRenders(t *testing.T) []roomRender {
 	sort.Strings(paths)
 	var out []roomRender
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		tr, err := corpus.ReadTruth(p)
 		if err != nil {
-			t.Fatal(err)
-		}
-		var tr corpus.Truth
-		if err := json.Unmarshal(b, &tr); err != nil {
 			t.Fatal(err)
 		}
 		if tr.Room == nil {
 			continue
 		}
-		clip, err := audio.ReadFile(corpus.AudioPath(p, &tr))
+		clip, err := audio.ReadFile(corpus.AudioPath(p, tr))
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, roomRender{name: strings.TrimSuffix(filepath.Base(p), ".truth.json"), truth: &tr, chans: clip.To16k().Channels})
+		out = append(out, roomRender{name: strings.TrimSuffix(filepath.Base(p), ".truth.json"), truth: tr, chans: clip.To16k().Channels})
 	}
 	if len(out) == 0 {
 		t.Skipf("no room renders in %s (scripts/make-test-audio makes them; make test runs it)", roomDir())

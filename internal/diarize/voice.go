@@ -51,9 +51,7 @@ type voices struct {
 	mel    [][]float64
 	dct    [][]float64
 
-	hist     [][]float64 // raw chunk vectors, ring
-	histNext int
-	first    [][]float64
+	hist     history[[]float64] // raw chunk vectors
 	learned  float64
 	mean, sd []float64
 	centres  [][]float64 // standardised
@@ -71,7 +69,7 @@ type vframe struct {
 }
 
 func newVoices() *voices {
-	v := &voices{fft: dsp.NewFFT(vFFT), cacheSeq: -1}
+	v := &voices{fft: dsp.NewFFT(vFFT), cacheSeq: -1, hist: history[[]float64]{max: vHistMax}}
 	v.window = make([]float64, vFrame)
 	for i := range v.window {
 		v.window[i] = 0.5 - 0.5*math.Cos(2*math.Pi*float64(i)/vFrame)
@@ -249,21 +247,11 @@ func (v *voices) learn(pts [][]float64, ok []bool) {
 		return
 	}
 	v.learned += float64(len(added))
-	if v.names == nil && len(v.first) == 0 {
-		v.first = added
-	}
-	for _, p := range added {
-		if len(v.hist) < vHistMax {
-			v.hist = append(v.hist, p)
-			continue
-		}
-		v.hist[v.histNext] = p
-		v.histNext = (v.histNext + 1) % vHistMax
-	}
+	v.hist.add(added)
 	v.standardise()
-	zs := make([][]float64, len(v.hist))
-	ws := make([]float64, len(v.hist))
-	for i, p := range v.hist {
+	zs := make([][]float64, len(v.hist.all))
+	ws := make([]float64, len(v.hist.all))
+	for i, p := range v.hist.all {
 		zs[i], ws[i] = v.z(p), 1
 	}
 	cs, shares := twoMedians(zs, ws)
@@ -278,7 +266,7 @@ func (v *voices) learn(pts [][]float64, ok []bool) {
 	clin := 0
 	if len(cs) == 2 {
 		var votes [2]int
-		for _, p := range v.first {
+		for _, p := range v.hist.first {
 			votes[nearest(cs, v.z(p))]++
 		}
 		if votes[1] > votes[0] {
@@ -294,23 +282,24 @@ func (v *voices) learn(pts [][]float64, ok []bool) {
 
 // standardise recomputes each dimension's mean and spread over the history.
 func (v *voices) standardise() {
-	d := len(v.hist[0])
+	pts := v.hist.all
+	d := len(pts[0])
 	v.mean, v.sd = make([]float64, d), make([]float64, d)
-	for _, p := range v.hist {
+	for _, p := range pts {
 		for i, x := range p {
 			v.mean[i] += x
 		}
 	}
 	for i := range v.mean {
-		v.mean[i] /= float64(len(v.hist))
+		v.mean[i] /= float64(len(pts))
 	}
-	for _, p := range v.hist {
+	for _, p := range pts {
 		for i, x := range p {
 			v.sd[i] += (x - v.mean[i]) * (x - v.mean[i])
 		}
 	}
 	for i := range v.sd {
-		v.sd[i] = math.Sqrt(v.sd[i]/float64(len(v.hist))) + 1e-6
+		v.sd[i] = math.Sqrt(v.sd[i]/float64(len(pts))) + 1e-6
 	}
 }
 
