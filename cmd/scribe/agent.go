@@ -123,7 +123,7 @@ func agentRun(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		NewScorer:   app.NewScorer(cfg.Models.VAD),
 		NewCleaner:  func() agent.Cleaner { return dsp.NewChain(dcfg) },
 		VAD:         app.VADConfig(cfg),
-		Microphones: cfg.Audio.Microphones.Setup(),
+		Microphones: cfg.Audio.Microphones,
 		Buffer:      *buffer,
 	}
 	if *trace {

@@ -130,7 +130,7 @@ func NewAttributor(cfg config.Config, logger *slog.Logger) func(ctx context.Cont
 	return func(ctx context.Context, nch int) pipeline.Attributor {
 		s, ok := diarize.SetupFrom(ctx)
 		if !ok {
-			s = cfg.Audio.Microphones.Setup()
+			s = cfg.Audio.Microphones
 		}
 		if _, why := s.Resolve(nch); why != "" {
 			logger.Warn("speaker attribution: "+why, "microphones", s.Kind, "capsules", s.Capsules)

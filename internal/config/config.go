@@ -61,8 +61,9 @@ type Config struct {
 		// RetentionTTL bounds how long until-approved audio is held (default and max 24h).
 		RetentionTTL time.Duration `yaml:"retention_ttl"`
 		// Microphones says how the room's microphones are arranged, which decides how
-		// speakers are attributed (package diarize).
-		Microphones Microphones `yaml:"microphones"`
+		// speakers are attributed (kind auto|pair|array|single, capsules, spacing_mm,
+		// layout, clinician: see package diarize).
+		Microphones diarize.Setup `yaml:"microphones"`
 	} `yaml:"audio"`
 	// Retention of transcripts: purged TranscriptDays after approval (and write-back),
 	// checked at start and every PurgeInterval (default 6h) while serving.
@@ -74,42 +75,6 @@ type Config struct {
 		WAVs []string `yaml:"wavs"` // rooms that replay these files in --demo mode
 	} `yaml:"demo"`
 	EPR EPR `yaml:"epr"`
-}
-
-// Microphones is a room's microphone set-up.
-type Microphones struct {
-	// Kind: auto (1 channel = single, 2 = pair), pair (a microphone each: clinician left,
-	// patient right), array (one box on the desk with several capsules) or single.
-	Kind string `yaml:"kind"`
-	// Capsules and SpacingMM describe an array: the channels the device must deliver,
-	// and the distance between neighbouring capsules; Layout is linear or ring.
-	Capsules  int     `yaml:"capsules"`
-	SpacingMM float64 `yaml:"spacing_mm"`
-	Layout    string  `yaml:"layout"`
-	// Clinician names the voices: first (the clinician speaks first after Start), left
-	// or right (pair: the clinician's channel; array: the clinician sits nearer the first
-	// capsule than the far one — last of a row, opposite on a ring — or the reverse).
-	// Empty: left for a pair, first otherwise.
-	Clinician string `yaml:"clinician"`
-}
-
-// Setup is the set-up as speaker attribution takes it.
-func (m Microphones) Setup() diarize.Setup {
-	return diarize.Setup{Kind: m.Kind, Capsules: m.Capsules, SpacingMM: m.SpacingMM, Layout: m.Layout, Clinician: m.Clinician}
-}
-
-// Channels is how many channels the set-up captures: the capsules of an array, two for
-// a pair, one for a single microphone; 0 for auto (the device's or file's own).
-func (m Microphones) Channels() int {
-	switch m.Kind {
-	case diarize.KindArray:
-		return m.Capsules
-	case diarize.KindPair:
-		return 2
-	case diarize.KindSingle:
-		return 1
-	}
-	return 0
 }
 
 // EPR says where approved notes go. GP systems take notes by several routes (IM1, GP
@@ -264,8 +229,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: audio.retention %q must be none or until-approved", c.Audio.Retention)
 	case c.Audio.RetentionTTL <= 0 || c.Audio.RetentionTTL > 24*time.Hour:
 		return fmt.Errorf("config: audio.retention_ttl %v must be positive and at most 24h", c.Audio.RetentionTTL)
-	case c.Audio.Microphones.Setup().Validate() != nil:
-		return fmt.Errorf("config: audio.microphones: %w", c.Audio.Microphones.Setup().Validate())
+	case c.Audio.Microphones.Validate() != nil:
+		return fmt.Errorf("config: audio.microphones: %w", c.Audio.Microphones.Validate())
 	case c.Retention.TranscriptDays < 1:
 		return fmt.Errorf("config: retention.transcript_days %d must be at least 1", c.Retention.TranscriptDays)
 	case c.Retention.PurgeInterval < time.Second:

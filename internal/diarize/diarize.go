@@ -46,13 +46,27 @@ const (
 
 // Setup is a room's microphone arrangement.
 type Setup struct {
-	Kind      string  `json:"kind"`                 // auto, pair, array or single
-	Capsules  int     `json:"capsules,omitempty"`   // array: capsules (channels) the device delivers
-	SpacingMM float64 `json:"spacing_mm,omitempty"` // array: distance between neighbouring capsules
-	Layout    string  `json:"layout,omitempty"`     // array: "linear" (a row) or "ring" (evenly round a circle)
+	Kind      string  `json:"kind" yaml:"kind"`                       // auto, pair, array or single
+	Capsules  int     `json:"capsules,omitempty" yaml:"capsules"`     // array: capsules (channels) the device delivers
+	SpacingMM float64 `json:"spacing_mm,omitempty" yaml:"spacing_mm"` // array: distance between neighbouring capsules
+	Layout    string  `json:"layout,omitempty" yaml:"layout"`         // array: "linear" (a row) or "ring" (evenly round a circle)
 	// Clinician names the voices: first, left or right; empty means left for a pair and
 	// first otherwise. A single capsule has no sides: it is always calibrated by first.
-	Clinician string `json:"clinician,omitempty"`
+	Clinician string `json:"clinician,omitempty" yaml:"clinician"`
+}
+
+// Channels is how many channels the set-up captures: the capsules of an array, two for
+// a pair, one for a single microphone; 0 for auto (the device's or file's own).
+func (s Setup) Channels() int {
+	switch s.Kind {
+	case KindArray:
+		return s.Capsules
+	case KindPair:
+		return 2
+	case KindSingle:
+		return 1
+	}
+	return 0
 }
 
 // Validate names what cannot work.

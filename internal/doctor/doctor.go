@@ -234,7 +234,7 @@ func checkDevices(_ context.Context, opt Options) Result {
 // capsules, a pair's two.
 func checkMicrophones(_ context.Context, opt Options) Result {
 	m := opt.Config.Audio.Microphones
-	if err := m.Setup().Validate(); err != nil {
+	if err := m.Validate(); err != nil {
 		return fail("mics", "audio.microphones: %v", err)
 	}
 	var what string

@@ -14,6 +14,7 @@ import (
 
 	"scribe/internal/capture"
 	"scribe/internal/config"
+	"scribe/internal/diarize"
 	"scribe/internal/fhir/fhirtest"
 	"scribe/internal/keys"
 	"scribe/internal/server"
@@ -274,18 +275,18 @@ func TestMicrophonesCheck(t *testing.T) {
 		}
 	}
 	for _, c := range []struct {
-		mics    config.Microphones
+		mics    diarize.Setup
 		devices func() ([]Device, error)
 		status  Status
 		detail  string
 	}{
-		{config.Microphones{Kind: "auto"}, usb(1), OK, "auto"},
-		{config.Microphones{Kind: "array", Capsules: 4, SpacingMM: 45, Layout: "ring"}, usb(6), Warn, "#3 USB array (6 ch)"},
-		{config.Microphones{Kind: "array", Capsules: 4, SpacingMM: 45, Layout: "ring"}, usb(1), Fail, "needs 4 input channels"},
-		{config.Microphones{Kind: "array", Capsules: 2, SpacingMM: 65, Clinician: "left"}, usb(1), OK, `array of 2 capsules 65 mm apart (linear), speakers by direction, clinician named by "left"`},
-		{config.Microphones{Kind: "pair"}, usb(1), OK, "louder channel"},
-		{config.Microphones{Kind: "single"}, usb(1), OK, "voice clustering"},
-		{config.Microphones{Kind: "array", Capsules: 4}, usb(6), Fail, "spacing"},
+		{diarize.Setup{Kind: "auto"}, usb(1), OK, "auto"},
+		{diarize.Setup{Kind: "array", Capsules: 4, SpacingMM: 45, Layout: "ring"}, usb(6), Warn, "#3 USB array (6 ch)"},
+		{diarize.Setup{Kind: "array", Capsules: 4, SpacingMM: 45, Layout: "ring"}, usb(1), Fail, "needs 4 input channels"},
+		{diarize.Setup{Kind: "array", Capsules: 2, SpacingMM: 65, Clinician: "left"}, usb(1), OK, `array of 2 capsules 65 mm apart (linear), speakers by direction, clinician named by "left"`},
+		{diarize.Setup{Kind: "pair"}, usb(1), OK, "louder channel"},
+		{diarize.Setup{Kind: "single"}, usb(1), OK, "voice clustering"},
+		{diarize.Setup{Kind: "array", Capsules: 4}, usb(6), Fail, "spacing"},
 	} {
 		cfg := config.Default()
 		cfg.Audio.Microphones = c.mics

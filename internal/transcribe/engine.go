@@ -236,7 +236,10 @@ func splitTurns(u domain.Utterance) []domain.Utterance {
 	if len(cuts) == 0 {
 		return []domain.Utterance{u}
 	}
-	n := len(u.Mono())
+	n := len(u.Channels[0])
+	for _, c := range u.Channels[1:] {
+		n = min(n, len(c))
+	}
 	parts := make([]domain.Utterance, 0, len(cuts)+1)
 	from := 0
 	for i, c := range append(cuts, u.End) {
@@ -248,7 +251,7 @@ func splitTurns(u domain.Utterance) []domain.Utterance {
 		p.Interval = domain.Interval{Start: u.Start + float64(from)/domain.SampleRate, End: u.Start + float64(to)/domain.SampleRate}
 		p.Channels = make([][]float32, len(u.Channels))
 		for ch, x := range u.Channels {
-			p.Channels[ch] = x[from:min(to, len(x))]
+			p.Channels[ch] = x[from:to]
 		}
 		p.Cut = u.Cut && i == len(cuts)
 		parts = append(parts, p)
