@@ -25,9 +25,9 @@ const (
 	doaHighHz   = 5000
 	speedOfSnd  = 343.0
 	historyMax  = 4000 // learning frames kept per stream (lag vectors only, no audio)
-	firstMax    = 400
-	speechRelDB = -20 // frames this far under the utterance's loud frames are not speech
-	doaSmooth   = 8   // frames each side (±0.26 s) that vote on a frame's speaker
+	firstFrames = 16   // the earliest clear frames (about half a second) name the clinician under "first"
+	speechRelDB = -20  // frames this far under the utterance's loud frames are not speech
+	doaSmooth   = 8    // frames each side (±0.26 s) that vote on a frame's speaker
 )
 
 // Tuning, measured on the simulated rooms (see the package tests and scribe bench accuracy).
@@ -100,7 +100,7 @@ func capsulePositions(s Setup) [][2]float64 {
 }
 
 func newArray(s Setup) *array {
-	a := &array{clinician: s.Clinician, fft: dsp.NewFFT(doaFrame), cacheSeq: -1, hist: history[obs]{max: historyMax}}
+	a := &array{clinician: s.Clinician, fft: dsp.NewFFT(doaFrame), cacheSeq: -1, hist: history[obs]{max: historyMax, firstN: firstFrames}}
 	pos := capsulePositions(s)
 	// The sides are capsule 0's and the far capsule's: the last of a row, the opposite
 	// one on a ring.

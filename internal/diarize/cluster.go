@@ -129,13 +129,15 @@ func spread(pts [][]float64, ws []float64, cs [][]float64) float64 {
 }
 
 // history is what a stream's attribution has learnt from: a bounded ring of the latest
-// points, and the first utterance's points, which name the voices under calibration
-// "first".
+// points, and the earliest firstN points of the session, which name the voices under
+// calibration "first" (the clinician is the one heard first: the earliest points, not
+// the whole first utterance, which may run on into the patient's reply).
 type history[T any] struct {
-	first []T
-	all   []T
-	next  int
-	max   int
+	first  []T
+	firstN int
+	all    []T
+	next   int
+	max    int
 }
 
 func (h *history[T]) add(pts []T) {
@@ -143,7 +145,7 @@ func (h *history[T]) add(pts []T) {
 		return
 	}
 	if h.first == nil {
-		h.first = append([]T(nil), pts[:min(len(pts), firstMax)]...)
+		h.first = append([]T(nil), pts[:min(len(pts), h.firstN)]...)
 	}
 	for _, p := range pts {
 		if len(h.all) < h.max {

@@ -13,7 +13,7 @@ import (
 // autocorrelation, 60–400 Hz). Each second of speech becomes one point: its mean
 // envelope and median log pitch, standardised over the session, pitch weighted up
 // (the strongest cue a model-free method has). Two-cluster k-medians over the session's
-// points finds the two voices, the first utterance names them, and a second goes to a
+// points finds the two voices, the first second of speech names them, and a second goes to a
 // voice only when it is clearly nearer that voice than the other; otherwise it stays
 // unknown.
 const (
@@ -42,6 +42,10 @@ var (
 	// Chunks need this many speech frames, and this many voiced ones, to be judged.
 	voiceMinSpeech = 20
 	voiceMinVoiced = 8
+	// voiceSoloLimit: with one voice found after this much speech (seconds), the two
+	// voices are too alike to tell apart (the patient has surely spoken by then): stop
+	// attributing rather than give the patient's words to the clinician.
+	voiceSoloLimit = 20.0
 )
 
 type voices struct {
@@ -69,7 +73,7 @@ type vframe struct {
 }
 
 func newVoices() *voices {
-	v := &voices{fft: dsp.NewFFT(vFFT), cacheSeq: -1, hist: history[[]float64]{max: vHistMax}}
+	v := &voices{fft: dsp.NewFFT(vFFT), cacheSeq: -1, hist: history[[]float64]{max: vHistMax, firstN: 1}}
 	v.window = make([]float64, vFrame)
 	for i := range v.window {
 		v.window[i] = 0.5 - 0.5*math.Cos(2*math.Pi*float64(i)/vFrame)
@@ -259,7 +263,7 @@ func (v *voices) learn(pts [][]float64, ok []bool) {
 		cs = [][]float64{weightedMedian(zs, ws, nil, -1)}
 	}
 	v.centres, v.spread = cs, spread(zs, ws, cs)
-	if len(cs) == 1 && v.learned > soloLimit {
+	if len(cs) == 1 && v.learned > voiceSoloLimit {
 		v.centres, v.names = nil, nil
 		return
 	}
