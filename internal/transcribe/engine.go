@@ -216,11 +216,22 @@ func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]doma
 	}
 	var out []domain.Segment
 	var took time.Duration
+	var preceding []string
+	if u.Context != "" {
+		preceding = append(preceding, u.Context)
+	}
 	for _, part := range splitTurns(u) {
+		// Each turn is preceded by the turns decoded before it, as the utterance would be.
+		part.Context = ContextTail(preceding)
 		segs, t, err := e.runPart(ctx, d, part)
 		took += t
 		if err != nil {
 			return nil, took, err
+		}
+		for _, s := range segs {
+			if s.Text != "" {
+				preceding = append(preceding, s.Text)
+			}
 		}
 		out = append(out, segs...)
 	}

@@ -169,6 +169,10 @@ func TestCommittedUtteranceDecodedTurnByTurn(t *testing.T) {
 		segs[0].ID != "u7-0" || segs[1].ID != "u7-1" || segs[1].Start != 12 || segs[1].End != 14 {
 		t.Errorf("segments %+v", segs)
 	}
+	// The second turn is decoded after the first, with its text as the preceding text.
+	if !strings.HasSuffix(d.got[1].Prompt, "words") || strings.HasSuffix(d.got[0].Prompt, "words") {
+		t.Errorf("prompts %q, %q: the second turn should follow the first's text", d.got[0].Prompt, d.got[1].Prompt)
+	}
 	d.lens = nil
 	u.Final = false
 	if _, _, err := engine(t, d).TryTranscribe(context.Background(), u); err != nil || len(d.lens) != 1 {
