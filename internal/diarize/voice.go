@@ -13,7 +13,7 @@ import (
 // autocorrelation, 60–400 Hz). Each second of speech becomes one point: its mean
 // envelope and median log pitch, standardised over the session, pitch weighted up
 // (the strongest cue a model-free method has). Two-cluster k-medians over the session's
-// points finds the two voices, the first second of speech names them, and a second goes to a
+// points finds the two voices, the first words heard name them, and a second goes to a
 // voice only when it is clearly nearer that voice than the other; otherwise it stays
 // unknown.
 const (
@@ -27,6 +27,9 @@ const (
 	vMaxF0     = 400.0
 	vVoicedMin = 0.5 // normalised autocorrelation peak of a voiced frame
 	vHistMax   = 2000
+	// vFirstFrames: the speech frames (about 0.4 s) whose voice is the clinician's under
+	// calibration "first".
+	vFirstFrames = 25
 )
 
 var (
@@ -56,6 +59,7 @@ type voices struct {
 	dct    [][]float64
 
 	hist     history[[]float64] // raw chunk vectors
+	first    []float64          // the voice heard first (see earliest)
 	learned  float64
 	mean, sd []float64
 	centres  [][]float64 // standardised
@@ -73,7 +77,7 @@ type vframe struct {
 }
 
 func newVoices() *voices {
-	v := &voices{fft: dsp.NewFFT(vFFT), cacheSeq: -1, hist: history[[]float64]{max: vHistMax, firstN: 1}}
+	v := &voices{fft: dsp.NewFFT(vFFT), cacheSeq: -1, hist: history[[]float64]{max: vHistMax}}
 	v.window = make([]float64, vFrame)
 	for i := range v.window {
 		v.window[i] = 0.5 - 0.5*math.Cos(2*math.Pi*float64(i)/vFrame)
@@ -180,48 +184,72 @@ func (v *voices) analyse(u domain.Utterance) []vframe {
 // chunks turns frames into one-second points; ok is false where a chunk has too little
 // speech to judge. Each chunk covers frames [c*vChunk, (c+1)*vChunk).
 func (v *voices) chunks(frames []vframe) (pts [][]float64, ok []bool) {
+	gate := frameGate(frames)
+	for c := 0; c*vChunk < len(frames); c++ {
+		p, speech, voiced := point(frames[c*vChunk:min((c+1)*vChunk, len(frames))], gate, len(frames))
+		good := speech >= voiceMinSpeech && voiced >= voiceMinVoiced
+		pts, ok = append(pts, p), append(ok, good)
+	}
+	return pts, ok
+}
+
+func frameGate(frames []vframe) float64 {
 	energies := make([]float64, len(frames))
 	for i, f := range frames {
 		energies[i] = f.energy
 	}
-	gate := speechGate(energies)
-	for c := 0; c*vChunk < len(frames); c++ {
-		fs := frames[c*vChunk : min((c+1)*vChunk, len(frames))]
-		p := make([]float64, vCeps+1)
-		var speech int
-		var f0 []float64
-		for _, f := range fs {
-			if f.energy < gate {
-				continue
-			}
-			speech++
-			for i, x := range f.ceps {
-				p[i] += x
-			}
-			if !math.IsNaN(f.logF0) {
-				f0 = append(f0, f.logF0)
-			}
-		}
-		if speech < voiceMinSpeech || len(f0) < voiceMinVoiced {
-			pts, ok = append(pts, nil), append(ok, false)
+	return speechGate(energies)
+}
+
+// point is the voice of the first limit speech frames of fs: mean envelope and median
+// log pitch, with how many speech and voiced frames it rests on.
+func point(fs []vframe, gate float64, limit int) (p []float64, speech, voiced int) {
+	p = make([]float64, vCeps+1)
+	var f0 []float64
+	for _, f := range fs {
+		if f.energy < gate || speech == limit {
 			continue
 		}
-		for i := range vCeps {
-			p[i] /= float64(speech)
+		speech++
+		for i, x := range f.ceps {
+			p[i] += x
 		}
-		sort.Float64s(f0)
-		p[vCeps] = f0[len(f0)/2]
-		pts, ok = append(pts, p), append(ok, true)
+		if !math.IsNaN(f.logF0) {
+			f0 = append(f0, f.logF0)
+		}
 	}
-	return pts, ok
+	if speech == 0 || len(f0) == 0 {
+		return nil, speech, len(f0)
+	}
+	for i := range vCeps {
+		p[i] /= float64(speech)
+	}
+	sort.Float64s(f0)
+	p[vCeps] = f0[len(f0)/2]
+	return p, speech, len(f0)
+}
+
+// earliest is the voice of the session's first speech: its first vFirstFrames speech
+// frames, however short the utterance ("Hello?" is too short to be a point of its own,
+// and the next utterance may begin with the patient's reply).
+func (v *voices) earliest(frames []vframe) []float64 {
+	p, _, voiced := point(frames, frameGate(frames), vFirstFrames)
+	if voiced < 3 {
+		return nil
+	}
+	return p
 }
 
 func (v *voices) Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan {
 	if len(u.Channels) == 0 {
 		return nil
 	}
-	pts, ok := v.chunks(v.analyse(u))
+	frames := v.analyse(u)
+	pts, ok := v.chunks(frames)
 	if commit {
+		if v.first == nil {
+			v.first = v.earliest(frames)
+		}
 		v.learn(pts, ok)
 	}
 	if len(v.centres) == 0 {
@@ -268,14 +296,8 @@ func (v *voices) learn(pts [][]float64, ok []bool) {
 		return
 	}
 	clin := 0
-	if len(cs) == 2 {
-		var votes [2]int
-		for _, p := range v.hist.first {
-			votes[nearest(cs, v.z(p))]++
-		}
-		if votes[1] > votes[0] {
-			clin = 1
-		}
+	if len(cs) == 2 && v.first != nil {
+		clin = nearest(cs, v.z(v.first))
 	}
 	v.names = make([]domain.Speaker, len(cs))
 	for i := range v.names {
