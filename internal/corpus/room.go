@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"math"
 	"os"
 	"os/exec"
@@ -135,19 +136,18 @@ func roomBaseName(dryBase string, room Room, arr Array, opt RenderOptions) strin
 // none). It writes <name>.array.wav (one channel per capsule) and <name>.truth.json,
 // whose utterances are the dry render's: the same ground truth. Cached like Render.
 func RenderRoom(ctx context.Context, corpusDir, id string, room Room, arr Array, opt RenderOptions) (*Rendered, error) {
-	noise, snr := opt.NoiseKind, opt.SNRdB
-	if noise != "" && noise != "none" && noise != "diffuse" {
-		return nil, fmt.Errorf("render %s in room %s: noise %q: want diffuse or none", id, room.Name, noise)
+	switch opt.NoiseKind {
+	case "":
+		opt.NoiseKind = "none"
+	case "none", "diffuse":
+	default:
+		return nil, fmt.Errorf("render %s in room %s: noise %q: want diffuse or none", id, room.Name, opt.NoiseKind)
 	}
 	dryOpt := opt
 	dryOpt.NoiseKind = "none"
 	dry, err := Render(ctx, corpusDir, id, dryOpt)
 	if err != nil {
 		return nil, err
-	}
-	opt.NoiseKind, opt.SNRdB = noise, snr
-	if noise == "" {
-		opt.NoiseKind = "none"
 	}
 	if opt.NoiseKind == "none" {
 		opt.SNRdB = 0
@@ -185,12 +185,10 @@ func RenderRoom(ctx context.Context, corpusDir, id string, room Room, arr Array,
 	}
 	seed := fnv.New64a()
 	seed.Write([]byte(id + room.Name))
-	var mics [][3]float64
-	mics = append(mics, arr.Positions(room.Box)...)
 	job := map[string]any{
 		"rate": domain.SampleRate, "dims": room.Dims, "rt60": room.RT60,
 		"tracks": dry.StereoPath, "positions": [][3]float64{room.Clinician, room.Patient},
-		"mics": mics, "seed": seed.Sum64() >> 33,
+		"mics": arr.Positions(room.Box), "seed": seed.Sum64() >> 33,
 		"out_speech": filepath.Join(tmp, "speech.wav"), "out_noise": filepath.Join(tmp, "noise.wav"),
 	}
 	jb, _ := json.Marshal(job)
@@ -207,7 +205,7 @@ func RenderRoom(ctx context.Context, corpusDir, id string, room Room, arr Array,
 			return nil, ctx.Err()
 		}
 		msg := strings.TrimSpace(stderr.String())
-		if errors.Is(err, exec.ErrNotFound) || strings.Contains(msg, "No module named") {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) || strings.Contains(msg, "No module named") {
 			return nil, fmt.Errorf("%w: %s: %v %s (run it as scripts/pyenv run scribe corpus render …)", ErrNoRoomSim, opt.Python, err, lastLine(msg))
 		}
 		return nil, fmt.Errorf("render %s in room %s: room simulation: %w: %s", id, room.Name, err, lastLine(msg))
