@@ -322,3 +322,24 @@ func BenchmarkAttribution(b *testing.B) {
 		})
 	}
 }
+
+// One capsule hearing a single voice for 20 s of speech cannot tell two people apart
+// (their voices are too alike): it leaves the lines unknown rather than give the
+// patient's words to the clinician.
+func TestVoicesOneVoiceStopsAttributing(t *testing.T) {
+	v := New(Setup{Kind: KindSingle}, 1)
+	var first, last []domain.SpeakerSpan
+	for i := range 9 {
+		u := utterance(i, float64(i*4), [][]float32{voice(3, 120, 520, int64(i))})
+		last = v.Attribute(u, true)
+		if i == 0 {
+			first = last
+		}
+	}
+	if spanTime(first, domain.SpeakerClinician) == 0 {
+		t.Fatal("the first voice was not attributed to the clinician")
+	}
+	if len(last) != 0 {
+		t.Errorf("after 27 s of one voice still attributing: %v", last)
+	}
+}
