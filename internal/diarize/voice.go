@@ -58,8 +58,8 @@ type voices struct {
 	mel    [][]float64
 	dct    [][]float64
 
-	hist     history[[]float64] // raw chunk vectors
-	first    []float64          // the voice heard first (see earliest)
+	hist     history[vpoint] // raw chunk vectors
+	first    []float64       // the voice heard first (see earliest)
 	learned  float64
 	mean, sd []float64
 	centres  [][]float64 // standardised
@@ -70,6 +70,12 @@ type voices struct {
 	cache    []vframe
 }
 
+// vpoint is one second of a voice, and the utterance it came from.
+type vpoint struct {
+	p   []float64
+	utt int
+}
+
 type vframe struct {
 	energy float64
 	ceps   []float64
@@ -77,7 +83,7 @@ type vframe struct {
 }
 
 func newVoices() *voices {
-	v := &voices{fft: dsp.NewFFT(vFFT), cacheSeq: -1, hist: history[[]float64]{max: vHistMax}}
+	v := &voices{fft: dsp.NewFFT(vFFT), cacheSeq: -1, hist: history[vpoint]{max: vHistMax}}
 	v.window = make([]float64, vFrame)
 	for i := range v.window {
 		v.window[i] = 0.5 - 0.5*math.Cos(2*math.Pi*float64(i)/vFrame)
@@ -250,7 +256,7 @@ func (v *voices) Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan
 		if v.first == nil {
 			v.first = v.earliest(frames)
 		}
-		v.learn(pts, ok)
+		v.learn(pts, ok, u.Seq)
 	}
 	if len(v.centres) == 0 {
 		return nil
@@ -268,11 +274,11 @@ func (v *voices) Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan
 	return b.out
 }
 
-func (v *voices) learn(pts [][]float64, ok []bool) {
-	var added [][]float64
+func (v *voices) learn(pts [][]float64, ok []bool, utt int) {
+	var added []vpoint
 	for c, p := range pts {
 		if ok[c] {
-			added = append(added, p)
+			added = append(added, vpoint{p, utt})
 		}
 	}
 	if len(added) == 0 {
@@ -284,7 +290,7 @@ func (v *voices) learn(pts [][]float64, ok []bool) {
 	zs := make([][]float64, len(v.hist.all))
 	ws := make([]float64, len(v.hist.all))
 	for i, p := range v.hist.all {
-		zs[i], ws[i] = v.z(p), 1
+		zs[i], ws[i] = v.z(p.p), 1
 	}
 	cs, shares := twoMedians(zs, ws)
 	if len(cs) == 2 && (dist(cs[0], cs[1]) < voiceMinSep*spread(zs, ws, cs) || min(shares[0], shares[1]) < voiceMinShare) {
@@ -302,17 +308,33 @@ func (v *voices) learn(pts [][]float64, ok []bool) {
 	v.names = make([]domain.Speaker, len(cs))
 	for i := range v.names {
 		v.names[i] = domain.SpeakerPatient
+		if len(cs) == 2 && !v.heardTwice(zs, cs, i) {
+			v.names[i] = domain.SpeakerUnknown // not yet confirmed as a second person
+		}
 	}
 	v.names[clin] = domain.SpeakerClinician
+}
+
+// heardTwice reports whether voice k was heard in at least two utterances: one person's
+// voice varies within an utterance (emphasis, a question) enough to split off, but a
+// second person comes back. Until then that voice's stretches stay unknown.
+func (v *voices) heardTwice(zs [][]float64, cs [][]float64, k int) bool {
+	utts := map[int]bool{}
+	for i, z := range zs {
+		if nearest(cs, z) == k {
+			utts[v.hist.all[i].utt] = true
+		}
+	}
+	return len(utts) >= 2
 }
 
 // standardise recomputes each dimension's mean and spread over the history.
 func (v *voices) standardise() {
 	pts := v.hist.all
-	d := len(pts[0])
+	d := len(pts[0].p)
 	v.mean, v.sd = make([]float64, d), make([]float64, d)
 	for _, p := range pts {
-		for i, x := range p {
+		for i, x := range p.p {
 			v.mean[i] += x
 		}
 	}
@@ -320,7 +342,7 @@ func (v *voices) standardise() {
 		v.mean[i] /= float64(len(pts))
 	}
 	for _, p := range pts {
-		for i, x := range p {
+		for i, x := range p.p {
 			v.sd[i] += (x - v.mean[i]) * (x - v.mean[i])
 		}
 	}
