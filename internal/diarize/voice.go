@@ -45,6 +45,8 @@ var (
 	// Chunks need this many speech frames, and this many voiced ones, to be judged.
 	voiceMinSpeech = 20
 	voiceMinVoiced = 8
+	// voiceConfirm: seconds of one utterance that make a second voice a person (see confirmed).
+	voiceConfirm = 5
 	// voiceSoloLimit: with one voice found after this much speech (seconds), the two
 	// voices are too alike to tell apart (the patient has surely spoken by then): stop
 	// attributing rather than give the patient's words to the clinician.
@@ -308,24 +310,27 @@ func (v *voices) learn(pts [][]float64, ok []bool, utt int) {
 	v.names = make([]domain.Speaker, len(cs))
 	for i := range v.names {
 		v.names[i] = domain.SpeakerPatient
-		if len(cs) == 2 && !v.heardTwice(zs, cs, i) {
+		if len(cs) == 2 && !v.confirmed(zs, cs, i) {
 			v.names[i] = domain.SpeakerUnknown // not yet confirmed as a second person
 		}
 	}
 	v.names[clin] = domain.SpeakerClinician
 }
 
-// heardTwice reports whether voice k was heard in at least two utterances: one person's
-// voice varies within an utterance (emphasis, a question) enough to split off, but a
-// second person comes back. Until then that voice's stretches stay unknown.
-func (v *voices) heardTwice(zs [][]float64, cs [][]float64, k int) bool {
+// confirmed reports whether voice k is a person: heard in at least two utterances, or
+// for at least voiceConfirm seconds. One person's voice varies within an utterance
+// (emphasis, a question) enough for a second or two to split off; a second person comes
+// back, or talks for longer. Until then that voice's stretches stay unknown.
+func (v *voices) confirmed(zs [][]float64, cs [][]float64, k int) bool {
 	utts := map[int]bool{}
+	n := 0
 	for i, z := range zs {
 		if nearest(cs, z) == k {
 			utts[v.hist.all[i].utt] = true
+			n++
 		}
 	}
-	return len(utts) >= 2
+	return len(utts) >= 2 || n >= voiceConfirm
 }
 
 // standardise recomputes each dimension's mean and spread over the history.
