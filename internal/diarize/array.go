@@ -25,7 +25,6 @@ const (
 	doaHighHz   = 5000
 	speedOfSnd  = 343.0
 	historyMax  = 4000 // learning frames kept per stream (lag vectors only, no audio)
-	firstFrames = 16   // the earliest clear frames (about half a second) name the clinician under "first"
 	speechRelDB = -20  // frames this far under the utterance's loud frames are not speech
 	doaSmooth   = 8    // frames each side (±0.26 s) that vote on a frame's speaker
 )
@@ -60,6 +59,7 @@ type array struct {
 	window    []float64
 
 	hist      history[obs] // learning frames
+	open      opening[obs] // the frames of the session's opening (calibration "first")
 	learned   float64      // seconds of speech learnt from
 	centroids [][]float64
 	names     []domain.Speaker
@@ -100,7 +100,7 @@ func capsulePositions(s Setup) [][2]float64 {
 }
 
 func newArray(s Setup) *array {
-	a := &array{clinician: s.Clinician, fft: dsp.NewFFT(doaFrame), cacheSeq: -1, hist: history[obs]{max: historyMax, firstN: firstFrames}}
+	a := &array{clinician: s.Clinician, fft: dsp.NewFFT(doaFrame), cacheSeq: -1, hist: history[obs]{max: historyMax}}
 	pos := capsulePositions(s)
 	// The sides are capsule 0's and the far capsule's: the last of a row, the opposite
 	// one on a ring.
@@ -224,7 +224,7 @@ func (a *array) Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan 
 	}
 	gate := speechGate(energies)
 	if commit {
-		a.learn(frames, gate)
+		a.learn(frames, gate, u.Start)
 	}
 	if len(a.centroids) == 0 {
 		return nil
@@ -271,8 +271,9 @@ func smooth(labels []domain.Speaker, radius int) []domain.Speaker {
 	return out
 }
 
-// learn adds an utterance's clear speech frames to the history and re-clusters.
-func (a *array) learn(frames []frame, gate float64) {
+// learn adds an utterance's clear speech frames (the utterance starts at start) to the
+// history and re-clusters.
+func (a *array) learn(frames []frame, gate, start float64) {
 	var heights []float64
 	for _, f := range frames {
 		if f.energy >= gate {
@@ -285,9 +286,11 @@ func (a *array) learn(frames []frame, gate float64) {
 	sort.Float64s(heights)
 	minHeight := heights[len(heights)/2] // the clearer half
 	var added []obs
-	for _, f := range frames {
+	for i, f := range frames {
 		if f.energy >= gate && f.height >= minHeight {
-			added = append(added, obs{lags: append([]float64(nil), f.peak...), w: f.height})
+			o := obs{lags: append([]float64(nil), f.peak...), w: f.height}
+			added = append(added, o)
+			a.open.add(start+float64(i*doaHop+doaFrame/2)/domain.SampleRate, o)
 		}
 	}
 	a.learned += float64(len(heights)*doaHop) / domain.SampleRate
@@ -339,14 +342,12 @@ func (a *array) name(cs [][]float64) []domain.Speaker {
 			clin = 1
 		}
 	default:
-		if len(cs) == 2 {
+		if len(cs) == 2 && len(a.open.pts) > 0 {
 			var votes [2]float64
-			for _, o := range a.hist.first {
+			for _, o := range a.open.pts {
 				votes[nearest(cs, o.lags)] += o.w
 			}
-			if votes[1] > votes[0] {
-				clin = 1
-			}
+			clin = clinicianOf(votes, nearest(cs, a.open.pts[0].lags))
 		}
 	}
 	names := make([]domain.Speaker, len(cs))

@@ -10,7 +10,7 @@
 //     envelope), which leaves a stretch unknown where it is unsure.
 //
 // An array or a single capsule finds two voices but not their names: a one-step
-// calibration names them, either "first" (the clinician speaks first after Start) or
+// calibration names them, either "first" (the clinician opens the consultation) or
 // the side of the array the clinician sits on. Each stream gets its own Attributor, fed
 // every committed utterance in order (its state is the two voices learnt so far: a few
 // numbers per frame of speech, never audio); it returns spans on the stream's timeline,
@@ -34,8 +34,8 @@ const (
 
 // The calibrations: who is who.
 const (
-	// ClinicianFirst: the voice heard most in the first utterance after Start is the
-	// clinician's.
+	// ClinicianFirst: the voice (or direction) heard most in the first OpeningSeconds of
+	// speech after Start is the clinician's: the clinician opens the consultation.
 	ClinicianFirst = "first"
 	// ClinicianLeft: pair: the clinician's microphone is channel 0; array: the clinician
 	// sits nearer the first capsule (channel 0) than the far one (the last of a row, the

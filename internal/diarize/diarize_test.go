@@ -97,7 +97,7 @@ func TestPairLouderChannelWins(t *testing.T) {
 
 // Two talkers on opposite sides of a 2-capsule array (65 mm: ±3 samples at most) are
 // told apart by the time difference alone, though they sound alike; "first" names the
-// first one heard, "left" the one nearer capsule 0.
+// one heard most in the opening, "left" the one nearer capsule 0.
 func TestArrayTellsSidesApart(t *testing.T) {
 	left := []int{0, 2}  // capsule 1 hears it 2 samples after capsule 0
 	right := []int{2, 0} // and this one 2 samples before
@@ -125,7 +125,11 @@ func TestArrayTellsSidesApart(t *testing.T) {
 			if i%2 == 1 {
 				d = second
 			}
-			u := utterance(i, at, talker(2.5, d, int64(i+10)))
+			length := 2.5
+			if i == 0 {
+				length = 4 // the clinician opens the consultation
+			}
+			u := utterance(i, at, talker(length, d, int64(i+10)))
 			who := c.leftIs
 			if (d[1] > d[0]) != true { // the right-hand talker
 				who = other(c.leftIs)

@@ -15,8 +15,8 @@ const pairDominanceDB = 3
 // pair attributes a room with a microphone per person: in each window the channel at
 // least pairDominanceDB louder than the other claims it.
 type pair struct {
-	clinician int // channel of the clinician's microphone, -1 until "first" has named it
-	first     bool
+	clinician int // channel of the clinician's microphone; -1: named by the opening
+	open      opening[int]
 }
 
 func newPair(s Setup) *pair {
@@ -24,7 +24,7 @@ func newPair(s Setup) *pair {
 	case ClinicianRight:
 		return &pair{clinician: 1}
 	case ClinicianFirst:
-		return &pair{clinician: -1, first: true}
+		return &pair{clinician: -1}
 	}
 	return &pair{clinician: 0}
 }
@@ -36,7 +36,6 @@ func (a *pair) Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan {
 	c0, c1 := u.Channels[0], u.Channels[1]
 	n := min(len(c0), len(c1))
 	claims := make([]int, 0, n/pairWindow+1) // per window: 0, 1 or -1 (neither)
-	votes := [2]int{}
 	for i := 0; i < n; i += pairWindow {
 		j := min(i+pairWindow, n)
 		e0, e1 := energy(c0[i:j]), energy(c1[i:j])
@@ -49,24 +48,22 @@ func (a *pair) Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan {
 				claim = 1
 			}
 		}
-		if claim >= 0 {
-			votes[claim]++
+		if claim >= 0 && commit {
+			a.open.add(u.Start+float64(i)/domain.SampleRate, claim)
 		}
 		claims = append(claims, claim)
 	}
 	clin := a.clinician
 	if clin < 0 {
-		// Calibrated by who speaks first: the channel that claims most of this utterance.
-		if votes[0] == 0 && votes[1] == 0 {
+		// Calibrated by the opening: the channel that claimed most of it.
+		if len(a.open.pts) == 0 {
 			return nil
 		}
-		clin = 0
-		if votes[1] > votes[0] {
-			clin = 1
+		var votes [2]float64
+		for _, c := range a.open.pts {
+			votes[c]++
 		}
-		if commit {
-			a.clinician = clin
-		}
+		clin = clinicianOf(votes, a.open.pts[0])
 	}
 	b := spanner{start: u.Start}
 	for w, claim := range claims {

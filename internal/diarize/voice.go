@@ -13,7 +13,7 @@ import (
 // autocorrelation, 60–400 Hz). Each second of speech becomes one point: its mean
 // envelope and median log pitch, standardised over the session, pitch weighted up
 // (the strongest cue a model-free method has). Two-cluster k-medians over the session's
-// points finds the two voices, the first words heard name them, and a second goes to a
+// points finds the two voices, the session's opening names them, and a second goes to a
 // voice only when it is clearly nearer that voice than the other; otherwise it stays
 // unknown.
 const (
@@ -27,9 +27,6 @@ const (
 	vMaxF0     = 400.0
 	vVoicedMin = 0.5 // normalised autocorrelation peak of a voiced frame
 	vHistMax   = 2000
-	// vFirstFrames: the speech frames (about 0.4 s) whose voice is the clinician's under
-	// calibration "first".
-	vFirstFrames = 25
 )
 
 var (
@@ -60,8 +57,8 @@ type voices struct {
 	mel    [][]float64
 	dct    [][]float64
 
-	hist     history[vpoint] // raw chunk vectors
-	first    []float64       // the voice heard first (see earliest)
+	hist     history[vpoint]    // raw chunk vectors
+	open     opening[[]float64] // the session's opening (calibration "first")
 	learned  float64
 	mean, sd []float64
 	centres  [][]float64 // standardised
@@ -194,7 +191,7 @@ func (v *voices) analyse(u domain.Utterance) []vframe {
 func (v *voices) chunks(frames []vframe) (pts [][]float64, ok []bool) {
 	gate := frameGate(frames)
 	for c := 0; c*vChunk < len(frames); c++ {
-		p, speech, voiced := point(frames[c*vChunk:min((c+1)*vChunk, len(frames))], gate, len(frames))
+		p, speech, voiced := point(frames[c*vChunk:min((c+1)*vChunk, len(frames))], gate)
 		good := speech >= voiceMinSpeech && voiced >= voiceMinVoiced
 		pts, ok = append(pts, p), append(ok, good)
 	}
@@ -209,13 +206,13 @@ func frameGate(frames []vframe) float64 {
 	return speechGate(energies)
 }
 
-// point is the voice of the first limit speech frames of fs: mean envelope and median
-// log pitch, with how many speech and voiced frames it rests on.
-func point(fs []vframe, gate float64, limit int) (p []float64, speech, voiced int) {
+// point is the voice of the speech frames of fs: mean envelope and median log pitch,
+// with how many speech and voiced frames it rests on.
+func point(fs []vframe, gate float64) (p []float64, speech, voiced int) {
 	p = make([]float64, vCeps+1)
 	var f0 []float64
 	for _, f := range fs {
-		if f.energy < gate || speech == limit {
+		if f.energy < gate {
 			continue
 		}
 		speech++
@@ -237,28 +234,13 @@ func point(fs []vframe, gate float64, limit int) (p []float64, speech, voiced in
 	return p, speech, len(f0)
 }
 
-// earliest is the voice of the session's first speech: its first vFirstFrames speech
-// frames, however short the utterance ("Hello?" is too short to be a point of its own,
-// and the next utterance may begin with the patient's reply).
-func (v *voices) earliest(frames []vframe) []float64 {
-	p, _, voiced := point(frames, frameGate(frames), vFirstFrames)
-	if voiced < 3 {
-		return nil
-	}
-	return p
-}
-
 func (v *voices) Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan {
 	if len(u.Channels) == 0 {
 		return nil
 	}
-	frames := v.analyse(u)
-	pts, ok := v.chunks(frames)
+	pts, ok := v.chunks(v.analyse(u))
 	if commit {
-		if v.first == nil {
-			v.first = v.earliest(frames)
-		}
-		v.learn(pts, ok, u.Seq)
+		v.learn(pts, ok, u)
 	}
 	if len(v.centres) == 0 {
 		return nil
@@ -276,11 +258,12 @@ func (v *voices) Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan
 	return b.out
 }
 
-func (v *voices) learn(pts [][]float64, ok []bool, utt int) {
+func (v *voices) learn(pts [][]float64, ok []bool, u domain.Utterance) {
 	var added []vpoint
 	for c, p := range pts {
 		if ok[c] {
-			added = append(added, vpoint{p, utt})
+			added = append(added, vpoint{p, u.Seq})
+			v.open.add(u.Start+float64(c*vChunk*vHop)/domain.SampleRate, p)
 		}
 	}
 	if len(added) == 0 {
@@ -304,8 +287,12 @@ func (v *voices) learn(pts [][]float64, ok []bool, utt int) {
 		return
 	}
 	clin := 0
-	if len(cs) == 2 && v.first != nil {
-		clin = nearest(cs, v.z(v.first))
+	if len(cs) == 2 && len(v.open.pts) > 0 {
+		var votes [2]float64
+		for _, p := range v.open.pts {
+			votes[nearest(cs, v.z(p))]++
+		}
+		clin = clinicianOf(votes, nearest(cs, v.z(v.open.pts[0])))
 	}
 	v.names = make([]domain.Speaker, len(cs))
 	for i := range v.names {
