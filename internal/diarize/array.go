@@ -210,7 +210,7 @@ func speechGate(energies []float64) float64 {
 	return max(loud*math.Pow(10, speechRelDB/10.0), 1e-9)
 }
 
-func (a *array) Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan {
+func (a *array) attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan {
 	if len(u.Channels) < 2 {
 		return nil
 	}

@@ -132,21 +132,39 @@ func (s Setup) Resolve(nch int) (Setup, string) {
 
 // Attributor attributes one stream's utterances. Attribute is called in order with each
 // committed utterance (commit true: it may learn from it) and with provisional snapshots
-// (commit false: it only labels). Not safe for concurrent use.
-type Attributor interface {
-	Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan
+// (commit false: it only labels); it returns who spoke when and, for a committed
+// utterance, where the floor passed between them without a pause (TurnCuts) when the
+// utterances were not already cut there. Not safe for concurrent use.
+type Attributor struct {
+	l labeller
+	// turns: an array or one microphone; a pair's utterances are cut at turns by the
+	// segmenter already (channel dominance).
+	turns bool
+}
+
+type labeller interface {
+	attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan
+}
+
+// Attribute labels u (see Attributor).
+func (a *Attributor) Attribute(u domain.Utterance, commit bool) ([]domain.SpeakerSpan, []float64) {
+	spans := a.l.attribute(u, commit)
+	if !a.turns || !u.Final {
+		return spans, nil
+	}
+	return spans, TurnCuts(spans, u.Interval)
 }
 
 // New makes the attributor for a stream of nch channels with this set-up (resolved).
-func New(s Setup, nch int) Attributor {
+func New(s Setup, nch int) *Attributor {
 	s, _ = s.Resolve(nch)
 	switch s.Kind {
 	case KindPair:
-		return newPair(s)
+		return &Attributor{l: newPair(s)}
 	case KindArray:
-		return newArray(s)
+		return &Attributor{l: newArray(s), turns: true}
 	}
-	return newVoices()
+	return &Attributor{l: newVoices(), turns: true}
 }
 
 type setupKey struct{}

@@ -29,7 +29,7 @@ func newPair(s Setup) *pair {
 	return &pair{clinician: 0}
 }
 
-func (a *pair) Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan {
+func (a *pair) attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan {
 	if len(u.Channels) != 2 {
 		return nil
 	}

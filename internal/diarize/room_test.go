@@ -81,7 +81,7 @@ func speechCuts(tr *corpus.Truth) []domain.Interval {
 
 // attributeRecording feeds a recording's utterances, cleaned per channel as the
 // pipeline cleans them, to an attributor in order and returns every span.
-func attributeRecording(a Attributor, chans [][]float32, cuts []domain.Interval) []domain.SpeakerSpan {
+func attributeRecording(a *Attributor, chans [][]float32, cuts []domain.Interval) []domain.SpeakerSpan {
 	cleaned := make([][]float32, len(chans))
 	for c, x := range chans {
 		cleaned[c] = dsp.ProcessAll(dsp.DefaultConfig(), x)
@@ -93,7 +93,7 @@ func attributeRecording(a Attributor, chans [][]float32, cuts []domain.Interval)
 		for _, c := range cleaned {
 			u.Channels = append(u.Channels, c[lo:hi])
 		}
-		spans = append(spans, a.Attribute(u, true)...)
+		spans = append(spans, spansOf(a, u, true)...)
 	}
 	return spans
 }
@@ -117,7 +117,7 @@ func TestRoomRenders(t *testing.T) {
 		}
 		for _, c := range []struct {
 			name  string
-			a     Attributor
+			a     *Attributor
 			chans [][]float32
 			floor float64
 		}{

@@ -234,7 +234,7 @@ func point(fs []vframe, gate float64) (p []float64, speech, voiced int) {
 	return p, speech, len(f0)
 }
 
-func (v *voices) Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan {
+func (v *voices) attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan {
 	if len(u.Channels) == 0 {
 		return nil
 	}

@@ -83,6 +83,9 @@ type Utterance struct {
 	// Speakers says who spoke when in the utterance (stream timeline), from the room's
 	// speaker attribution; stretches no one was attributed to have no span.
 	Speakers []SpeakerSpan
+	// Turns are the times inside the utterance where the floor passes from one speaker
+	// to the other without a pause: the decoder takes each turn on its own.
+	Turns []float64
 }
 
 // SpeakerSpan is a stretch of audio attributed to one speaker.

@@ -47,9 +47,10 @@ func DefaultConfig() Config {
 }
 
 // Attributor says who spoke when in one stream's utterances (package diarize): it sees
-// every utterance in order, committed ones to learn from (commit true).
+// every utterance in order, committed ones to learn from (commit true), and returns who
+// spoke when and where the floor changed hands without a pause.
 type Attributor interface {
-	Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan
+	Attribute(u domain.Utterance, commit bool) (spans []domain.SpeakerSpan, turns []float64)
 }
 
 // Deps are the parts a pipeline is built from.
@@ -188,7 +189,7 @@ func (p *Pipeline) read(ctx context.Context, src domain.AudioSource, seg *vad.Se
 	send := func(us []domain.Utterance) error {
 		for _, u := range us {
 			if attr != nil {
-				u.Speakers = attr.Attribute(u, u.Final)
+				u.Speakers, u.Turns = attr.Attribute(u, u.Final)
 			}
 			if !u.Final {
 				prov.set(u)

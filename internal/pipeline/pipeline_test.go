@@ -261,7 +261,7 @@ type recordingAttributor struct {
 	sawSetupFromCtx bool
 }
 
-func (a *recordingAttributor) Attribute(u domain.Utterance, commit bool) []domain.SpeakerSpan {
+func (a *recordingAttributor) Attribute(u domain.Utterance, commit bool) ([]domain.SpeakerSpan, []float64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if commit {
@@ -269,7 +269,7 @@ func (a *recordingAttributor) Attribute(u domain.Utterance, commit bool) []domai
 	} else {
 		a.provs = append(a.provs, u.Seq)
 	}
-	return []domain.SpeakerSpan{{Interval: u.Interval, Speaker: domain.SpeakerClinician}}
+	return []domain.SpeakerSpan{{Interval: u.Interval, Speaker: domain.SpeakerClinician}}, nil
 }
 
 type ctxMarker struct{}

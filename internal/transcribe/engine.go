@@ -208,8 +208,8 @@ func (e *Engine) observe(s Scheduled) {
 	}
 }
 
-// run decodes u: a committed utterance turn by turn (diarize.TurnCuts), so no segment
-// straddles two speakers; a provisional one whole.
+// run decodes u: a committed utterance turn by turn (u.Turns), so no segment straddles
+// two speakers; a provisional one whole.
 func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
 	if !u.Final {
 		return e.runPart(ctx, d, u)
@@ -243,7 +243,7 @@ func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]doma
 
 // splitTurns cuts u where the floor passes between speakers.
 func splitTurns(u domain.Utterance) []domain.Utterance {
-	cuts := diarize.TurnCuts(u.Speakers, u.Interval)
+	cuts := u.Turns
 	if len(cuts) == 0 {
 		return []domain.Utterance{u}
 	}
@@ -253,7 +253,7 @@ func splitTurns(u domain.Utterance) []domain.Utterance {
 	}
 	parts := make([]domain.Utterance, 0, len(cuts)+1)
 	from := 0
-	for i, c := range append(cuts, u.End) {
+	for i, c := range append(cuts[:len(cuts):len(cuts)], u.End) {
 		to := n
 		if i < len(cuts) {
 			to = min(n, int((c-u.Start)*domain.SampleRate))

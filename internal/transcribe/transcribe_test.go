@@ -149,14 +149,15 @@ func TestSegmentSpeakersFromSpans(t *testing.T) {
 }
 
 // An utterance in which the floor passes from one speaker to the other without a pause
-// is decoded turn by turn, so no segment straddles the two; a provisional snapshot is
-// decoded whole.
+// (its Turns) is decoded turn by turn, so no segment straddles the two; a provisional
+// snapshot is decoded whole.
 func TestCommittedUtteranceDecodedTurnByTurn(t *testing.T) {
 	u := utter(4, 1)
 	u.Speakers = []domain.SpeakerSpan{
 		{Interval: domain.Interval{Start: 10, End: 11.9}, Speaker: domain.SpeakerClinician},
 		{Interval: domain.Interval{Start: 12.1, End: 14}, Speaker: domain.SpeakerPatient},
 	}
+	u.Turns = []float64{12} // where the attribution saw the floor change (diarize.TurnCuts)
 	d := &scriptedDecoder{out: []domain.DecodedSegment{{Start: 0, End: 2, Text: "words", Tokens: []domain.DecodedToken{tok(-0.1)}}}}
 	segs, _, err := engine(t, d).Transcribe(context.Background(), u)
 	if err != nil {
