@@ -32,7 +32,11 @@ const benchUsage = `usage: scribe bench SUBCOMMAND [flags]
   rooms-memory [--rooms N] [--seconds S]   RSS with N−1 and N rooms (separate processes),
                           and the front end's throughput and memory per room
   frontend [--rooms N]           clean-up + VAD throughput and memory per room
-  accuracy --model M --corpus DIR   WER, speaker and VAD accuracy against ground truth
+  accuracy --model M --corpus DIR [--cleanup both|on]   WER, WDER, speaker attribution
+                          (time-weighted, unknown share) and VAD accuracy against ground
+                          truth, per condition: dry microphone pair, room array, room one
+                          capsule (room renders: scribe corpus render -room), with and
+                          without the clean-up chain
 
 Every subcommand writes JSON to --out (default stdout) and a PNG bar chart to --chart.`
 
@@ -154,6 +158,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return writeBench(stdout, *out, *chart, rep, rep.Chart())
 	case "accuracy":
+		cleanup := fs.String("cleanup", "both", "rendered recordings with the clean-up chain only (on), or also without it (both)")
 		if _, err := parse(fs, args); err != nil {
 			return err
 		}
@@ -170,7 +175,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer rt.Close()
-		rep, err := bench.RunAccuracy(ctx, rt, dir)
+		if *cleanup != "on" && *cleanup != "both" {
+			return errUsagef("bench accuracy: --cleanup %q: want on or both", *cleanup)
+		}
+		rep, err := bench.RunAccuracy(ctx, rt, dir, *cleanup == "both")
 		if err != nil {
 			return err
 		}

@@ -107,8 +107,8 @@ func TestTranscribeAndVADCommands(t *testing.T) {
 	}
 	cues := map[string]*regexp.Regexp{
 		"srt":  regexp.MustCompile(`(?m)^1\n00:00:00,\d{3} --> 00:00:0\d,\d{3}\n\S`),
-		"vtt":  regexp.MustCompile(`^WEBVTT\n\n00:00:00\.\d{3} --> 00:00:0\d\.\d{3}\n<v unknown>`),
-		"text": regexp.MustCompile(`(?m)^\[00:00:00\] unknown: \S`),
+		"vtt":  regexp.MustCompile(`^WEBVTT\n\n00:00:00\.\d{3} --> 00:00:0\d\.\d{3}\n<v (clinician|unknown)>`),
+		"text": regexp.MustCompile(`(?m)^\[00:00:00\] (clinician|unknown): \S`),
 	}
 	for f, re := range cues {
 		var b bytes.Buffer

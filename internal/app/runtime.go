@@ -15,6 +15,7 @@ import (
 
 	"scribe/internal/audio"
 	"scribe/internal/config"
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 	"scribe/internal/dsp"
 	"scribe/internal/pipeline"
@@ -113,11 +114,31 @@ func DSPConfig(cfg config.Config) dsp.Config {
 	return d
 }
 
-// VADConfig is the utterance segmentation the configuration asks for.
+// VADConfig is the utterance segmentation the configuration asks for. Utterances are
+// cut at speaker turns by channel dominance only with a microphone per person: the
+// capsules of an array, a few centimetres apart, hear both people alike.
 func VADConfig(cfg config.Config) vad.Config {
 	v := vad.DefaultConfig()
 	v.MinSilence, v.MaxUtterance, v.Padding = cfg.Audio.MinSilence, cfg.Audio.MaxUtterance, cfg.Audio.Padding
+	if k := cfg.Audio.Microphones.Kind; k == diarize.KindArray || k == diarize.KindSingle {
+		v.TurnMin = 0
+	}
 	return v
+}
+
+// NewAttributor makes a stream's speaker attribution from the configured microphone
+// set-up, or the stream's own (a room agent's, on ctx), for its channel count.
+func NewAttributor(cfg config.Config, logger *slog.Logger) func(ctx context.Context, nch int) pipeline.Attributor {
+	return func(ctx context.Context, nch int) pipeline.Attributor {
+		s, ok := diarize.SetupFrom(ctx)
+		if !ok {
+			s = cfg.Audio.Microphones
+		}
+		if _, why := s.Resolve(nch); why != "" {
+			logger.Warn("speaker attribution: "+why, "microphones", s.Kind, "capsules", s.Capsules)
+		}
+		return diarize.New(s, nch)
+	}
 }
 
 // NewScorer gives each stream its own Silero VAD from the model file at path (Silero keeps
@@ -199,6 +220,9 @@ func (rt *Runtime) transcribe(ctx context.Context, start time.Time, src domain.A
 	err = p.Transcribe(ctx, src, 0, func(ev domain.LiveEvent) {
 		if ev.Kind == domain.EventCommitted {
 			tr.Segments = append(tr.Segments, ev.Segment)
+			if ev.Audio != nil {
+				tr.Speakers = append(tr.Speakers, ev.Audio.Speakers...)
+			}
 		}
 	})
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -222,11 +246,12 @@ func (rt *Runtime) NewPipeline(provisional bool, observe func(pipeline.Observati
 	pcfg.VAD = VADConfig(cfg)
 	dcfg := DSPConfig(cfg)
 	return pipeline.New(pcfg, pipeline.Deps{
-		Engine:     rt.Engine,
-		NewScorer:  NewScorer(cfg.Models.VAD),
-		NewCleaner: func() pipeline.Cleaner { return dsp.NewChain(dcfg) },
-		Logger:     rt.logger,
-		Observe:    observe,
+		Engine:        rt.Engine,
+		NewScorer:     NewScorer(cfg.Models.VAD),
+		NewCleaner:    func() pipeline.Cleaner { return dsp.NewChain(dcfg) },
+		NewAttributor: NewAttributor(cfg, rt.logger),
+		Logger:        rt.logger,
+		Observe:       observe,
 	})
 }
 
@@ -243,4 +268,16 @@ func SpeechIntervals(vadPath string, clip *audio.Clip, cfg vad.Config) ([]domain
 		return nil, fmt.Errorf("vad: %w", err)
 	}
 	return iv, nil
+}
+
+// SegmentSpans are a transcript's segments as speaker spans (unknown ones left out), for
+// scoring attribution against ground truth (diarize.Score).
+func SegmentSpans(segs []domain.Segment) []domain.SpeakerSpan {
+	var out []domain.SpeakerSpan
+	for _, s := range segs {
+		if s.Speaker == domain.SpeakerClinician || s.Speaker == domain.SpeakerPatient {
+			out = append(out, domain.SpeakerSpan{Interval: domain.Interval{Start: s.Start, End: s.End}, Speaker: s.Speaker})
+		}
+	}
+	return out
 }

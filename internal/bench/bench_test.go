@@ -112,6 +112,10 @@ func TestScore(t *testing.T) {
 	if f.RefWords != 8 || f.WER.Errors() != 1 || f.SpeakerAccuracy != 0.5 || f.VADRecall != 1 || math.Abs(f.VADPrecision-0.8) > 1e-9 {
 		t.Errorf("%+v", f)
 	}
+	// WDER: of the 8 aligned words, the patient's 4 went to the clinician.
+	if f.WDERWords != 8 || f.WDER != 0.5 {
+		t.Errorf("WDER %v over %d words, want 0.5 over 8", f.WDER, f.WDERWords)
+	}
 }
 
 // realRuntime loads the weightless test model with the real Silero VAD.
@@ -193,20 +197,23 @@ func TestRunAccuracyLabelsTestModel(t *testing.T) {
 		}
 	}
 	rt := realRuntime(t)
-	rep, err := RunAccuracy(context.Background(), rt, dir)
+	rep, err := RunAccuracy(context.Background(), rt, dir, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.TestModel || rep.Note == "" || len(rep.Files) != 1 {
+	// One dry render: heard as a microphone pair, with and without the clean-up chain.
+	if !rep.TestModel || rep.Note == "" || len(rep.Files) != 2 || len(rep.Conditions) != 2 || !rep.Files[0].Cleanup || rep.Files[1].Cleanup {
 		t.Fatalf("%+v", rep)
 	}
-	f := rep.Files[0]
-	// The test model decodes no words, so every reference word is deleted; the VAD and
-	// speaker figures are real and the speech is rendered cleanly.
-	if f.RefWords == 0 || f.HypWords != 0 || f.WERValue != 1 || f.VADRecall < 0.5 || f.VADPrecision < 0.5 || f.SpeakerSeconds == 0 {
-		t.Errorf("%+v", f)
+	for _, f := range rep.Files {
+		// The test model decodes no words, so every reference word is deleted; the VAD
+		// and speaker figures are real and the speech is rendered cleanly.
+		if f.RefWords == 0 || f.HypWords != 0 || f.WERValue != 1 || f.VADRecall < 0.5 || f.VADPrecision < 0.5 || f.SpeakerSeconds == 0 ||
+			f.Microphones != "pair" || f.AttributionAccuracy < 0.9 {
+			t.Errorf("%+v", f)
+		}
 	}
-	if _, err := RunAccuracy(context.Background(), rt, t.TempDir()); err == nil {
+	if _, err := RunAccuracy(context.Background(), rt, t.TempDir(), false); err == nil {
 		t.Error("empty corpus accepted")
 	}
 }

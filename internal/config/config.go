@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"scribe/internal/diarize"
 )
 
 // Config is everything an operator can set. Secrets are not here: the data key comes from
@@ -58,6 +60,10 @@ type Config struct {
 		Retention        string  `yaml:"retention"` // "none" (default) or "until-approved"
 		// RetentionTTL bounds how long until-approved audio is held (default and max 24h).
 		RetentionTTL time.Duration `yaml:"retention_ttl"`
+		// Microphones says how the room's microphones are arranged, which decides how
+		// speakers are attributed (kind auto|pair|array|single, capsules, spacing_mm,
+		// layout, clinician: see package diarize).
+		Microphones diarize.Setup `yaml:"microphones"`
 	} `yaml:"audio"`
 	// Retention of transcripts: purged TranscriptDays after approval (and write-back),
 	// checked at start and every PurgeInterval (default 6h) while serving.
@@ -159,6 +165,7 @@ func Default() Config {
 	c.Audio.Padding = 0.2
 	c.Audio.Retention = "none"
 	c.Audio.RetentionTTL = 24 * time.Hour
+	c.Audio.Microphones.Kind = diarize.KindAuto
 	c.Retention.TranscriptDays = 30
 	c.Retention.PurgeInterval = 6 * time.Hour
 	c.Audit.CheckpointInterval = 10 * time.Minute
@@ -237,6 +244,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: audio.retention %q must be none or until-approved", c.Audio.Retention)
 	case c.Audio.RetentionTTL <= 0 || c.Audio.RetentionTTL > 24*time.Hour:
 		return fmt.Errorf("config: audio.retention_ttl %v must be positive and at most 24h", c.Audio.RetentionTTL)
+	case c.Audio.Microphones.Validate() != nil:
+		return fmt.Errorf("config: audio.microphones: %w", c.Audio.Microphones.Validate())
 	case c.Retention.TranscriptDays < 1:
 		return fmt.Errorf("config: retention.transcript_days %d must be at least 1", c.Retention.TranscriptDays)
 	case c.Retention.PurgeInterval < time.Second:

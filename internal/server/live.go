@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"scribe/internal/cleantext"
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 	"scribe/internal/pipeline"
 	"scribe/internal/store"
@@ -324,8 +325,13 @@ func (m *manager) startRun(ctx context.Context, ls *liveSession, c store.Consult
 	if err != nil {
 		return fmt.Errorf("%w: cannot open the room's audio: %w", store.ErrBadState, err)
 	}
-	src = m.s.spoolTee(c, src) // retention.go: also spooled, encrypted, when audio is retained
 	runCtx, cancel := context.WithCancel(withRoom(m.runCtx, room.Name))
+	if ms, ok := src.(interface{ Microphones() (diarize.Setup, bool) }); ok {
+		if setup, ok := ms.Microphones(); ok {
+			runCtx = diarize.WithSetup(runCtx, setup) // a room box says how its microphones are arranged
+		}
+	}
+	src = m.s.spoolTee(c, src) // retention.go: also spooled, encrypted, when audio is retained
 	if room.SourceKind == store.SourceAgent {
 		runCtx = pipeline.WithoutCleanup(runCtx) // the agent cleaned the audio before sending it
 	}
