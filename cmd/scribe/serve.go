@@ -57,14 +57,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		PlainHTTP: *plain, Demo: *demo, DemoWAVs: cfg.Demo.WAVs,
 		AudioRetention: cfg.Audio.Retention, AudioTTL: cfg.Audio.RetentionTTL, SpoolDir: spoolDir(cfg),
 		TranscriptRetention: time.Duration(cfg.Retention.TranscriptDays) * 24 * time.Hour, PurgeInterval: cfg.Retention.PurgeInterval,
+		CheckpointFile: cfg.AuditCheckpointFile(), CheckpointEvery: cfg.Audit.CheckpointInterval,
+		MinFreeBytes: uint64(cfg.Storage.MinFreeMB) << 20,
+	}
+	// Private before anything is written into it (the demo's rendered audio included).
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
 	}
 	if *demo && len(scfg.DemoWAVs) == 0 {
 		if scfg.DemoWAVs, err = demoAudio(ctx, cfg.DataDir, stderr); err != nil {
 			return err
 		}
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return err
 	}
 	st, err := store.OpenWith(ctx, filepath.Join(cfg.DataDir, "scribe.db"), store.Options{KeyFile: cfg.KeyFile()})
 	if err != nil {

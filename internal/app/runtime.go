@@ -4,11 +4,13 @@
 package app
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"scribe/internal/audio"
@@ -176,8 +178,34 @@ func (rt *Runtime) TranscribeClip(ctx context.Context, clip *audio.Clip) (*domai
 	if err != nil {
 		return nil, err
 	}
-	tr := &domain.Transcript{Channels: len(c16.Channels), Model: rt.Model.Path()}
-	tr.AudioSeconds = float64(len(c16.Channels[0])) / domain.SampleRate
+	return rt.transcribe(ctx, start, src, src.Position)
+}
+
+// TranscribeFile transcribes the WAV file at path like TranscribeClip, reading it as a
+// stream: decoded and resampled a second at a time, so memory does not grow with the
+// recording's length.
+func (rt *Runtime) TranscribeFile(ctx context.Context, path string) (*domain.Transcript, error) {
+	start := time.Now()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("audio: %w", err)
+	}
+	defer f.Close()
+	src, err := source.NewFile(bufio.NewReaderSize(f, 1<<16), time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	tr, err := rt.transcribe(ctx, start, src, src.Seconds)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return tr, nil
+}
+
+// transcribe runs src through a pipeline of its own; seconds tells how much audio src
+// has given once it is done.
+func (rt *Runtime) transcribe(ctx context.Context, start time.Time, src domain.AudioSource, seconds func() float64) (*domain.Transcript, error) {
+	tr := &domain.Transcript{Channels: src.Channels(), Model: rt.Model.Path()}
 	var decode time.Duration
 	observe := func(o pipeline.Observation) {
 		if o.Final {
@@ -200,6 +228,7 @@ func (rt *Runtime) TranscribeClip(ctx context.Context, clip *audio.Clip) (*domai
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	tr.AudioSeconds = seconds()
 	tr.Timings.Load = rt.LoadTime
 	tr.Timings.Decode = decode
 	tr.Timings.Total = time.Since(start)

@@ -79,7 +79,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// BuildTime is when this binary was built: the clock must not be earlier. Zero skips that.
 	BuildTime time.Time
-	// MinFreeBytes below which the disk check fails; 0 = 1 GiB.
+	// MinFreeBytes below which the disk check fails; 0 = the configuration's
+	// storage.min_free_mb (the floor below which no session starts), or 1 GiB.
 	MinFreeBytes uint64
 	// AgentConfig, when set, makes this a room agent's doctor (agent.go): the enrolment
 	// file, the gateway and its pinned certificate, the token, audio devices and the VAD
@@ -138,6 +139,9 @@ func Run(ctx context.Context, opt Options, w io.Writer) ([]Result, error) {
 func (opt Options) withDefaults() Options {
 	if opt.HTTPClient == nil {
 		opt.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	if opt.MinFreeBytes == 0 {
+		opt.MinFreeBytes = uint64(opt.Config.Storage.MinFreeMB) << 20
 	}
 	if opt.MinFreeBytes == 0 {
 		opt.MinFreeBytes = 1 << 30
@@ -316,18 +320,18 @@ func checkDataDir(_ context.Context, opt Options) Result {
 
 func checkDisk(_ context.Context, opt Options) Result {
 	dir := existingParent(opt.Config.DataDir)
-	free, err := freeBytes(dir)
+	free, err := store.FreeBytes(dir)
 	if err != nil {
 		return fail("disk", "cannot measure free space on %s: %v", dir, err)
 	}
-	gib := float64(free) / (1 << 30)
+	gib, floor := float64(free)/(1<<30), float64(opt.MinFreeBytes)/(1<<30)
 	switch {
 	case free < opt.MinFreeBytes:
-		return fail("disk", "%.1f GiB free on %s: too little for the database and models (need %.1f GiB)", gib, dir, float64(opt.MinFreeBytes)/(1<<30))
+		return fail("disk", "%.1f GiB free on %s, below the floor of %.1f GiB (storage.min_free_mb): no session starts until space is freed", gib, dir, floor)
 	case free < 5*opt.MinFreeBytes:
-		return warn("disk", "%.1f GiB free on %s: getting low", gib, dir)
+		return warn("disk", "%.1f GiB free on %s: getting low (sessions stop starting below %.1f GiB, storage.min_free_mb)", gib, dir, floor)
 	}
-	return ok("disk", "%.1f GiB free on %s", gib, dir)
+	return ok("disk", "%.1f GiB free on %s (floor %.1f GiB)", gib, dir, floor)
 }
 
 func existingParent(dir string) string {

@@ -265,6 +265,27 @@ func TestDoctorEPRAnswers(t *testing.T) {
 	}
 }
 
+// The disk check measures free space against the practice's floor (storage.min_free_mb),
+// the same floor below which no session starts.
+func TestDoctorDiskCheckUsesTheConfiguredFloor(t *testing.T) {
+	opt := testSetup(t)
+	free, err := store.FreeBytes(opt.Config.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Config.Storage.MinFreeMB = int(free>>20) + 1024
+	rs, _, err := run(t, opt)
+	if err == nil {
+		t.Error("doctor passed with less free space than the configured floor")
+	}
+	wantStatus(t, rs, "disk", Fail, "storage.min_free_mb", "no session starts")
+	opt.Config.Storage.MinFreeMB = 1
+	rs, _, _ = run(t, opt)
+	if rs["disk"].Status == Fail {
+		t.Errorf("disk check with a 1 MB floor: %s %s", rs["disk"].Status, rs["disk"].Detail)
+	}
+}
+
 // The microphone check names the set-up and how speakers will be attributed, and fails
 // when no input device delivers the channels it needs: a 4-capsule array behind a
 // device in its one-channel (processed) mode cannot give directions.
