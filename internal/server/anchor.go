@@ -54,9 +54,11 @@ func (s *Server) stopAnchoring() {
 
 // checkpoint signs the chain's head and writes it everywhere it goes, unless it has not
 // moved since the last one (always when force). Each place fails on its own: a full disk
-// stops the file and the table, not the journal line.
+// stops the file and the table, not the journal line. A checkpoint once begun is finished
+// even if ctx is cancelled meanwhile (shutdown stops the loop, not half a checkpoint, which
+// would leave the three places disagreeing); the timeout still bounds it.
 func (s *Server) checkpoint(ctx context.Context, force bool) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	cp, err := audit.NewCheckpoint(ctx, s.store.DB(), s.store.Keyring(), time.Now())
 	if err != nil {

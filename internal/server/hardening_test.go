@@ -605,3 +605,25 @@ func TestServerWritesSignedAuditCheckpoints(t *testing.T) {
 		t.Fatalf("anchors: %+v %v (head %d)", rep, err, head())
 	}
 }
+
+// A checkpoint the loop has begun when shutdown cancels it is still written everywhere:
+// CI saw one reach the log and the file but not the database ("context canceled"), so the
+// three places disagreed. Cancelling the loop stops the next checkpoint, never half of one.
+func TestCheckpointBegunAtShutdownIsKeptEverywhere(t *testing.T) {
+	var logs syncBuffer
+	e := newEnv(t, func(c *Config, d *Deps) {
+		c.CheckpointEvery = time.Hour
+		d.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	e.user("a", store.RoleClinician)
+	e.login("a") // moves the head past the start checkpoint
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	e.srv.checkpoint(cancelled, false)
+	fromFile, _ := audit.ReadCheckpointFile(filepath.Join(e.dir, "audit-checkpoints.log"))
+	fromLog, _ := audit.ParseCheckpoints(strings.NewReader(logs.String()), "log")
+	fromDB, _ := audit.LoadCheckpoints(context.Background(), e.srv.Store().DB(), "database")
+	if len(fromFile) != 2 || len(fromLog) != 2 || len(fromDB) != 2 {
+		t.Fatalf("checkpoints: %d in the file, %d in the log, %d in the database; want 2 each", len(fromFile), len(fromLog), len(fromDB))
+	}
+}
