@@ -33,9 +33,12 @@ const benchUsage = `usage: scribe bench SUBCOMMAND [flags]
   rooms-memory [--rooms N] [--seconds S]   RSS with N−1 and N rooms (separate processes),
                           and the front end's throughput and memory per room
   frontend [--rooms N]           clean-up + VAD throughput and memory per room
-  accuracy --model M --corpus DIR [--modes file,live,whisper-cli] [--channels stereo,mono]
-                          WER, speaker and VAD accuracy against ground truth, per mode,
-                          channel layout, noise condition and voice pair
+  accuracy --model M --corpus DIR [--modes file,live,whisper-cli] [--channels stereo,mono] [--cleanup on|both]
+                          WER, WDER, speaker attribution (time-weighted, unknown share)
+                          and VAD accuracy against ground truth, per mode, hearing
+                          (stereo/mono of a dry render; array/capsule 0 of a room render:
+                          scribe corpus render -room), noise condition, voice pair, and
+                          with or without the clean-up chain
   hallucination [--seconds 300]  words written for rooms without speech (silence, room tone,
                           pink noise, door slams and typing): scribe file and live,
                           whisper-cli without and with its --vad
@@ -165,6 +168,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		pace := fs.Float64("live-pace", 4, "live mode: replay speed, × real time (0: as fast as the pipeline takes it)")
 		cliArgs := fs.String("whisper-cli-args", "", "whisper-cli mode: arguments beyond model, file, threads and language (default: its own defaults)")
 		join := fs.String("join", "", "instead of measuring: join these reports (comma-separated JSON files, one model) into one")
+		cleanup := fs.String("cleanup", "on", "scribe's modes with the clean-up chain only (on), or also without it (both)")
 		if _, err := parse(fs, args); err != nil {
 			return err
 		}
@@ -191,7 +195,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		opt := bench.AccuracyOptions{Modes: splitList(*modes), Channels: splitList(*channels), LivePace: *pace,
+		if *cleanup != "on" && *cleanup != "both" {
+			return errUsagef("bench accuracy: --cleanup %q: want on or both", *cleanup)
+		}
+		opt := bench.AccuracyOptions{Modes: splitList(*modes), Channels: splitList(*channels), LivePace: *pace, WithoutCleanup: *cleanup == "both",
 			CLI: bench.CLIRun{Model: cfg.Models.Whisper, Threads: cfg.Models.Threads, Args: strings.Fields(*cliArgs)}}
 		if slices.Contains(opt.Modes, bench.ModeWhisperCLI) {
 			if opt.CLI.Exe, err = exec.LookPath("whisper-cli"); err != nil {

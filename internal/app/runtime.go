@@ -4,15 +4,18 @@
 package app
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"scribe/internal/audio"
 	"scribe/internal/config"
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 	"scribe/internal/dsp"
 	"scribe/internal/pipeline"
@@ -111,11 +114,31 @@ func DSPConfig(cfg config.Config) dsp.Config {
 	return d
 }
 
-// VADConfig is the utterance segmentation the configuration asks for.
+// VADConfig is the utterance segmentation the configuration asks for. Utterances are
+// cut at speaker turns by channel dominance only with a microphone per person: the
+// capsules of an array, a few centimetres apart, hear both people alike.
 func VADConfig(cfg config.Config) vad.Config {
 	v := vad.DefaultConfig()
 	v.MinSilence, v.MaxUtterance, v.Padding = cfg.Audio.MinSilence, cfg.Audio.MaxUtterance, cfg.Audio.Padding
+	if k := cfg.Audio.Microphones.Kind; k == diarize.KindArray || k == diarize.KindSingle {
+		v.TurnMin = 0
+	}
 	return v
+}
+
+// NewAttributor makes a stream's speaker attribution from the configured microphone
+// set-up, or the stream's own (a room agent's, on ctx), for its channel count.
+func NewAttributor(cfg config.Config, logger *slog.Logger) func(ctx context.Context, nch int) pipeline.Attributor {
+	return func(ctx context.Context, nch int) pipeline.Attributor {
+		s, ok := diarize.SetupFrom(ctx)
+		if !ok {
+			s = cfg.Audio.Microphones
+		}
+		if _, why := s.Resolve(nch); why != "" {
+			logger.Warn("speaker attribution: "+why, "microphones", s.Kind, "capsules", s.Capsules)
+		}
+		return diarize.New(s, nch)
+	}
 }
 
 // NewScorer gives each stream its own Silero VAD from the model file at path (Silero keeps
@@ -150,10 +173,16 @@ func (rt *Runtime) Close() {
 // context (transcribe.Packer), instead of each utterance alone. Times are the
 // recording's; each segment's speaker comes from the channels under it.
 func (rt *Runtime) TranscribeClip(ctx context.Context, clip *audio.Clip) (*domain.Transcript, error) {
+	return rt.transcribeClip(ctx, clip, rt.fileMode(), time.Second, 0)
+}
+
+// fileMode is the pipeline configuration of file transcription: no provisional text,
+// speech packed into windows.
+func (rt *Runtime) fileMode() pipeline.Config {
 	pcfg := pipeline.DefaultConfig()
 	pcfg.Provisional = false
 	pcfg.PackSeconds = rt.Config.Transcription.FileWindow
-	return rt.transcribeClip(ctx, clip, pcfg, time.Second, 0)
+	return pcfg
 }
 
 // ReplayClip transcribes a decoded recording through the live path instead — each
@@ -175,8 +204,34 @@ func (rt *Runtime) transcribeClip(ctx context.Context, clip *audio.Clip, pcfg pi
 	if err != nil {
 		return nil, err
 	}
-	tr := &domain.Transcript{Channels: len(c16.Channels), Model: rt.Model.Path()}
-	tr.AudioSeconds = float64(len(c16.Channels[0])) / domain.SampleRate
+	return rt.transcribe(ctx, start, src, pcfg, src.Position)
+}
+
+// TranscribeFile transcribes the WAV file at path like TranscribeClip, reading it as a
+// stream: decoded and resampled a second at a time, so memory does not grow with the
+// recording's length.
+func (rt *Runtime) TranscribeFile(ctx context.Context, path string) (*domain.Transcript, error) {
+	start := time.Now()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("audio: %w", err)
+	}
+	defer f.Close()
+	src, err := source.NewFile(bufio.NewReaderSize(f, 1<<16), time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	tr, err := rt.transcribe(ctx, start, src, rt.fileMode(), src.Seconds)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return tr, nil
+}
+
+// transcribe runs src through a pipeline of pcfg of its own; seconds tells how much audio
+// src has given once it is done.
+func (rt *Runtime) transcribe(ctx context.Context, start time.Time, src domain.AudioSource, pcfg pipeline.Config, seconds func() float64) (*domain.Transcript, error) {
+	tr := &domain.Transcript{Channels: src.Channels(), Model: rt.Model.Path()}
 	var decode time.Duration
 	observe := func(o pipeline.Observation) {
 		if o.Final {
@@ -191,11 +246,15 @@ func (rt *Runtime) transcribeClip(ctx context.Context, clip *audio.Clip, pcfg pi
 	err = p.Transcribe(ctx, src, 0, func(ev domain.LiveEvent) {
 		if ev.Kind == domain.EventCommitted {
 			tr.Segments = append(tr.Segments, ev.Segment)
+			if ev.Audio != nil {
+				tr.Speakers = append(tr.Speakers, ev.Audio.Speakers...)
+			}
 		}
 	})
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	tr.AudioSeconds = seconds()
 	tr.Timings.Load = rt.LoadTime
 	tr.Timings.Decode = decode
 	tr.Timings.Total = time.Since(start)
@@ -218,11 +277,12 @@ func (rt *Runtime) newPipeline(pcfg pipeline.Config, observe func(pipeline.Obser
 	pcfg.VAD = VADConfig(cfg)
 	dcfg := DSPConfig(cfg)
 	return pipeline.New(pcfg, pipeline.Deps{
-		Engine:     rt.Engine,
-		NewScorer:  NewScorer(cfg.Models.VAD),
-		NewCleaner: func() pipeline.Cleaner { return dsp.NewChain(dcfg) },
-		Logger:     rt.logger,
-		Observe:    observe,
+		Engine:        rt.Engine,
+		NewScorer:     NewScorer(cfg.Models.VAD),
+		NewCleaner:    func() pipeline.Cleaner { return dsp.NewChain(dcfg) },
+		NewAttributor: NewAttributor(cfg, rt.logger),
+		Logger:        rt.logger,
+		Observe:       observe,
 	})
 }
 
@@ -239,4 +299,16 @@ func SpeechIntervals(vadPath string, clip *audio.Clip, cfg vad.Config) ([]domain
 		return nil, fmt.Errorf("vad: %w", err)
 	}
 	return iv, nil
+}
+
+// SegmentSpans are a transcript's segments as speaker spans (unknown ones left out), for
+// scoring attribution against ground truth (diarize.Score).
+func SegmentSpans(segs []domain.Segment) []domain.SpeakerSpan {
+	var out []domain.SpeakerSpan
+	for _, s := range segs {
+		if s.Speaker == domain.SpeakerClinician || s.Speaker == domain.SpeakerPatient {
+			out = append(out, domain.SpeakerSpan{Interval: domain.Interval{Start: s.Start, End: s.End}, Speaker: s.Speaker})
+		}
+	}
+	return out
 }

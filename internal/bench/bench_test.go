@@ -137,6 +137,10 @@ func TestScore(t *testing.T) {
 	if f.RefWords != 8 || f.WER.Errors() != 1 || f.SpeakerAccuracy != 0.5 || f.VADRecall != 1 || math.Abs(f.VADPrecision-0.8) > 1e-9 {
 		t.Errorf("%+v", f)
 	}
+	// WDER: of the 8 aligned words, the patient's 4 went to the clinician.
+	if f.WDERWords != 8 || f.WDER != 0.5 {
+		t.Errorf("WDER %v over %d words, want 0.5 over 8", f.WDER, f.WDERWords)
+	}
 }
 
 // realRuntime loads the weightless test model with the real Silero VAD.
@@ -218,11 +222,13 @@ func TestRunAccuracyLabelsTestModel(t *testing.T) {
 		}
 	}
 	rt := realRuntime(t)
-	rep, err := RunAccuracy(context.Background(), rt, dir, AccuracyOptions{Modes: []string{ModeFile, ModeLive}, Channels: []string{"stereo", "mono"}})
+	rep, err := RunAccuracy(context.Background(), rt, dir, AccuracyOptions{Modes: []string{ModeFile, ModeLive}, Channels: []string{"stereo", "mono"}, WithoutCleanup: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.TestModel || rep.Note == "" || len(rep.Files) != 4 || len(rep.Pools) != 4 {
+	// One dry render: file and live, heard as a microphone pair and as the mono mix, with
+	// and without the clean-up chain.
+	if !rep.TestModel || rep.Note == "" || len(rep.Files) != 8 || len(rep.Pools) != 8 {
 		t.Fatalf("%+v", rep)
 	}
 	for _, f := range rep.Files {
@@ -231,18 +237,19 @@ func TestRunAccuracyLabelsTestModel(t *testing.T) {
 		if f.RefWords == 0 || f.HypWords != 0 || f.WERValue != 1 || f.VADRecall < 0.5 || f.VADPrecision < 0.5 || f.Condition != "clean" {
 			t.Errorf("%+v", f)
 		}
-		// Speakers come from the two microphones; the mono mix has none to tell them by.
-		if (f.Channels == "stereo") != (f.SpeakerSeconds > 0) {
-			t.Errorf("%s %s: speaker-scored seconds %.1f", f.Mode, f.Channels, f.SpeakerSeconds)
+		// The pair tells the speakers apart by its two microphones; the mix by voices.
+		want := map[string]string{"stereo": "pair", "mono": "single"}[f.Channels]
+		if f.Microphones != want || (f.Channels == "stereo" && (f.SpeakerSeconds == 0 || f.AttributionAccuracy < 0.9)) {
+			t.Errorf("%s %s: microphones %q, attribution %.2f over %.1f s", f.Mode, f.Channels, f.Microphones, f.AttributionAccuracy, f.SpeakerSeconds)
 		}
 	}
 	for _, p := range rep.Pools {
-		if p.Files != 1 || p.VADRecall == nil || (p.Channels == "stereo") != (p.SpeakerAccuracy != nil) || p.RTF <= 0 {
+		if p.Files != 1 || p.VADRecall == nil || p.SpeakerAccuracy == nil || p.WDER == nil || p.RTF <= 0 {
 			t.Errorf("pool %+v", p)
 		}
 	}
 	c := rep.Chart()
-	if len(c.Groups) != 2 || len(c.Labels) != 2 || len(c.Series) != 2 || c.Labels[0] != "clean stereo" {
+	if len(c.Groups) != 2 || len(c.Labels) != 2 || len(c.Series) != 4 || c.Labels[0] != "clean stereo" || c.Series[1] != "file (no clean-up)" {
 		t.Errorf("chart: %d groups %v, series %v", len(c.Groups), c.Labels, c.Series)
 	}
 	var png bytes.Buffer

@@ -13,8 +13,10 @@ import (
 // both work at 16 kHz.
 const SampleRate = 16000
 
-// Speaker says who spoke a segment. Two-channel rooms (clinician mic, patient mic) get a
-// speaker from channel energy; mono rooms get SpeakerUnknown for the clinician to correct.
+// Speaker says who spoke a segment, as the room's speaker attribution (package diarize)
+// decided: from channel energy with a microphone each, from direction with an array on
+// the desk, from voice clustering with one microphone; SpeakerUnknown where it could not
+// tell, for the clinician to correct.
 type Speaker string
 
 const (
@@ -44,7 +46,7 @@ const (
 	FlagRepetition    Flag = "repetition"     // a repeated-token loop was cut out
 	FlagFallback      Flag = "fallback"       // decoded only after temperature fallback
 	FlagTruncated     Flag = "truncated"      // utterance hit the maximum length and was cut
-	FlagOverlap       Flag = "overlap"        // both channels active: speaker uncertain
+	FlagOverlap       Flag = "overlap"        // both speakers heard, or speaker otherwise uncertain
 	FlagSecondPass    Flag = "second_pass"    // re-transcribed by the larger second-pass model
 
 	// Review flags (raised by a clinician).
@@ -78,11 +80,23 @@ type Utterance struct {
 	// Context is the text committed just before this utterance in the same stream (its
 	// tail), given to the decoder as the preceding text, as Whisper was trained to see it.
 	Context string
+	// Speakers says who spoke when in the utterance (stream timeline), from the room's
+	// speaker attribution; stretches no one was attributed to have no span.
+	Speakers []SpeakerSpan
+	// Turns are the times inside the utterance where the floor passes from one speaker
+	// to the other without a pause: the decoder takes each turn on its own.
+	Turns []float64
 	// Runs is set on a packed utterance (file mode): several speech runs joined into one
 	// decode window, Channels holding them back to back. Each run says where it starts in
 	// Channels and where it was in the recording; Interval then spans the first run's
 	// start to the last run's end. Empty for an utterance that is one run of the recording.
 	Runs []Run
+}
+
+// SpeakerSpan is a stretch of audio attributed to one speaker.
+type SpeakerSpan struct {
+	Interval
+	Speaker Speaker
 }
 
 // Run is one stretch of a packed utterance: At seconds into its audio, Interval on the
@@ -203,8 +217,10 @@ type Transcript struct {
 	Channels     int        `json:"channels"`
 	Speech       []Interval `json:"speech"`
 	Segments     []Segment  `json:"segments"`
-	Timings      Timings    `json:"timings"`
-	Model        string     `json:"model"`
+	// Speakers is who spoke when, as the speaker attribution found it (for scoring).
+	Speakers []SpeakerSpan `json:"-"`
+	Timings  Timings       `json:"timings"`
+	Model    string        `json:"model"`
 }
 
 // AudioSource yields audio at SampleRate, one slice per channel per chunk. Live sources

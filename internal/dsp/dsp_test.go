@@ -50,7 +50,7 @@ func dbfs(x []float32) float64 {
 
 func TestFFTMatchesDFT(t *testing.T) {
 	const n = 64
-	f := newFFT(n)
+	f := NewFFT(n)
 	rng := rand.New(rand.NewPCG(3, 4))
 	re, im := make([]float64, n), make([]float64, n)
 	x := make([]complex128, n)
@@ -58,7 +58,7 @@ func TestFFTMatchesDFT(t *testing.T) {
 		re[i], im[i] = rng.NormFloat64(), rng.NormFloat64()
 		x[i] = complex(re[i], im[i])
 	}
-	f.transform(re, im, false)
+	f.Transform(re, im, false)
 	for k := range n {
 		var want complex128
 		for j := range n {
@@ -68,7 +68,7 @@ func TestFFTMatchesDFT(t *testing.T) {
 			t.Fatalf("bin %d: %v, want %v", k, complex(re[k], im[k]), want)
 		}
 	}
-	f.transform(re, im, true)
+	f.Transform(re, im, true)
 	for j := range n {
 		if cmplx.Abs(complex(re[j]/n, im[j]/n)-x[j]) > 1e-12 {
 			t.Fatalf("inverse sample %d: %v, want %v", j, complex(re[j]/n, im[j]/n), x[j])

@@ -67,7 +67,7 @@ const (
 
 // suppressor is a streaming STFT noise suppressor with a decision-directed Wiener gain.
 type suppressor struct {
-	fft     *fft
+	fft     *FFT
 	window  []float64
 	gainMin float64 // gain floor (linear), keeps residual noise natural instead of musical
 	unity   bool    // test hook: apply gain 1 everywhere (checks reconstruction)
@@ -92,7 +92,7 @@ type suppressor struct {
 
 func newSuppressor(reductionDB float64) *suppressor {
 	s := &suppressor{
-		fft:       newFFT(frameSize),
+		fft:       NewFFT(frameSize),
 		window:    make([]float64, frameSize),
 		gainMin:   math.Pow(10, -reductionDB/20),
 		in:        make([]float64, suppressorDelay, 4*frameSize),
@@ -136,11 +136,11 @@ func (s *suppressor) frame(x []float64) {
 		s.re[i] = v * s.window[i]
 		s.im[i] = 0
 	}
-	s.fft.transform(s.re, s.im, false)
+	s.fft.Transform(s.re, s.im, false)
 	if !s.unity {
 		s.applyGain()
 	}
-	s.fft.transform(s.re, s.im, true)
+	s.fft.Transform(s.re, s.im, true)
 	for i := range frameSize {
 		s.acc[i] += s.re[i] / frameSize * s.window[i]
 	}

@@ -49,6 +49,13 @@ func DefaultConfig() Config {
 	return Config{VAD: vad.DefaultConfig(), Provisional: true, MaxQueued: 32}
 }
 
+// Attributor says who spoke when in one stream's utterances (package diarize): it sees
+// every utterance in order, committed ones to learn from (commit true), and returns who
+// spoke when and where the floor changed hands without a pause.
+type Attributor interface {
+	Attribute(u domain.Utterance, commit bool) (spans []domain.SpeakerSpan, turns []float64)
+}
+
 // Deps are the parts a pipeline is built from.
 type Deps struct {
 	Engine Transcriber
@@ -57,7 +64,10 @@ type Deps struct {
 	NewScorer func() (vad.Scorer, func(), error)
 	// NewCleaner makes one channel's clean-up chain; nil passes audio through.
 	NewCleaner func() Cleaner
-	Logger     *slog.Logger
+	// NewAttributor makes a stream's speaker attribution for its channel count (ctx may
+	// carry the stream's own microphone set-up); nil leaves every speaker unknown.
+	NewAttributor func(ctx context.Context, nch int) Attributor
+	Logger        *slog.Logger
 	// Observe, when set, is told each utterance's decode time and queueing delay (metrics).
 	Observe func(Observation)
 }
@@ -158,7 +168,7 @@ func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offse
 	go func() { // the reader: owned by this call, stopped by cancel or EOF
 		defer wg.Done()
 		defer close(finals)
-		readErr = p.read(ctx, src, seg, cleaners, finals, prov)
+		readErr = p.read(ctx, src, seg, cleaners, p.newAttributor(ctx, nch), finals, prov)
 		if readErr != nil {
 			cancel()
 		}
@@ -182,10 +192,13 @@ func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offse
 	return ctx.Err()
 }
 
-// read pulls audio, cleans it and feeds the segmenter.
-func (p *Pipeline) read(ctx context.Context, src domain.AudioSource, seg *vad.Segmenter, cleaners []Cleaner, finals chan<- heard, prov *latest) error {
+// read pulls audio, cleans it, feeds the segmenter and attributes speakers.
+func (p *Pipeline) read(ctx context.Context, src domain.AudioSource, seg *vad.Segmenter, cleaners []Cleaner, attr Attributor, finals chan<- heard, prov *latest) error {
 	send := func(us []domain.Utterance) error {
 		for _, u := range us {
+			if attr != nil {
+				u.Speakers, u.Turns = attr.Attribute(u, u.Final)
+			}
 			if !u.Final {
 				prov.set(u)
 				continue
@@ -325,6 +338,13 @@ func (p *Pipeline) commit(ctx context.Context, h heard, offset float64, queued i
 		emit(ev)
 	}
 	return strings.Join(text, " "), nil
+}
+
+func (p *Pipeline) newAttributor(ctx context.Context, nch int) Attributor {
+	if p.deps.NewAttributor == nil {
+		return nil
+	}
+	return p.deps.NewAttributor(ctx, nch)
 }
 
 func (p *Pipeline) observe(o Observation) {

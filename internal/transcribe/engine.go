@@ -1,5 +1,6 @@
 // Package transcribe turns utterances into transcript segments: it sizes and runs the
-// decoder, applies the hallucination guards, attributes speakers and keeps the
+// decoder, applies the hallucination guards, gives each segment the speaker the room's
+// attribution (package diarize) found in its stretch, and keeps the
 // vocabulary hint the only prompt. The decoder (libwhisper) sits behind an interface, so
 // this package is pure Go.
 package transcribe
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 )
 
@@ -31,7 +33,6 @@ type Config struct {
 	TemperatureInc float32 // 0 disables temperature fallback
 	Thresholds     Thresholds
 	Vocabulary     []string
-	Attribution    Attribution
 	// ModelAudioCtx is the model's full encoder context (1500 for every whisper model).
 	ModelAudioCtx int
 	// ShrinkAudioCtx sizes the encoder to short utterances: much faster, but measured with
@@ -56,7 +57,6 @@ func DefaultConfig() Config {
 		TemperatureInc:   0.2,
 		Thresholds:       DefaultThresholds(),
 		Vocabulary:       voc,
-		Attribution:      DefaultAttribution(),
 		ModelAudioCtx:    1500,
 		ShrinkAudioCtx:   false,
 		MaxQueuedPerRoom: DefaultMaxQueuedPerRoom,
@@ -209,7 +209,71 @@ func (e *Engine) observe(s Scheduled) {
 	}
 }
 
+// run decodes u: a committed utterance turn by turn (u.Turns), so no segment straddles
+// two speakers; a provisional one whole.
 func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+	if !u.Final || len(u.Runs) > 0 {
+		// A packed utterance is decoded whole; its turns split segments by token times.
+		return e.runPart(ctx, d, u)
+	}
+	var out []domain.Segment
+	var took time.Duration
+	var preceding []string
+	if u.Context != "" {
+		preceding = append(preceding, u.Context)
+	}
+	for _, part := range splitTurns(u) {
+		// Each turn is preceded by the turns decoded before it, as the utterance would be.
+		part.Context = ContextTail(preceding)
+		segs, t, err := e.runPart(ctx, d, part)
+		took += t
+		if err != nil {
+			return nil, took, err
+		}
+		for _, s := range segs {
+			if s.Text != "" {
+				preceding = append(preceding, s.Text)
+			}
+		}
+		out = append(out, segs...)
+	}
+	for i := range out {
+		out[i].ID = fmt.Sprintf("u%d-%d", u.Seq, i)
+	}
+	return out, took, nil
+}
+
+// splitTurns cuts u where the floor passes between speakers.
+func splitTurns(u domain.Utterance) []domain.Utterance {
+	cuts := u.Turns
+	if len(cuts) == 0 {
+		return []domain.Utterance{u}
+	}
+	n := len(u.Channels[0])
+	for _, c := range u.Channels[1:] {
+		n = min(n, len(c))
+	}
+	parts := make([]domain.Utterance, 0, len(cuts)+1)
+	from := 0
+	for i, c := range append(cuts[:len(cuts):len(cuts)], u.End) {
+		to := n
+		if i < len(cuts) {
+			to = min(n, int((c-u.Start)*domain.SampleRate))
+		}
+		p := u
+		p.Interval = domain.Interval{Start: u.Start + float64(from)/domain.SampleRate, End: u.Start + float64(to)/domain.SampleRate}
+		p.Channels = make([][]float32, len(u.Channels))
+		for ch, x := range u.Channels {
+			p.Channels[ch] = x[from:to]
+		}
+		p.Cut = u.Cut && i == len(cuts)
+		parts = append(parts, p)
+		from = to
+	}
+	return parts
+}
+
+func (e *Engine) runPart(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
 	mono := u.Mono()
 	if len(mono) == 0 {
 		return nil, 0, nil
@@ -235,7 +299,7 @@ func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]doma
 	opts.MaxTokens = MaxTokensFor(float64(len(mono)) / domain.SampleRate)
 	// A packed window may hold both speakers: token times let segments be split where
 	// the floor passes (turnCuts).
-	opts.TokenTimestamps = len(u.Runs) > 1 && len(u.Channels) > 1
+	opts.TokenTimestamps = len(turnCuts(u)) > 0
 	if e.cfg.ShrinkAudioCtx {
 		opts.AudioCtx = AudioCtxFor(float64(len(samples))/domain.SampleRate, e.cfg.ModelAudioCtx)
 	}
@@ -255,7 +319,7 @@ func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) [
 	dur := u.Seconds()
 	var out []domain.Segment
 	var parts []domain.DecodedSegment
-	if cuts := e.turnCuts(u); len(cuts) > 0 {
+	if cuts := turnCuts(u); len(cuts) > 0 {
 		for _, d := range decoded {
 			parts = append(parts, splitAt(d, cuts)...)
 		}
@@ -308,10 +372,11 @@ func coveredBy(iv domain.Interval, segs []domain.Segment) bool {
 	return false
 }
 
+// attribute gives a segment (times in u's audio) its speaker from u's speaker spans.
 func (e *Engine) attribute(seg *domain.Segment, u domain.Utterance, from, to float64) {
-	sp, overlap := e.cfg.Attribution.Speaker(u.Channels, int(from*domain.SampleRate), int(to*domain.SampleRate))
+	sp, uncertain := diarize.Decide(u.Speakers, u.OnRecording(from, false), u.OnRecording(to, true))
 	seg.Speaker = sp
-	if overlap && len(u.Channels) > 1 {
+	if uncertain {
 		seg.Flags = append(seg.Flags, domain.FlagOverlap)
 	}
 }

@@ -2,8 +2,10 @@ package transcribe
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 )
 
@@ -59,6 +61,9 @@ func (p *Packer) Add(u domain.Utterance) (packed domain.Utterance, ok bool) {
 	for _, r := range u.Runs {
 		p.cur.Runs = append(p.cur.Runs, domain.Run{At: at + r.At, Interval: r.Interval})
 	}
+	// Speaker spans and turns stay on the recording's timeline, as the engine reads them.
+	p.cur.Speakers = append(p.cur.Speakers, u.Speakers...)
+	p.cur.Turns = append(p.cur.Turns, u.Turns...)
 	p.cur.End = u.End
 	// A cut in the middle of a window loses nothing: the next run follows it directly.
 	p.cur.Cut = u.Cut
@@ -102,26 +107,32 @@ func Untranscribed(u domain.Utterance) []domain.Segment {
 }
 
 // turnCuts are the times in a packed utterance's audio where the floor passes from one
-// speaker to the other: the starts of runs whose speaker (from the channels) differs
-// from the last run with a known speaker. Whisper's segments follow sentences, not
-// turns, so a segment spanning a cut is split there (splitAt). Mono audio has none.
-func (e *Engine) turnCuts(u domain.Utterance) []float64 {
-	if len(u.Runs) < 2 || len(u.Channels) < 2 {
+// speaker to the other: the turns the attribution saw inside a run, and the starts of
+// runs whose speaker differs from the last run with a known speaker. Whisper's segments
+// follow sentences, not turns, so a segment spanning a cut is split there (splitAt).
+// An utterance with no speaker spans has none.
+func turnCuts(u domain.Utterance) []float64 {
+	if len(u.Runs) < 1 || len(u.Speakers) == 0 {
 		return nil
 	}
 	var cuts []float64
 	last := domain.SpeakerUnknown
 	for _, r := range u.Runs {
-		sp, _ := e.cfg.Attribution.Speaker(u.Channels, int(r.At*domain.SampleRate), int((r.At+r.Duration())*domain.SampleRate))
-		if sp == domain.SpeakerUnknown {
-			continue
+		sp, _ := diarize.Decide(u.Speakers, r.Start, r.End)
+		if sp != domain.SpeakerUnknown {
+			if last != domain.SpeakerUnknown && sp != last {
+				cuts = append(cuts, r.At)
+			}
+			last = sp
 		}
-		if last != domain.SpeakerUnknown && sp != last {
-			cuts = append(cuts, r.At)
+		for _, t := range u.Turns {
+			if t > r.Start && t < r.End {
+				cuts = append(cuts, r.At+t-r.Start)
+			}
 		}
-		last = sp
 	}
-	return cuts
+	slices.Sort(cuts)
+	return slices.Compact(cuts)
 }
 
 // splitAt cuts a decoded segment at the given times (ascending), putting each token on
