@@ -28,6 +28,7 @@ require (
 	github.com/samply/golang-fhir-models/fhir-models v0.3.2 // indirect
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/crypto v0.45.0 // indirect
+	golang.org/x/image v0.30.0
 	golang.org/x/oauth2 v0.36.0 // indirect
 	golang.org/x/sys v0.38.0
 	google.golang.org/protobuf v1.36.8 // indirect

@@ -69,7 +69,7 @@ func agentRun(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfgPath := fs.String("config", agent.DefaultConfigPath, "agent config written by scribe agent enrol")
 	scribeCfg := fs.String("scribe-config", "", "scribe configuration (YAML) for the audio and VAD settings")
 	device := fs.Int("device", -1, "PortAudio input device (see scribe devices; -1 = default)")
-	channels := fs.Int("channels", 1, "input channels: 1, or 2 for a clinician mic (left) and patient mic (right)")
+	channels := fs.Int("channels", 0, "input channels: 1; 2 for a clinician mic (left) and patient mic (right); an array's capsules (0 = as audio.microphones in --scribe-config says, else 1)")
 	wavPath := fs.String("wav", "", "replay this WAV file at real time instead of a microphone (testing, demos)")
 	vadModel := fs.String("vad-model", "", "Silero VAD model (default from the scribe configuration)")
 	buffer := fs.Duration("buffer", agent.DefaultBuffer, "speech kept in memory while the gateway is unreachable")
@@ -100,6 +100,9 @@ func agentRun(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	var open func(context.Context) (domain.AudioSource, error)
 	nch := *channels
+	if nch == 0 {
+		nch = max(1, cfg.Audio.Microphones.Channels())
+	}
 	if *wavPath != "" {
 		w, err := newWAVReplay(*wavPath)
 		if err != nil {
@@ -112,11 +115,12 @@ func agentRun(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	opts := agent.Options{
-		Config:   acfg,
-		Channels: nch,
-		Open:     open,
-		Frontend: app.FrontendConfig(cfg),
-		Buffer:   *buffer,
+		Config:      acfg,
+		Channels:    nch,
+		Open:        open,
+		Frontend:    app.FrontendConfig(cfg),
+		Microphones: cfg.Audio.Microphones,
+		Buffer:      *buffer,
 	}
 	if *trace {
 		opts.Trace = stdout

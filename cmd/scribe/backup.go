@@ -6,7 +6,8 @@ import (
 	"io"
 	"path/filepath"
 
-	"scribe/internal/config"
+	"scribe/internal/audit"
+	"scribe/internal/keys"
 	"scribe/internal/store"
 )
 
@@ -16,8 +17,7 @@ func init() {
 
 func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("backup", stderr)
-	cfgPath := fs.String("config", "", "configuration file (YAML)")
-	dataDir := fs.String("data-dir", "", "data directory (default from config)")
+	df := addDataFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -25,17 +25,32 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(pos) != 1 {
 		return errUsagef("want one destination file: scribe backup [--config F] DEST")
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := df.load()
 	if err != nil {
 		return err
 	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
+	// The data key signs the backup's audit checkpoint. Without it the backup is still
+	// taken, without the anchor.
+	var signer audit.Signer
+	if kr, err := keys.Load(cfg.KeyFile()); err == nil {
+		signer = kr
+	} else {
+		fmt.Fprintf(stderr, "warning: the data key is not readable here (%v): the backup carries no signed audit checkpoint\n", err)
 	}
 	db := filepath.Join(cfg.DataDir, "scribe.db")
-	if err := store.BackupFile(ctx, db, pos[0]); err != nil {
+	cp, err := store.BackupFile(ctx, db, pos[0], signer)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "backed up %s to %s (transcripts stay encrypted: keep the data key separately)\n", db, pos[0])
+	if signer != nil {
+		fmt.Fprintf(stdout, "audit checkpoint: seq %d, hash %s, signed with key %s (kept in the backup", cp.Seq, cp.Hash, cp.Key)
+		if err := audit.AppendCheckpointFile(cfg.AuditCheckpointFile(), cp); err != nil {
+			fmt.Fprintf(stdout, ")\n")
+			fmt.Fprintf(stderr, "warning: %v\n", err)
+		} else {
+			fmt.Fprintf(stdout, " and in %s)\n", cfg.AuditCheckpointFile())
+		}
+	}
 	return nil
 }

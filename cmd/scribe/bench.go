@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,7 +19,7 @@ import (
 )
 
 func init() {
-	register("bench", "measure speed, capacity and accuracy (file, live, capacity, rooms-memory, frontend, accuracy)", cmdBench)
+	register("bench", "measure speed, capacity and accuracy (file, live, capacity, rooms-memory, frontend, accuracy, hallucination)", cmdBench)
 }
 
 const benchUsage = `usage: scribe bench SUBCOMMAND [flags]
@@ -32,7 +33,15 @@ const benchUsage = `usage: scribe bench SUBCOMMAND [flags]
   rooms-memory [--rooms N] [--seconds S]   RSS with N−1 and N rooms (separate processes),
                           and the front end's throughput and memory per room
   frontend [--rooms N]           clean-up + VAD throughput and memory per room
-  accuracy --model M --corpus DIR   WER, speaker and VAD accuracy against ground truth
+  accuracy --model M --corpus DIR [--modes file,live,whisper-cli] [--channels stereo,mono] [--cleanup on|both]
+                          WER, WDER, speaker attribution (time-weighted, unknown share)
+                          and VAD accuracy against ground truth, per mode, hearing
+                          (stereo/mono of a dry render; array/capsule 0 of a room render:
+                          scribe corpus render -room), noise condition, voice pair, and
+                          with or without the clean-up chain
+  hallucination [--seconds 300]  words written for rooms without speech (silence, room tone,
+                          pink noise, door slams and typing): scribe file and live,
+                          whisper-cli without and with its --vad
 
 Every subcommand writes JSON to --out (default stdout) and a PNG bar chart to --chart.`
 
@@ -154,12 +163,47 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return writeBench(stdout, *out, *chart, rep, rep.Chart())
 	case "accuracy":
+		modes := fs.String("modes", bench.ModeFile, "comma-separated: file (scribe transcribe), live (the live pipeline, replayed), whisper-cli")
+		channels := fs.String("channels", "stereo", "comma-separated: stereo (a microphone each), mono (the mix)")
+		pace := fs.Float64("live-pace", 4, "live mode: replay speed, × real time (0: as fast as the pipeline takes it)")
+		cliArgs := fs.String("whisper-cli-args", "", "whisper-cli mode: arguments beyond model, file, threads and language (default: its own defaults)")
+		join := fs.String("join", "", "instead of measuring: join these reports (comma-separated JSON files, one model) into one")
+		cleanup := fs.String("cleanup", "on", "scribe's modes with the clean-up chain only (on), or also without it (both)")
 		if _, err := parse(fs, args); err != nil {
 			return err
+		}
+		if *join != "" {
+			var parts []*bench.AccuracyReport
+			for _, path := range splitList(*join) {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					return err
+				}
+				var r bench.AccuracyReport
+				if err := json.Unmarshal(b, &r); err != nil {
+					return fmt.Errorf("bench accuracy --join: %s: %w", path, err)
+				}
+				parts = append(parts, &r)
+			}
+			rep, err := bench.JoinAccuracy(parts)
+			if err != nil {
+				return err
+			}
+			return writeBench(stdout, *out, *chart, rep, rep.Chart())
 		}
 		cfg, err := mf.load()
 		if err != nil {
 			return err
+		}
+		if *cleanup != "on" && *cleanup != "both" {
+			return errUsagef("bench accuracy: --cleanup %q: want on or both", *cleanup)
+		}
+		opt := bench.AccuracyOptions{Modes: splitList(*modes), Channels: splitList(*channels), LivePace: *pace, WithoutCleanup: *cleanup == "both",
+			CLI: bench.CLIRun{Model: cfg.Models.Whisper, Threads: cfg.Models.Threads, Args: strings.Fields(*cliArgs)}}
+		if slices.Contains(opt.Modes, bench.ModeWhisperCLI) {
+			if opt.CLI.Exe, err = exec.LookPath("whisper-cli"); err != nil {
+				return fmt.Errorf("bench accuracy: whisper-cli not found (Debian whisper.cpp-tools): %w", err)
+			}
 		}
 		dir := *corpusDir
 		if dir == "" {
@@ -170,12 +214,35 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer rt.Close()
-		rep, err := bench.RunAccuracy(ctx, rt, dir)
+		rep, err := bench.RunAccuracy(ctx, rt, dir, opt)
 		if err != nil {
 			return err
 		}
 		if rep.TestModel {
 			fmt.Fprintln(stderr, "scribe bench accuracy:", rep.Note)
+		}
+		return writeBench(stdout, *out, *chart, rep, rep.Chart())
+	case "hallucination":
+		seconds := fs.Int("seconds", 300, "length of each no-speech clip (a multiple of 30 s)")
+		if _, err := parse(fs, args); err != nil {
+			return err
+		}
+		cfg, err := mf.load()
+		if err != nil {
+			return err
+		}
+		cli, err := exec.LookPath("whisper-cli")
+		if err != nil {
+			return fmt.Errorf("bench hallucination: whisper-cli not found (Debian whisper.cpp-tools): %w", err)
+		}
+		rt, err := app.Load(cfg, app.Options{})
+		if err != nil {
+			return err
+		}
+		defer rt.Close()
+		rep, err := bench.RunHallucination(ctx, rt, bench.CLIRun{Exe: cli, Model: cfg.Models.Whisper, Threads: cfg.Models.Threads}, cfg.Models.VAD, *seconds)
+		if err != nil {
+			return err
 		}
 		return writeBench(stdout, *out, *chart, rep, rep.Chart())
 	}
@@ -279,4 +346,15 @@ func writeBench(stdout io.Writer, out, chartPath string, rep any, chart bench.Ch
 		return err
 	}
 	return bench.WriteChart(chartPath, chart)
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -44,7 +44,7 @@ func cmdListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var mf modelFlags
 	mf.add(fs)
 	device := fs.Int("device", -1, "input device index (see scribe devices; -1 = default)")
-	channels := fs.Int("channels", 1, "1, or 2 for a clinician mic (left) + patient mic (right)")
+	channels := fs.Int("channels", 0, "channels to capture: 1; 2 for a clinician mic (left) + patient mic (right); an array's capsules (0 = as audio.microphones in the configuration says, else 1)")
 	rate := fs.Float64("rate", 0, "capture sample rate in Hz (0 = the device's default; audio is resampled to 16 kHz)")
 	seconds := fs.Float64("seconds", 0, "stop after this many seconds (0 = until Ctrl-C)")
 	if _, err := parse(fs, args); err != nil {
@@ -53,6 +53,9 @@ func cmdListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfg, err := mf.load()
 	if err != nil {
 		return err
+	}
+	if *channels == 0 {
+		*channels = max(1, cfg.Audio.Microphones.Channels())
 	}
 	rt, err := app.Load(cfg, app.Options{Provisional: true})
 	if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -66,13 +65,13 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	opt := doctor.Options{Config: cfg, KeyFile: *keyFile, Bench: *bench, BuildTime: buildTime(), AgentConfig: *agentCfg,
-		Devices: func() ([]string, error) {
+		Devices: func() ([]doctor.Device, error) {
 			devs, err := capture.Devices()
-			names := make([]string, 0, len(devs))
+			out := make([]doctor.Device, 0, len(devs))
 			for _, d := range devs {
-				names = append(names, fmt.Sprintf("#%d %s (%d ch)", d.Index, d.Name, d.Channels))
+				out = append(out, doctor.Device{Index: d.Index, Name: d.Name, Channels: d.Channels, Default: d.Default})
 			}
-			return names, err
+			return out, err
 		}}
 	lines := stdout
 	if *format == "json" {

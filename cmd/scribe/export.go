@@ -6,9 +6,23 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 
 	"scribe/internal/nhsnumber"
+	"scribe/internal/store"
 )
+
+// osActor names, for the audit trail, the operating-system user running a data command:
+// "os:alice", or "os:alice (sudo)" when alice ran it through sudo as another user.
+func osActor() string {
+	if su := os.Getenv("SUDO_USER"); su != "" {
+		return "os:" + su + " (sudo)"
+	}
+	if u, err := user.Current(); err == nil {
+		return "os:" + u.Username
+	}
+	return fmt.Sprintf("os:uid %d", os.Getuid())
+}
 
 func init() {
 	register("export", "subject access: everything held about a patient as JSON (scribe export --nhs-number N)", cmdExport)
@@ -34,7 +48,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer st.Close()
-	rec, err := st.ExportSubject(ctx, nhs)
+	rec, err := st.ExportSubject(store.WithActor(ctx, osActor()), nhs)
 	if err != nil {
 		return err
 	}

@@ -94,21 +94,14 @@ func TestTranscribeBadInputGivesOneLineError(t *testing.T) {
 func TestTranscribeAndVADCommands(t *testing.T) {
 	model, vad := testModels(t)
 	jfk := filepath.Join(config.SharedDir(), "audio", "jfk.wav")
-	code, out, stderr := runCLI("transcribe", jfk, "--model", model, "--vad-model", vad, "--format", "json", "--threads", "2")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var tr domain.Transcript
-	if err := json.Unmarshal([]byte(out), &tr); err != nil {
-		t.Fatalf("JSON: %v\n%s", err, out)
-	}
+	tr := transcribeJSON(t, jfk, model, vad)
 	if tr.AudioSeconds < 10.9 || len(tr.Segments) == 0 || tr.Timings.TotalMS <= 0 {
 		t.Errorf("transcript %+v", tr)
 	}
 	cues := map[string]*regexp.Regexp{
 		"srt":  regexp.MustCompile(`(?m)^1\n00:00:00,\d{3} --> 00:00:0\d,\d{3}\n\S`),
-		"vtt":  regexp.MustCompile(`^WEBVTT\n\n00:00:00\.\d{3} --> 00:00:0\d\.\d{3}\n<v unknown>`),
-		"text": regexp.MustCompile(`(?m)^\[00:00:00\] unknown: \S`),
+		"vtt":  regexp.MustCompile(`^WEBVTT\n\n00:00:00\.\d{3} --> 00:00:0\d\.\d{3}\n<v (clinician|unknown)>`),
+		"text": regexp.MustCompile(`(?m)^\[00:00:00\] (clinician|unknown): \S`),
 	}
 	for f, re := range cues {
 		var b bytes.Buffer
@@ -116,7 +109,7 @@ func TestTranscribeAndVADCommands(t *testing.T) {
 			t.Errorf("%s output %q (%v)", f, b.String(), err)
 		}
 	}
-	code, out, _ = runCLI("vad", jfk, "--vad-model", vad, "--format", "json")
+	code, out, _ := runCLI("vad", jfk, "--vad-model", vad, "--format", "json")
 	var v struct {
 		Speech []domain.Interval `json:"speech"`
 	}
@@ -130,6 +123,7 @@ func TestServeDemoPrintsURLAndAnswersHealthz(t *testing.T) {
 	testModels(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	dataDir := filepath.Join(t.TempDir(), "fresh") // made by serve itself
 	pr, pw := io.Pipe()
 	var errb bytes.Buffer
 	var wg sync.WaitGroup
@@ -137,7 +131,7 @@ func TestServeDemoPrintsURLAndAnswersHealthz(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		defer pw.Close()
-		run(ctx, []string{"serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, pw, &errb)
+		run(ctx, []string{"serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir", dataDir}, pw, &errb)
 	}()
 	urlc := make(chan string, 1)
 	go func() {
@@ -170,6 +164,28 @@ func TestServeDemoPrintsURLAndAnswersHealthz(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("/healthz: %d", resp.StatusCode)
+	}
+	// Private from the first start: the data directory 0700, the database and its key 0600.
+	for name, want := range map[string]os.FileMode{"": 0o700, "scribe.db": 0o600, "scribe.db-wal": 0o600, "scribe.db-shm": 0o600, "data.key": 0o600} {
+		fi, err := os.Stat(filepath.Join(dataDir, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		} else if fi.Mode().Perm() != want {
+			t.Errorf("%s/%s has mode %04o, want %04o", dataDir, name, fi.Mode().Perm(), want)
+		}
+	}
+	// TLS offers no CBC or SHA-1 cipher suites, even to a TLS 1.2 client asking for them.
+	host := strings.TrimSuffix(strings.TrimPrefix(url, "https://"), "/")
+	weak := []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_RSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}
+	if conn, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12, CipherSuites: weak}); err == nil {
+		t.Errorf("a TLS 1.2 handshake with only CBC/SHA-1 suites succeeded: %s", tls.CipherSuiteName(conn.ConnectionState().CipherSuite))
+		conn.Close()
+	}
+	if conn, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12}); err != nil {
+		t.Errorf("a TLS 1.2 client with AEAD suites cannot connect: %v", err)
+	} else {
+		conn.Close()
 	}
 	cancel()
 	wg.Wait()

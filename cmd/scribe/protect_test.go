@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -114,6 +115,13 @@ func TestKeyRotateExportAndPurgeCommands(t *testing.T) {
 	if code, _, errOut := runCLI("export", "--nhs-number", "123", "--data-dir", dir); code == 0 || !strings.Contains(errOut, "NHS number") {
 		t.Errorf("bad NHS number: exit %d %s", code, errOut)
 	}
+	// One export, one audit entry, naming who ran it (not "system").
+	exports := auditEntries(t, dir, func(e store.AuditEntry) bool {
+		return e.Action == "data_access" && strings.Contains(string(e.Details), "subject_access_export")
+	})
+	if who := osUser(t); len(exports) != 1 || !strings.Contains(exports[0].Actor, who) || !strings.Contains(string(exports[0].Details), id) {
+		t.Errorf("export audited as %+v; want one entry by the OS user %q naming the session", exports, who)
+	}
 	code, out, _ = runCLI("purge", "--dry-run", "--data-dir", dir)
 	if code != 0 || !strings.Contains(out, "would purge 0 sessions") {
 		t.Fatalf("purge dry run of a fresh approval: %d %s", code, out)
@@ -121,6 +129,36 @@ func TestKeyRotateExportAndPurgeCommands(t *testing.T) {
 	if code, _, errOut := runCLI("audit", "verify", "--data-dir", dir); code != 0 {
 		t.Fatalf("audit after rotation and export: %s", errOut)
 	}
+}
+
+// auditEntries opens dir's database and returns the audit entries keep accepts.
+func auditEntries(t *testing.T, dir string, keep func(store.AuditEntry) bool) []store.AuditEntry {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(dir, "scribe.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	es, err := st.AuditEntries(context.Background(), store.AuditFilter{Limit: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []store.AuditEntry
+	for _, e := range es {
+		if keep(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func osUser(t *testing.T) string {
+	t.Helper()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
 }
 
 // startServeProt runs the scribe binary's serve command and returns its URL.
@@ -158,6 +196,9 @@ type protSessionOut struct {
 		ID          string `json:"id"`
 		State       string `json:"state"`
 		Interrupted bool   `json:"interrupted"`
+		// InterruptedAt is the last sign of life before the crash (issue 14).
+		InterruptedAt time.Time `json:"interrupted_at"`
+		StartedAt     time.Time `json:"started_at"`
 	} `json:"session"`
 	Segments []store.Segment `json:"segments"`
 }
@@ -273,6 +314,8 @@ func TestKillDashNineMidSessionThenRestart(t *testing.T) {
 	cfgFile, roomID := seedWAVRoom(t, dir, wav, model, vad, "")
 
 	id, before := killMidRecording(t, bin, cfgFile, dir, roomID, map[string]any{"consent": true, "nhs_number": "9434765919"})
+	killed := time.Now()
+	time.Sleep(2 * time.Second) // the restart comes later than the crash
 
 	cmd2, base2, stderr2 := startServeProt(t, bin, cfgFile, dir)
 	c2 := newAPIClient(t, base2, "gp", testPassword)
@@ -282,6 +325,12 @@ func TestKillDashNineMidSessionThenRestart(t *testing.T) {
 	}
 	if after.Session.State != store.StatePaused || !after.Session.Interrupted {
 		t.Errorf("after restart the session is %q, interrupted=%v; want paused and interrupted", after.Session.State, after.Session.Interrupted)
+	}
+	// The recording was cut off when the process died, not when it came back: the mark is
+	// the last heartbeat, at most one heartbeat interval (5 s) before the kill.
+	if at := after.Session.InterruptedAt; at.After(killed) || at.Before(killed.Add(-6*time.Second)) || at.Before(after.Session.StartedAt) {
+		t.Errorf("interrupted_at %s; the kill was at %s (started %s): want the last heartbeat before the kill",
+			at.Format(time.StampMilli), killed.Format(time.StampMilli), after.Session.StartedAt.Format(time.StampMilli))
 	}
 	got := map[string]store.Segment{}
 	for _, g := range after.Segments {

@@ -57,14 +57,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		PlainHTTP: *plain, Demo: *demo, DemoWAVs: cfg.Demo.WAVs,
 		AudioRetention: cfg.Audio.Retention, AudioTTL: cfg.Audio.RetentionTTL, SpoolDir: spoolDir(cfg),
 		TranscriptRetention: time.Duration(cfg.Retention.TranscriptDays) * 24 * time.Hour, PurgeInterval: cfg.Retention.PurgeInterval,
+		CheckpointFile: cfg.AuditCheckpointFile(), CheckpointEvery: cfg.Audit.CheckpointInterval,
+		MinFreeBytes: uint64(cfg.Storage.MinFreeMB) << 20,
+	}
+	// Private before anything is written into it (the demo's rendered audio included).
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
 	}
 	if *demo && len(scfg.DemoWAVs) == 0 {
 		if scfg.DemoWAVs, err = demoAudio(ctx, cfg.DataDir, stderr); err != nil {
 			return err
 		}
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return err
 	}
 	st, err := store.OpenWith(ctx, filepath.Join(cfg.DataDir, "scribe.db"), store.Options{KeyFile: cfg.KeyFile()})
 	if err != nil {
@@ -97,7 +100,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		DeliveryState: wb.deliveryState,
 		Deliveries:    wb,
 		Corrections:   wb,
-		Sources:       map[string]server.SourceFactory{"device": deviceSource},
+		Sources:       map[string]server.SourceFactory{"device": deviceSource(cfg.Audio.Microphones.Channels())},
 		Logger:        logger,
 		Stdout:        stdout,
 	})
@@ -140,25 +143,28 @@ func flushOutbox(wb *writeBack) {
 	}
 }
 
-// deviceSource opens a room's microphone: source_config {"device": N, "channels": 1|2}.
-func deviceSource(_ context.Context, room store.Room) (domain.AudioSource, error) {
-	opt := capture.Options{Device: -1, Channels: 1}
-	if len(room.SourceConfig) > 0 {
-		var c struct {
-			Device   *int `json:"device"`
-			Channels int  `json:"channels"`
+// deviceSource opens a room's microphone: source_config {"device": N, "channels": C}; C
+// defaults to the configured microphones' channels (an array's capsules), else 1.
+func deviceSource(defaultChannels int) server.SourceFactory {
+	return func(_ context.Context, room store.Room) (domain.AudioSource, error) {
+		opt := capture.Options{Device: -1, Channels: max(1, defaultChannels)}
+		if len(room.SourceConfig) > 0 {
+			var c struct {
+				Device   *int `json:"device"`
+				Channels int  `json:"channels"`
+			}
+			if err := json.Unmarshal(room.SourceConfig, &c); err != nil {
+				return nil, fmt.Errorf("room %q: device source config: %w", room.Name, err)
+			}
+			if c.Device != nil {
+				opt.Device = *c.Device
+			}
+			if c.Channels > 0 {
+				opt.Channels = c.Channels
+			}
 		}
-		if err := json.Unmarshal(room.SourceConfig, &c); err != nil {
-			return nil, fmt.Errorf("room %q: device source config: %w", room.Name, err)
-		}
-		if c.Device != nil {
-			opt.Device = *c.Device
-		}
-		if c.Channels > 0 {
-			opt.Channels = c.Channels
-		}
+		return capture.Open(opt)
 	}
-	return capture.Open(opt)
 }
 
 // demoModels lets a newcomer's demo run before any model is installed: on the real

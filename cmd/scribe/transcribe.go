@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"scribe/internal/app"
@@ -86,8 +87,7 @@ func cmdTranscribe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	clip, err := audio.ReadFile(pos[0])
-	if err != nil {
+	if err := checkWAV(pos[0]); err != nil { // a bad file is named before the models load
 		return err
 	}
 	rt, err := app.Load(cfg, app.Options{})
@@ -95,11 +95,24 @@ func cmdTranscribe(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer rt.Close()
-	tr, err := rt.TranscribeClip(ctx, clip)
+	tr, err := rt.TranscribeFile(ctx, pos[0]) // streamed: memory does not grow with the file
 	if err != nil {
 		return err
 	}
 	return writeTranscript(stdout, tr, *format)
+}
+
+// checkWAV reads the file's headers: missing, not a WAV or an unsupported encoding.
+func checkWAV(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("audio: %w", err)
+	}
+	defer f.Close()
+	if _, err := audio.NewReader(f); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 func writeTranscript(w io.Writer, tr *domain.Transcript, format string) error {

@@ -30,6 +30,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"scribe/internal/agent/wire"
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 	"scribe/internal/frontend"
 )
@@ -210,6 +211,9 @@ type Options struct {
 	// Frontend is the clean-up and VAD each run gets afresh: the gateway's own
 	// (internal/frontend); NewCleaner nil sends audio as captured.
 	Frontend frontend.Config
+	// Microphones is the box's microphone set-up, announced to the gateway, which
+	// attributes speakers by it.
+	Microphones diarize.Setup
 	// Buffer bounds the unacknowledged speech held through a network cut, and the time the
 	// agent keeps recording while the gateway is unreachable (default DefaultBuffer).
 	Buffer time.Duration
@@ -655,7 +659,7 @@ func (a *Agent) connect(ctx context.Context) error {
 		return conn.WriteMessage(kind, b)
 	}
 	hello, _ := json.Marshal(wire.Message{Type: "hello", Instance: a.instance, Channels: a.opts.Channels,
-		BufferSeconds: a.opts.Buffer.Seconds(), Version: wire.Version})
+		BufferSeconds: a.opts.Buffer.Seconds(), Version: wire.Version, Microphones: &a.opts.Microphones})
 	if err := write(websocket.TextMessage, hello); err != nil {
 		return err
 	}

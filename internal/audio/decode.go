@@ -113,8 +113,53 @@ type waveFormat struct {
 //
 // A data chunk shorter than declared is not fatal to the audio already read: Decode then
 // returns the clip of whole frames read together with an error wrapping ErrTruncated.
-// For every other error the clip is nil.
+// For every other error the clip is nil. Decode holds the whole recording in memory;
+// NewReader reads it a block at a time.
 func Decode(r io.Reader) (*Clip, error) {
+	d, err := NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	clip := &Clip{Rate: d.f.rate, Channels: make([][]float32, d.f.channels)}
+	// Pre-size from the declared length, but never beyond one second: the rest grows
+	// with append as data really arrives.
+	prealloc := int(min(d.declaredFrames, int64(d.f.rate)))
+	for c := range clip.Channels {
+		clip.Channels[c] = make([]float32, 0, prealloc)
+	}
+	for {
+		block, err := d.Read(d.blockFrames)
+		for c := range block {
+			clip.Channels[c] = append(clip.Channels[c], block[c]...)
+		}
+		switch {
+		case err == io.EOF:
+			return clip, nil
+		case errors.Is(err, ErrTooLong):
+			return nil, err
+		case err != nil:
+			return clip, err
+		}
+	}
+}
+
+// Reader decodes a WAV stream a block at a time (see Decode for the formats), so a
+// recording of any length is transcribed in bounded memory.
+type Reader struct {
+	r              io.Reader
+	f              *waveFormat
+	toEOF          bool  // the data chunk's size was unknown: read to end of stream
+	declaredFrames int64 // from the data chunk header (meaningless when toEOF)
+	maxFrames      int64
+	frames         int64 // read so far
+	blockFrames    int   // about 64 KiB of data
+	buf            []byte
+	err            error // sticky: io.EOF at the end
+}
+
+// NewReader reads the headers up to the data chunk and returns a Reader positioned at
+// the first sample. Errors wrap the sentinels Decode documents.
+func NewReader(r io.Reader) (*Reader, error) {
 	var riff [12]byte
 	if n, err := io.ReadFull(r, riff[:]); err != nil {
 		if n == 0 {
@@ -160,7 +205,7 @@ func Decode(r io.Reader) (*Clip, error) {
 			if format == nil {
 				return nil, fmt.Errorf("%w: data chunk before fmt chunk", ErrInvalid)
 			}
-			return readData(r, format, size)
+			return newDataReader(r, format, size)
 		default:
 			// RIFF chunks are padded to an even size.
 			skip := int64(size) + int64(size&1)
@@ -169,6 +214,77 @@ func Decode(r io.Reader) (*Clip, error) {
 			}
 		}
 	}
+}
+
+func newDataReader(r io.Reader, f *waveFormat, size uint32) (*Reader, error) {
+	d := &Reader{r: r, f: f, toEOF: size == unknownDataSize, declaredFrames: int64(size) / int64(f.blockAlign)}
+	if !d.toEOF && d.declaredFrames*int64(f.channels) > MaxSamples {
+		return nil, fmt.Errorf("%w: data chunk declares %d frames of %d channels (max %d samples)", ErrTooLong, d.declaredFrames, f.channels, MaxSamples)
+	}
+	d.maxFrames = int64(MaxSamples / f.channels)
+	if !d.toEOF {
+		d.maxFrames = d.declaredFrames
+	}
+	d.blockFrames = max(1, 64*1024/f.blockAlign)
+	return d, nil
+}
+
+// Rate is the recording's sample rate in Hz.
+func (d *Reader) Rate() int { return d.f.rate }
+
+// Channels is the recording's channel count.
+func (d *Reader) Channels() int { return d.f.channels }
+
+// Frames is how many frames (samples per channel) have been read so far.
+func (d *Reader) Frames() int64 { return d.frames }
+
+// Read decodes up to maxFrames frames, one slice per channel. At the end of the data it
+// returns io.EOF; a data chunk shorter than declared gives the whole frames present and
+// an error wrapping ErrTruncated. Every error is returned again by later calls.
+func (d *Reader) Read(maxFrames int) ([][]float32, error) {
+	if d.err != nil {
+		return nil, d.err
+	}
+	want := int64(max(1, maxFrames))
+	if !d.toEOF {
+		want = min(want, d.maxFrames-d.frames)
+	}
+	if want <= 0 {
+		d.err = io.EOF
+		return nil, d.err
+	}
+	need := int(want) * d.f.blockAlign
+	if cap(d.buf) < need {
+		d.buf = make([]byte, need)
+	}
+	n, err := io.ReadFull(d.r, d.buf[:need])
+	got := n / d.f.blockAlign
+	if d.toEOF && d.frames+int64(got) > d.maxFrames {
+		d.err = fmt.Errorf("%w: more than %d samples", ErrTooLong, MaxSamples)
+		return nil, d.err
+	}
+	out := make([][]float32, d.f.channels)
+	for c := range out {
+		out[c] = make([]float32, 0, got)
+	}
+	decodeFrames(out, d.buf[:got*d.f.blockAlign], d.f)
+	d.frames += int64(got)
+	switch {
+	case err == nil:
+	case d.toEOF && (err == io.EOF || err == io.ErrUnexpectedEOF):
+		d.err = io.EOF
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		d.err = fmt.Errorf("%w: data chunk declares %d frames, %d present", ErrTruncated, d.declaredFrames, d.frames)
+	default:
+		d.err = fmt.Errorf("audio: reading data chunk: %w", err)
+	}
+	if got == 0 {
+		return nil, d.err
+	}
+	if d.err == io.EOF {
+		return out, nil // the last frames; the next Read says io.EOF
+	}
+	return out, d.err
 }
 
 // extensibleGUIDTail is the KSDATAFORMAT_SUBTYPE GUID after its first two bytes, which
@@ -253,55 +369,6 @@ func formatName(tag uint16) string {
 		return "MP3"
 	}
 	return "unknown"
-}
-
-// readData decodes the data chunk in blocks, growing the channel slices only as bytes
-// arrive.
-func readData(r io.Reader, f *waveFormat, size uint32) (*Clip, error) {
-	toEOF := size == unknownDataSize
-	declaredFrames := int64(size) / int64(f.blockAlign)
-	if !toEOF && declaredFrames*int64(f.channels) > MaxSamples {
-		return nil, fmt.Errorf("%w: data chunk declares %d frames of %d channels (max %d samples)", ErrTooLong, declaredFrames, f.channels, MaxSamples)
-	}
-	maxFrames := int64(MaxSamples / f.channels)
-	if !toEOF {
-		maxFrames = declaredFrames
-	}
-	clip := &Clip{Rate: f.rate, Channels: make([][]float32, f.channels)}
-	// Pre-size from the declared length, but never beyond one second: the rest grows
-	// with append as data really arrives.
-	prealloc := int(min(declaredFrames, int64(f.rate)))
-	for c := range clip.Channels {
-		clip.Channels[c] = make([]float32, 0, prealloc)
-	}
-
-	// Read about 64 KiB at a time whatever the frame size.
-	blockFrames := max(1, 64*1024/f.blockAlign)
-	buf := make([]byte, blockFrames*f.blockAlign)
-	var frames int64
-	for frames < maxFrames || toEOF {
-		want := int64(blockFrames)
-		if !toEOF {
-			want = min(want, maxFrames-frames)
-		}
-		n, err := io.ReadFull(r, buf[:want*int64(f.blockAlign)])
-		got := n / f.blockAlign
-		if toEOF && frames+int64(got) > maxFrames {
-			return nil, fmt.Errorf("%w: more than %d samples", ErrTooLong, MaxSamples)
-		}
-		decodeFrames(clip.Channels, buf[:got*f.blockAlign], f)
-		frames += int64(got)
-		if err != nil {
-			if toEOF && (err == io.EOF || err == io.ErrUnexpectedEOF) {
-				return clip, nil
-			}
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return clip, fmt.Errorf("%w: data chunk declares %d frames, %d present", ErrTruncated, declaredFrames, frames)
-			}
-			return clip, fmt.Errorf("audio: reading data chunk: %w", err)
-		}
-	}
-	return clip, nil
 }
 
 // decodeFrames appends the interleaved frames in b to chans.

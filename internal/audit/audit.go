@@ -7,8 +7,8 @@
 //
 // The hash is unkeyed, so someone able to rewrite the whole table from a point onwards
 // (recomputing every later hash) or truncate its tail is caught only by comparing the
-// head hash Verify reports with a copy kept elsewhere (a backup, a log shipped off the
-// box). Record Report.Head off the machine periodically to close that gap.
+// chain with copies of its head kept elsewhere: the signed checkpoints of anchor.go,
+// written to the system journal, a checkpoint file and every backup (CheckAnchors).
 //
 // # Hash input
 //
@@ -126,9 +126,10 @@ CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;
 `
 
-// EnsureSchema creates the audit_log table and its guard triggers if they are missing.
+// EnsureSchema creates the audit_log table and its guard triggers, and the table of
+// checkpoints (anchor.go), if they are missing.
 func EnsureSchema(ctx context.Context, db *sql.DB) error {
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+checkpointSchema); err != nil {
 		return fmt.Errorf("create audit_log schema: %w", err)
 	}
 	return nil

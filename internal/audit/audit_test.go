@@ -98,7 +98,7 @@ func wantProblem(t *testing.T, db *sql.DB, seq int64, kind string) Report {
 func TestChainOf50Verifies(t *testing.T) {
 	_, db, _ := newLog(t, 50)
 	var out bytes.Buffer
-	if err := RunVerifyCLI(context.Background(), db, &out); err != nil {
+	if err := RunVerifyCLI(context.Background(), db, &out, Anchors{}); err != nil {
 		t.Fatalf("verify: %v\n%s", err, out.String())
 	}
 	if !strings.HasPrefix(out.String(), "audit chain OK: 50 entries") {
@@ -141,7 +141,7 @@ func TestEditedDetailsNamed(t *testing.T) {
 		t.Fatalf("entries before problem = %d", rep.Entries)
 	}
 	var out bytes.Buffer
-	err := RunVerifyCLI(context.Background(), db, &out)
+	err := RunVerifyCLI(context.Background(), db, &out, Anchors{})
 	if !errors.Is(err, ErrChainBroken) || !strings.Contains(out.String(), "seq 17 (edited)") {
 		t.Fatalf("err %v, output %q", err, out.String())
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Problem kinds Verify reports.
@@ -124,17 +125,54 @@ func diagnose(ctx context.Context, db *sql.DB, prev, e entry) (Problem, error) {
 		Detail: fmt.Sprintf("prev_hash links to no entry in the log (entry %d's hash expected)", prev.Seq)}, nil
 }
 
-// RunVerifyCLI verifies the chain and prints the outcome, for `scribe audit verify`. It
-// returns an error (so the command exits non-zero) when the chain is broken.
-func RunVerifyCLI(ctx context.Context, db *sql.DB, stdout io.Writer) error {
+// Anchors are the checkpoints `scribe audit verify` found outside the chain, and where it
+// looked for them.
+type Anchors struct {
+	Checkpoints []Checkpoint
+	Verifier    Verifier
+	Looked      []string // the places searched, for the "none found" warning
+}
+
+// RunVerifyCLI verifies the chain, then compares it with the signed checkpoints in
+// anchors, and prints the outcome, for `scribe audit verify`. It returns an error (so the
+// command exits non-zero) when the chain is broken, truncated or rewritten.
+func RunVerifyCLI(ctx context.Context, db *sql.DB, stdout io.Writer, anchors Anchors) error {
 	rep, err := Verify(ctx, db)
 	if err != nil {
 		return err
 	}
+	var failed *Problem
 	if rep.Problem != nil {
 		fmt.Fprintf(stdout, "%s\n%d entries verified before it; last good hash %s\n", rep.Problem, rep.Entries, rep.Head)
-		return fmt.Errorf("%w at seq %d (%s)", ErrChainBroken, rep.Problem.Seq, rep.Problem.Kind)
+		failed = rep.Problem
+	} else {
+		fmt.Fprintf(stdout, "audit chain OK: %d entries, head %s\n", rep.Entries, rep.Head)
 	}
-	fmt.Fprintf(stdout, "audit chain OK: %d entries, head %s\n", rep.Entries, rep.Head)
+	ar, err := CheckAnchors(ctx, db, anchors.Checkpoints, anchors.Verifier)
+	if err != nil {
+		return err
+	}
+	switch {
+	case ar.Problem != nil && ar.Problem.Kind == Rewritten:
+		fmt.Fprintf(stdout, "audit chain rewritten (from seq %d on at the earliest): %s\n", ar.Problem.Seq, ar.Problem.Detail)
+		if failed == nil {
+			failed = ar.Problem
+		}
+	case ar.Problem != nil:
+		fmt.Fprintf(stdout, "audit chain %s at seq %d: %s\n", ar.Problem.Kind, ar.Problem.Seq, ar.Problem.Detail)
+		if failed == nil {
+			failed = ar.Problem
+		}
+	case ar.Newest != nil:
+		fmt.Fprintf(stdout, "anchored: the chain matches %d signed checkpoint(s); the newest is %s\n", ar.Valid, ar.Newest)
+	default:
+		fmt.Fprintf(stdout, "WARNING: no signed checkpoint found (looked in: %s): a truncated or rewritten chain cannot be told from an intact one\n", strings.Join(anchors.Looked, "; "))
+	}
+	if ar.Invalid > 0 {
+		fmt.Fprintf(stdout, "WARNING: %d checkpoint(s) ignored: bad signature or unknown key (forged, corrupted, or signed with a data key this machine does not have)\n", ar.Invalid)
+	}
+	if failed != nil {
+		return fmt.Errorf("%w at seq %d (%s)", ErrChainBroken, failed.Seq, failed.Kind)
+	}
 	return nil
 }

@@ -56,8 +56,33 @@ func TestChartDraws(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := img.Bounds(); b.Dx() < 200 || b.Dy() != 300 {
+	if b := img.Bounds(); b.Dx() < 200 || b.Dy() < 260 {
 		t.Errorf("size %v", b)
+	}
+	// With a title, a legend and group labels, the text is drawn (dark pixels) above the
+	// plot and below the axis.
+	c.Title, c.Series, c.Labels = "WER by condition", []string{"file", "whisper-cli"}, []string{"clean", "pink 10 dB", "pink 5 dB"}
+	buf.Reset()
+	if err := c.Draw(&buf); err != nil {
+		t.Fatal(err)
+	}
+	labelled, err := png.Decode(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := labelled.Bounds()
+	dark := func(y0, y1 int) bool {
+		for y := y0; y < y1; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				if r, g, bl, _ := labelled.At(x, y).RGBA(); r < 0x4000 && g < 0x4000 && bl < 0x4000 {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if b.Dy() <= img.Bounds().Dy() || !dark(0, lineH+2) || !dark(b.Max.Y-lineH-4, b.Max.Y) {
+		t.Errorf("labelled chart %v: no title or labels drawn", b)
 	}
 	// The tallest bar (2.5, group 1 series 1) reaches higher than the shortest.
 	if err := (Chart{}).Draw(&buf); err == nil {
@@ -133,6 +158,10 @@ func TestScore(t *testing.T) {
 	if f.RefWords != 8 || f.WER.Errors() != 1 || f.SpeakerAccuracy != 0.5 || f.VADRecall != 1 || math.Abs(f.VADPrecision-0.8) > 1e-9 {
 		t.Errorf("%+v", f)
 	}
+	// WDER: of the 8 aligned words, the patient's 4 went to the clinician.
+	if f.WDERWords != 8 || f.WDER != 0.5 {
+		t.Errorf("WDER %v over %d words, want 0.5 over 8", f.WDER, f.WDERWords)
+	}
 }
 
 // realRuntime loads the weightless test model with the real Silero VAD.
@@ -204,7 +233,7 @@ func TestRunAccuracyLabelsTestModel(t *testing.T) {
 	src := renderedExcerpt(t)
 	dir := t.TempDir()
 	base := filepath.Base(src[:len(src)-len(".truth.json")])
-	for _, ext := range []string{".truth.json", ".stereo.wav"} {
+	for _, ext := range []string{".truth.json", ".stereo.wav", ".mono.wav"} {
 		b, err := os.ReadFile(filepath.Join(filepath.Dir(src), base+ext))
 		if err != nil {
 			t.Fatal(err)
@@ -214,21 +243,58 @@ func TestRunAccuracyLabelsTestModel(t *testing.T) {
 		}
 	}
 	rt := realRuntime(t)
-	rep, err := RunAccuracy(context.Background(), rt, dir)
+	rep, err := RunAccuracy(context.Background(), rt, dir, AccuracyOptions{Modes: []string{ModeFile, ModeLive}, Channels: []string{"stereo", "mono"}, WithoutCleanup: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.TestModel || rep.Note == "" || len(rep.Files) != 1 {
+	// One dry render: file and live, heard as a microphone pair and as the mono mix, with
+	// and without the clean-up chain.
+	if !rep.TestModel || rep.Note == "" || len(rep.Files) != 8 || len(rep.Pools) != 8 {
 		t.Fatalf("%+v", rep)
 	}
-	f := rep.Files[0]
-	// The test model decodes no words, so every reference word is deleted; the VAD and
-	// speaker figures are real and the speech is rendered cleanly.
-	if f.RefWords == 0 || f.HypWords != 0 || f.WERValue != 1 || f.VADRecall < 0.5 || f.VADPrecision < 0.5 || f.SpeakerSeconds == 0 {
-		t.Errorf("%+v", f)
+	for _, f := range rep.Files {
+		// The test model decodes no words, so every reference word is deleted; the VAD
+		// figures are real and the speech is rendered cleanly.
+		if f.RefWords == 0 || f.HypWords != 0 || f.WERValue != 1 || f.VADRecall < 0.5 || f.VADPrecision < 0.5 || f.Condition != "clean" {
+			t.Errorf("%+v", f)
+		}
+		// The pair tells the speakers apart by its two microphones; the mix by voices.
+		want := map[string]string{"stereo": "pair", "mono": "single"}[f.Channels]
+		if f.Microphones != want || (f.Channels == "stereo" && (f.SpeakerSeconds == 0 || f.AttributionAccuracy < 0.9)) {
+			t.Errorf("%s %s: microphones %q, attribution %.2f over %.1f s", f.Mode, f.Channels, f.Microphones, f.AttributionAccuracy, f.SpeakerSeconds)
+		}
 	}
-	if _, err := RunAccuracy(context.Background(), rt, t.TempDir()); err == nil {
+	for _, p := range rep.Pools {
+		if p.Files != 1 || p.VADRecall == nil || p.SpeakerAccuracy == nil || p.WDER == nil || p.RTF <= 0 {
+			t.Errorf("pool %+v", p)
+		}
+	}
+	c := rep.Chart()
+	if len(c.Groups) != 2 || len(c.Labels) != 2 || len(c.Series) != 4 || c.Labels[0] != "clean stereo" || c.Series[1] != "file (no clean-up)" {
+		t.Errorf("chart: %d groups %v, series %v", len(c.Groups), c.Labels, c.Series)
+	}
+	var png bytes.Buffer
+	if err := c.Draw(&png); err != nil || png.Len() == 0 {
+		t.Errorf("chart: %v", err)
+	}
+	if _, err := RunAccuracy(context.Background(), rt, t.TempDir(), AccuracyOptions{}); err == nil {
 		t.Error("empty corpus accepted")
+	}
+	if _, err := RunAccuracy(context.Background(), rt, dir, AccuracyOptions{Modes: []string{"guess"}}); err == nil {
+		t.Error("unknown mode accepted")
+	}
+}
+
+func TestParseWhisperCLIJSON(t *testing.T) {
+	segs, err := parseCLIJSON([]byte(`{"transcription":[{"timestamps":{"from":"00:00:00,000","to":"00:00:02,500"},"offsets":{"from":0,"to":2500},"text":" And so my fellow Americans"},{"offsets":{"from":2500,"to":4000},"text":" ask not"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) != 2 || segs[0].End != 2.5 || segs[1].Start != 2.5 || segs[1].Text != " ask not" {
+		t.Errorf("%+v", segs)
+	}
+	if _, err := parseCLIJSON([]byte("not json")); err == nil {
+		t.Error("bad output accepted")
 	}
 }
 
@@ -261,5 +327,44 @@ func TestSpeechRunsMergeOverlapsAndShortPauses(t *testing.T) {
 		if runs[i].Start != w[0] || runs[i].End != w[1] {
 			t.Errorf("run %d: %+v, want %v", i, runs[i], w)
 		}
+	}
+}
+
+// Reports measured in parts (scribe's modes, then whisper-cli's) and read back from JSON
+// join into one, pooled from the counts: all errors over all reference words.
+func TestJoinAccuracyPoolsFromCounts(t *testing.T) {
+	a := &AccuracyReport{Model: "m", Settings: "scribe", Measured: "2026-12-05", Files: []FileAccuracy{
+		{File: "x", Mode: ModeFile, Channels: "stereo", Condition: "clean", RefWords: 100, Errors: 20, SpeakerAccuracy: 1, SpeakerSeconds: 10, VADHitS: 9, VADHypS: 10, VADRefS: 9},
+		{File: "y", Mode: ModeFile, Channels: "stereo", Condition: "clean", RefWords: 300, Errors: 30, SpeakerAccuracy: 0.5, SpeakerSeconds: 10, VADHitS: 9, VADHypS: 9, VADRefS: 12}}}
+	b := &AccuracyReport{Model: "m", WhisperCLIArgs: "-bs 5", Files: []FileAccuracy{
+		{File: "x", Mode: ModeWhisperCLI, Channels: "mono", Condition: "clean", RefWords: 100, Errors: 10}}}
+	var parts []*AccuracyReport
+	for _, r := range []*AccuracyReport{a, b} {
+		js, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back AccuracyReport
+		if err := json.Unmarshal(js, &back); err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, &back)
+	}
+	j, err := JoinAccuracy(parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(j.Files) != 3 || len(j.Pools) != 2 || j.WhisperCLIArgs != "-bs 5" {
+		t.Fatalf("%+v", j)
+	}
+	f, cli := j.Pools[0], j.Pools[1]
+	if f.WER != 0.125 || f.Errors != 50 || *f.SpeakerAccuracy != 0.75 || *f.VADPrecision != 18.0/19 || *f.VADRecall != 18.0/21 || j.WER != 0.125 {
+		t.Errorf("file pool %+v", f)
+	}
+	if cli.WER != 0.1 || cli.SpeakerAccuracy != nil || cli.VADRecall != nil {
+		t.Errorf("whisper-cli pool %+v", cli)
+	}
+	if _, err := JoinAccuracy([]*AccuracyReport{a, {Model: "other"}}); err == nil {
+		t.Error("reports of two models joined")
 	}
 }

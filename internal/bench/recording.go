@@ -1,9 +1,7 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -40,19 +38,15 @@ func (r Recording) Seconds() float64 {
 	return float64(len(r.Channels[0])) / domain.SampleRate
 }
 
-// LoadRendered reads a rendered consultation (corpus.Render) from its truth JSON: the
-// stereo WAV beside it (clinician left, patient right) and the truth.
+// LoadRendered reads a rendered consultation (corpus.Render, corpus.RenderRoom) from its
+// truth JSON: the WAV beside it (stereo: clinician left, patient right; or an array's
+// capsules) and the truth.
 func LoadRendered(truthPath string) (Recording, error) {
-	b, err := os.ReadFile(truthPath)
+	truth, err := corpus.ReadTruth(truthPath)
 	if err != nil {
-		return Recording{}, fmt.Errorf("bench: %w", err)
+		return Recording{}, err
 	}
-	var truth corpus.Truth
-	if err := json.Unmarshal(b, &truth); err != nil {
-		return Recording{}, fmt.Errorf("bench: %s: %w", truthPath, err)
-	}
-	wav := strings.TrimSuffix(truthPath, ".truth.json") + ".stereo.wav"
-	clip, err := audio.ReadFile(wav)
+	clip, err := audio.ReadFile(corpus.AudioPath(truthPath, truth))
 	if err != nil {
 		return Recording{}, fmt.Errorf("bench: %w", err)
 	}

@@ -65,9 +65,12 @@ func Devices() ([]Device, error) {
 // Options choose the device and format. Index -1 is the default input device.
 type Options struct {
 	Device   int
-	Channels int     // 1, or 2 for a clinician mic + patient mic pair
+	Channels int     // 1; 2 for a clinician mic + patient mic pair; up to MaxChannels for an array's capsules
 	Rate     float64 // 0 = the device's default rate
 }
+
+// MaxChannels is the most channels captured at once (the capsules of an 8-capsule array).
+const MaxChannels = 8
 
 // ErrNoSuchDevice means Options.Device names no PortAudio device.
 var ErrNoSuchDevice = errors.New("no such audio device")
@@ -98,8 +101,8 @@ type Source struct {
 
 // Open starts capturing.
 func Open(opt Options) (*Source, error) {
-	if opt.Channels < 1 || opt.Channels > 2 {
-		return nil, fmt.Errorf("capture: %d channels requested; 1 or 2 are supported", opt.Channels)
+	if opt.Channels < 1 || opt.Channels > MaxChannels {
+		return nil, fmt.Errorf("capture: %d channels requested; 1 to %d are supported", opt.Channels, MaxChannels)
 	}
 	if err := initialize(); err != nil {
 		return nil, fmt.Errorf("capture: PortAudio: %w", err)

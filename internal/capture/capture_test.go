@@ -224,8 +224,38 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 	} else {
 		t.Log(err)
 	}
-	if _, err := Open(Options{Device: -1, Channels: 3}); err == nil {
-		t.Error("3 channels accepted")
+	for _, n := range []int{0, MaxChannels + 1} {
+		if _, err := Open(Options{Device: -1, Channels: n}); err == nil {
+			t.Errorf("%d channels accepted", n)
+		}
+	}
+}
+
+// A four-capsule array: each capsule's channel arrives in order and keeps its time
+// difference to the others to the sample, which direction finding depends on.
+func TestCaptureFourCapsulesKeepTimeDifferences(t *testing.T) {
+	speech := speech16k(t)
+	chans := make([][]float32, 4)
+	for c := range chans {
+		chans[c] = make([]float32, len(speech))
+		copy(chans[c][c:], speech) // capsule c hears it c samples later
+	}
+	raw := writeRaw(t, chans, 4, putFloat32LE)
+	alsaDefaultPCM(t, fmt.Sprintf(`{ type file slave.pcm "null" file "/dev/null" infile %q format "raw" }`, raw))
+	src, err := Open(Options{Device: -1, Channels: 4, Rate: 16000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if src.Channels() != 4 {
+		t.Fatalf("Channels() = %d", src.Channels())
+	}
+	got := readSeconds(t, src, 3)
+	for c := 1; c < 4; c++ {
+		best, lag := bestMatch(got[c], got[0], 8)
+		if lag != c || best < 0.99 {
+			t.Errorf("capsule %d: best match with capsule 0 at lag %d (correlation %.3f), want %d", c, lag, best, c)
+		}
 	}
 }
 

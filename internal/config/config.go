@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"scribe/internal/diarize"
 )
 
 // Config is everything an operator can set. Secrets are not here: the data key comes from
@@ -42,6 +44,10 @@ type Config struct {
 		TemperatureInc float32 `yaml:"temperature_inc"`
 		Vocabulary     string  `yaml:"vocabulary"` // term file; empty = built-in list
 		ShrinkAudioCtx bool    `yaml:"shrink_audio_ctx"`
+		// FileWindow: file transcription (scribe transcribe, bench accuracy) packs the
+		// VAD's speech into decode windows of up to this many seconds (whisper's 30 s);
+		// 0 decodes each line once as the VAD closes it (after the preceding speech).
+		FileWindow float64 `yaml:"file_window"`
 		// SecondPassModel, when set, re-transcribes committed utterances with this
 		// (larger) model when the box is idle; SecondPassQueue bounds the utterances
 		// whose audio waits in memory for it (0 = 32).
@@ -67,6 +73,10 @@ type Config struct {
 		Retention        string  `yaml:"retention"` // "none" (default) or "until-approved"
 		// RetentionTTL bounds how long until-approved audio is held (default and max 24h).
 		RetentionTTL time.Duration `yaml:"retention_ttl"`
+		// Microphones says how the room's microphones are arranged, which decides how
+		// speakers are attributed (kind auto|pair|array|single, capsules, spacing_mm,
+		// layout, clinician: see package diarize).
+		Microphones diarize.Setup `yaml:"microphones"`
 	} `yaml:"audio"`
 	// Retention of transcripts: purged TranscriptDays after approval (and write-back),
 	// checked at start and every PurgeInterval (default 6h) while serving.
@@ -77,6 +87,19 @@ type Config struct {
 	Demo struct {
 		WAVs []string `yaml:"wavs"` // rooms that replay these files in --demo mode
 	} `yaml:"demo"`
+	// Storage: no session starts with less than MinFreeMB free on the data disk (default
+	// 1024), and `scribe doctor` fails below it.
+	Storage struct {
+		MinFreeMB int `yaml:"min_free_mb"`
+	} `yaml:"storage"`
+	// Audit anchors: signed checkpoints of the audit chain's head are logged (the system
+	// journal), appended to CheckpointFile (default data_dir/audit-checkpoints.log) and
+	// kept in the database for backups, at start, every CheckpointInterval and at
+	// shutdown (default 10m).
+	Audit struct {
+		CheckpointFile     string        `yaml:"checkpoint_file"`
+		CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	} `yaml:"audit"`
 	EPR EPR `yaml:"epr"`
 }
 
@@ -147,6 +170,7 @@ func Default() Config {
 	c.Transcription.Language = "en"
 	c.Transcription.TemperatureInc = 0.2
 	c.Transcription.ShrinkAudioCtx = false // measured: shrinking the encoder costs real models words (README, Measured accuracy)
+	c.Transcription.FileWindow = 30
 	c.Audio.HighPass = true
 	c.Audio.NoiseSuppression = true
 	c.Audio.AGC = true
@@ -155,8 +179,11 @@ func Default() Config {
 	c.Audio.Padding = 0.2
 	c.Audio.Retention = "none"
 	c.Audio.RetentionTTL = 24 * time.Hour
+	c.Audio.Microphones.Kind = diarize.KindAuto
 	c.Retention.TranscriptDays = 30
 	c.Retention.PurgeInterval = 6 * time.Hour
+	c.Audit.CheckpointInterval = 10 * time.Minute
+	c.Storage.MinFreeMB = 1024
 	c.EPR.Sink = "folder"
 	c.EPR.LookupPatient = true
 	c.EPR.PracticeSetting = Coding{System: "http://snomed.info/sct", Code: "394814009", Display: "General practice"}
@@ -227,14 +254,22 @@ func (c Config) Validate() error {
 		return errors.New("config: data_dir must be set")
 	case c.Models.Workers < 0 || c.Models.Threads < 0:
 		return errors.New("config: models.workers and models.threads must be ≥ 0")
+	case c.Transcription.FileWindow < 0 || c.Transcription.FileWindow > 30:
+		return fmt.Errorf("config: transcription.file_window %g must be between 0 and 30 seconds", c.Transcription.FileWindow)
 	case c.Audio.Retention != "none" && c.Audio.Retention != "until-approved":
 		return fmt.Errorf("config: audio.retention %q must be none or until-approved", c.Audio.Retention)
 	case c.Audio.RetentionTTL <= 0 || c.Audio.RetentionTTL > 24*time.Hour:
 		return fmt.Errorf("config: audio.retention_ttl %v must be positive and at most 24h", c.Audio.RetentionTTL)
+	case c.Audio.Microphones.Validate() != nil:
+		return fmt.Errorf("config: audio.microphones: %w", c.Audio.Microphones.Validate())
 	case c.Retention.TranscriptDays < 1:
 		return fmt.Errorf("config: retention.transcript_days %d must be at least 1", c.Retention.TranscriptDays)
 	case c.Retention.PurgeInterval < time.Second:
 		return fmt.Errorf("config: retention.purge_interval %v must be at least 1s", c.Retention.PurgeInterval)
+	case c.Storage.MinFreeMB < 0:
+		return fmt.Errorf("config: storage.min_free_mb %d must be 0 (no floor) or more", c.Storage.MinFreeMB)
+	case c.Audit.CheckpointInterval < time.Second:
+		return fmt.Errorf("config: audit.checkpoint_interval %v must be at least 1s", c.Audit.CheckpointInterval)
 	case (c.TLS.Cert == "") != (c.TLS.Key == ""):
 		return errors.New("config: tls.cert and tls.key must be set together")
 	case c.EPR.Sink != "folder" && c.EPR.Sink != "fhir" && c.EPR.Sink != "mesh":
@@ -277,6 +312,15 @@ func (c Config) KeyFile() string {
 		return c.DataKeyFile
 	}
 	return filepath.Join(c.DataDir, "data.key")
+}
+
+// AuditCheckpointFile is where signed audit checkpoints are appended: audit.checkpoint_file,
+// or audit-checkpoints.log in the data directory.
+func (c Config) AuditCheckpointFile() string {
+	if c.Audit.CheckpointFile != "" {
+		return c.Audit.CheckpointFile
+	}
+	return filepath.Join(c.DataDir, "audit-checkpoints.log")
 }
 
 // Parallelism splits the machine's cores into decoder workers × threads each. Whisper

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -28,11 +29,16 @@ func RunRenderCLI(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	out := fs.String("out", defaultOutDir(), "output directory")
 	ids := fs.String("ids", strings.Join(DefaultIDs, ","), `comma-separated consultation ids, or "all"`)
 	maxSeconds := fs.Float64("max-seconds", 0, "render only the first N seconds of each consultation (0 = all)")
-	noise := fs.String("noise", "none", "background noise: white, pink or none")
+	noise := fs.String("noise", "none", "background noise: white, pink or none; with -room: diffuse or none")
 	snr := fs.Float64("snr", 20, "speech-to-noise ratio in dB when -noise is white or pink")
 	jobs := fs.Int("jobs", 2, "espeak-ng processes to run at once")
+	rooms := fs.String("room", "", "also render through these simulated consulting rooms (comma-separated: "+strings.Join(roomNames(), ", ")+", or all); needs python3 with pyroomacoustics (scripts/pyenv run)")
+	capsules := fs.String("capsules", "2", "with -room: microphone arrays on the desk, by capsule count (comma-separated: 2, 4)")
+	axis := fs.Float64("axis", 0, "with -room: turn the array on the desk by this many degrees (0: capsule 0 towards the clinician)")
+	python := fs.String("python", "python3", "with -room: the Python interpreter that has pyroomacoustics")
+	voices := fs.String("voices", strings.Join(DefaultVoices[:], ","), "espeak-ng voices of clinician and patient, comma-separated")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: scribe corpus render [flags]\n\nRenders PriMock57 consultations with espeak-ng: <id>.stereo.wav (clinician left,\npatient right), <id>.mono.wav and <id>.truth.json (where each utterance really is).\n\nflags:")
+		fmt.Fprintln(stderr, "usage: scribe corpus render [flags]\n\nRenders PriMock57 consultations with espeak-ng: <id>.stereo.wav (clinician left,\npatient right), <id>.mono.wav and <id>.truth.json (where each utterance really is).\nWith -room, also <name>-<room>-<N>cap[-diffuse<SNR>dB].array.wav (one channel per\ncapsule of an array on the desk) with its own .truth.json (the same utterances).\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -66,21 +72,89 @@ func RunRenderCLI(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 
-	opt := RenderOptions{OutDir: *out, MaxSeconds: *maxSeconds, NoiseKind: *noise, SNRdB: *snr, Jobs: *jobs}
+	opt := RenderOptions{OutDir: *out, MaxSeconds: *maxSeconds, NoiseKind: *noise, SNRdB: *snr, Jobs: *jobs, Python: *python}
+	v := strings.Split(*voices, ",")
+	if len(v) != 2 || strings.TrimSpace(v[0]) == "" || strings.TrimSpace(v[1]) == "" {
+		return fmt.Errorf("corpus render: -voices %q: want two espeak-ng voices, clinician first: %w", *voices, ErrUsage)
+	}
+	opt.Voices = [2]string{strings.TrimSpace(v[0]), strings.TrimSpace(v[1])}
+	if *rooms == "" {
+		for _, id := range list {
+			began := time.Now()
+			r, err := Render(ctx, *corpus, id, opt)
+			if err != nil {
+				return err
+			}
+			report(stdout, id, r, began)
+		}
+		return nil
+	}
+	roomList, arrays, err := roomsAndArrays(*rooms, *capsules)
+	if err != nil {
+		return fmt.Errorf("corpus render: %w: %w", err, ErrUsage)
+	}
+	for i := range arrays {
+		arrays[i].AxisDeg += *axis
+	}
 	for _, id := range list {
-		began := time.Now()
-		r, err := Render(ctx, *corpus, id, opt)
-		if err != nil {
-			return err
+		for _, room := range roomList {
+			for _, arr := range arrays {
+				began := time.Now()
+				r, err := RenderRoom(ctx, *corpus, id, room, arr, opt)
+				if err != nil {
+					return err
+				}
+				report(stdout, id, r, began)
+			}
 		}
-		state := fmt.Sprintf("rendered in %.1fs", time.Since(began).Seconds())
-		if r.Cached {
-			state = "up to date"
-		}
-		fmt.Fprintf(stdout, "%s: %.1fs, %d utterances, %s\n  %s\n  %s\n  %s\n", id, r.Truth.Duration,
-			len(r.Truth.Utterances), state, r.StereoPath, r.MonoPath, r.TruthPath)
 	}
 	return nil
+}
+
+// report prints one rendered consultation's line and files.
+func report(w io.Writer, id string, r *Rendered, began time.Time) {
+	state := fmt.Sprintf("rendered in %.1fs", time.Since(began).Seconds())
+	if r.Cached {
+		state = "up to date"
+	}
+	if ri := r.Truth.Room; ri != nil {
+		state += fmt.Sprintf(", room %s (RT60 %.2fs measured), %d capsules", ri.Name, ri.MeasuredRT60, ri.Array.Capsules)
+	}
+	fmt.Fprintf(w, "%s: %.1fs, %d utterances, %s\n", id, r.Truth.Duration, len(r.Truth.Utterances), state)
+	for _, p := range []string{r.StereoPath, r.MonoPath, r.ArrayPath, r.TruthPath} {
+		if p != "" {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+	}
+}
+
+// roomsAndArrays parses -room and -capsules.
+func roomsAndArrays(rooms, capsules string) ([]Room, []Array, error) {
+	var rs []Room
+	if rooms == "all" {
+		rs = Rooms
+	} else {
+		for _, name := range strings.Split(rooms, ",") {
+			r, err := FindRoom(strings.TrimSpace(name))
+			if err != nil {
+				return nil, nil, err
+			}
+			rs = append(rs, r)
+		}
+	}
+	var as []Array
+	for _, c := range strings.Split(capsules, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil {
+			return nil, nil, fmt.Errorf("-capsules %q: %w", c, err)
+		}
+		a, err := ArrayFor(n)
+		if err != nil {
+			return nil, nil, err
+		}
+		as = append(as, a)
+	}
+	return rs, as, nil
 }
 
 // defaultCorpusDir is ../shared/corpus/primock57 beside the repository: found from the

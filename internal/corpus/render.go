@@ -31,6 +31,7 @@ type RenderOptions struct {
 	Voices     [2]string // espeak-ng voices for clinician and patient; empty = DefaultVoices
 	Jobs       int       // espeak-ng processes run at once; 0 = 2
 	Espeak     string    // espeak-ng executable; empty = "espeak-ng" from PATH
+	Python     string    // room renders: python3 with pyroomacoustics; empty = "python3" from PATH
 }
 
 // DefaultVoices are two clearly different British English voices: a male Received
@@ -58,13 +59,18 @@ type Truth struct {
 	SNRdB      float64          `json:"snr_db,omitempty"`
 	Voices     [2]string        `json:"voices"`
 	RenderKey  string           `json:"render_key"` // hash of inputs and options, for the cache
+	// Room is set for a room render (RenderRoom): the simulated room and the microphone
+	// array whose capsules are the channels of the .array.wav file.
+	Room       *RoomInfo        `json:"room,omitempty"`
 	Utterances []TruthUtterance `json:"utterances"`
 }
 
-// Rendered names a rendered consultation's files and carries its ground truth.
+// Rendered names a rendered consultation's files and carries its ground truth. A dry
+// render has StereoPath and MonoPath, a room render ArrayPath.
 type Rendered struct {
 	StereoPath string // 16 kHz, clinician on channel 0, patient on channel 1
 	MonoPath   string // 16 kHz, both speakers mixed
+	ArrayPath  string // 16 kHz, one channel per capsule of the array on the desk
 	TruthPath  string // JSON ground truth
 	Truth      *Truth
 	Cached     bool // true when the files were already up to date and nothing was rendered
@@ -129,6 +135,9 @@ func (o RenderOptions) baseName(id string) string {
 	}
 	if o.NoiseKind != "none" {
 		name += "-" + o.NoiseKind + strconv.FormatFloat(o.SNRdB, 'f', -1, 64) + "dB"
+	}
+	if o.Voices != DefaultVoices {
+		name += "-" + strings.NewReplacer("+", "", "-", "").Replace(o.Voices[0]+"."+o.Voices[1])
 	}
 	return name
 }
@@ -488,7 +497,8 @@ func renderKey(opt RenderOptions, espeakVersion string, transcripts ...string) (
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// cached returns the stored truth when all three files exist and the truth's key matches.
+// cached returns the stored truth when the truth and every audio file of r exist and the
+// truth's key matches.
 func cached(r *Rendered, key string) (*Truth, bool) {
 	b, err := os.ReadFile(r.TruthPath)
 	if err != nil {
@@ -498,7 +508,10 @@ func cached(r *Rendered, key string) (*Truth, bool) {
 	if json.Unmarshal(b, &t) != nil || t.RenderKey != key {
 		return nil, false
 	}
-	for _, p := range []string{r.StereoPath, r.MonoPath} {
+	for _, p := range []string{r.StereoPath, r.MonoPath, r.ArrayPath} {
+		if p == "" {
+			continue
+		}
 		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
 			return nil, false
 		}

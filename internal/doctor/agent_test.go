@@ -105,7 +105,7 @@ func agentOptions(t *testing.T, path string) Options {
 	if cfg.Models.VAD == "" {
 		t.Skip("../shared/models not available")
 	}
-	return Options{Config: cfg, AgentConfig: path, BuildTime: time.Now().Add(-time.Hour), Devices: deviceNames}
+	return Options{Config: cfg, AgentConfig: path, BuildTime: time.Now().Add(-time.Hour), Devices: listDevices}
 }
 
 func TestAgentDoctorPasses(t *testing.T) {

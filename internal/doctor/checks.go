@@ -11,20 +11,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"scribe/internal/app"
 	"scribe/internal/domain"
 )
-
-func freeBytes(dir string) (uint64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, err
-	}
-	return st.Bavail * uint64(st.Bsize), nil
-}
 
 // checkTLS checks the configured certificate, or the one scribe generated in the data
 // directory: it must parse, match its key, and be valid now and for a while yet.

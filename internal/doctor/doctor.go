@@ -1,5 +1,6 @@
 // Package doctor checks that a scribe installation can work and explains, one line per
-// item, what is wrong: model files and checksums, the VAD model, audio devices, disk space
+// item, what is wrong: model files and checksums, the VAD model, audio devices and the
+// microphone set-up, disk space
 // and data directory permissions, the data key, the TLS certificate, the clock, the EPR's
 // FHIR endpoint, the room agents' connectivity, and how many rooms this machine can
 // transcribe live. On a room agent (Options.AgentConfig) it checks the agent's side.
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"scribe/internal/config"
+	"scribe/internal/diarize"
 	"scribe/internal/fhir"
 	"scribe/internal/keys"
 	"scribe/internal/models"
@@ -72,12 +74,13 @@ type Options struct {
 	// Bench runs the short decoding benchmark (loads the whisper model: seconds).
 	Bench bool
 	// Devices lists audio input devices; nil skips the check (tests, machines without PortAudio).
-	Devices func() (names []string, err error)
+	Devices func() ([]Device, error)
 	// HTTPClient reaches the EPR; nil uses one with a 5 s timeout.
 	HTTPClient *http.Client
 	// BuildTime is when this binary was built: the clock must not be earlier. Zero skips that.
 	BuildTime time.Time
-	// MinFreeBytes below which the disk check fails; 0 = 1 GiB.
+	// MinFreeBytes below which the disk check fails; 0 = the configuration's
+	// storage.min_free_mb (the floor below which no session starts), or 1 GiB.
 	MinFreeBytes uint64
 	// AgentConfig, when set, makes this a room agent's doctor (agent.go): the enrolment
 	// file, the gateway and its pinned certificate, the token, audio devices and the VAD
@@ -87,16 +90,26 @@ type Options struct {
 	Now func() time.Time
 }
 
+// Device is an audio input device as the check sees it.
+type Device struct {
+	Index    int
+	Name     string
+	Channels int // input channels it delivers
+	Default  bool
+}
+
+func (d Device) String() string { return fmt.Sprintf("#%d %s (%d ch)", d.Index, d.Name, d.Channels) }
+
 // Run runs every check, writes one line per check to w as it finishes, and returns the
 // results. The error is non-nil when any check failed.
 func Run(ctx context.Context, opt Options, w io.Writer) ([]Result, error) {
 	opt = opt.withDefaults()
 	checks := []func(context.Context, Options) []Result{
-		one(checkWhisperModel), one(checkVADModel), one(checkDevices), one(checkDataDir), one(checkDisk), one(checkDatabase),
+		one(checkWhisperModel), one(checkVADModel), one(checkDevices), one(checkMicrophones), one(checkDataDir), one(checkDisk), one(checkDatabase),
 		one(checkKey), one(checkTLS), one(checkClock), one(checkEPR), checkAgents, one(checkBench),
 	}
 	if opt.AgentConfig != "" {
-		checks = []func(context.Context, Options) []Result{checkAgentSide, one(checkDevices), one(checkVADModel), one(checkClock)}
+		checks = []func(context.Context, Options) []Result{checkAgentSide, one(checkDevices), one(checkMicrophones), one(checkVADModel), one(checkClock)}
 	}
 	var out []Result
 	failed := 0
@@ -126,6 +139,9 @@ func Run(ctx context.Context, opt Options, w io.Writer) ([]Result, error) {
 func (opt Options) withDefaults() Options {
 	if opt.HTTPClient == nil {
 		opt.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	if opt.MinFreeBytes == 0 {
+		opt.MinFreeBytes = uint64(opt.Config.Storage.MinFreeMB) << 20
 	}
 	if opt.MinFreeBytes == 0 {
 		opt.MinFreeBytes = 1 << 30
@@ -203,7 +219,11 @@ func checkDevices(_ context.Context, opt Options) Result {
 	if opt.Devices == nil {
 		return Result{}
 	}
-	names, err := opt.Devices()
+	devs, err := opt.Devices()
+	names := make([]string, len(devs))
+	for i, d := range devs {
+		names[i] = d.String()
+	}
 	if (err != nil || len(names) == 0) && opt.AgentConfig != "" {
 		return warn("audio", "no input device usable here (%v): this room agent cannot capture until a microphone is connected (see scribe devices)", err)
 	}
@@ -211,6 +231,66 @@ func checkDevices(_ context.Context, opt Options) Result {
 		return warn("audio", "no input device usable here (%v): fine for a gateway whose rooms use the browser microphone; a room with source \"device\" needs one", err)
 	}
 	return ok("audio", "%d input device(s): %s", len(names), strings.Join(names, "; "))
+}
+
+// checkMicrophones explains the configured microphone set-up (how speakers will be
+// attributed) and checks that an input device delivers the channels it needs: an array's
+// capsules, a pair's two.
+func checkMicrophones(_ context.Context, opt Options) Result {
+	m := opt.Config.Audio.Microphones
+	if err := m.Validate(); err != nil {
+		return fail("mics", "audio.microphones: %v", err)
+	}
+	var what string
+	switch m.Kind {
+	case diarize.KindArray:
+		layout := m.Layout
+		if layout == "" {
+			layout = "linear"
+		}
+		clin := m.Clinician
+		if clin == "" {
+			clin = diarize.ClinicianFirst
+		}
+		what = fmt.Sprintf("array of %d capsules %g mm apart (%s), speakers by direction, clinician named by %q", m.Capsules, m.SpacingMM, layout, clin)
+	case diarize.KindPair:
+		what = "microphone pair (clinician's channel " + map[bool]string{true: "right", false: "left"}[m.Clinician == diarize.ClinicianRight] + "), speakers by the louder channel"
+	case diarize.KindSingle:
+		what = "one microphone, speakers by voice clustering (clinician: the first voice after Start)"
+	default:
+		return ok("mics", "auto: one channel is attributed by voice clustering, two as a microphone pair; set audio.microphones for an array on the desk")
+	}
+	need := m.Channels()
+	if opt.Devices == nil {
+		return ok("mics", "%s", what)
+	}
+	devs, err := opt.Devices()
+	if err != nil || len(devs) == 0 {
+		return warn("mics", "%s; no input device to check it against (%v)", what, err)
+	}
+	var fit []string
+	defaultFits := false
+	for _, d := range devs {
+		if d.Channels >= need {
+			fit = append(fit, d.String())
+			defaultFits = defaultFits || d.Default
+		}
+	}
+	switch {
+	case len(fit) == 0:
+		return fail("mics", "%s: needs %d input channels, and no device delivers that many (%d at most): check the array's firmware/channel mode, or set audio.microphones to what is connected", what, need, maxChannels(devs))
+	case !defaultFits:
+		return warn("mics", "%s: the default input device delivers fewer than %d channels; use one of %s (--device, or the room's source_config device)", what, need, strings.Join(fit, "; "))
+	}
+	return ok("mics", "%s; %d channels from %s", what, need, strings.Join(fit, "; "))
+}
+
+func maxChannels(devs []Device) int {
+	n := 0
+	for _, d := range devs {
+		n = max(n, d.Channels)
+	}
+	return n
 }
 
 func checkDataDir(_ context.Context, opt Options) Result {
@@ -240,18 +320,18 @@ func checkDataDir(_ context.Context, opt Options) Result {
 
 func checkDisk(_ context.Context, opt Options) Result {
 	dir := existingParent(opt.Config.DataDir)
-	free, err := freeBytes(dir)
+	free, err := store.FreeBytes(dir)
 	if err != nil {
 		return fail("disk", "cannot measure free space on %s: %v", dir, err)
 	}
-	gib := float64(free) / (1 << 30)
+	gib, floor := float64(free)/(1<<30), float64(opt.MinFreeBytes)/(1<<30)
 	switch {
 	case free < opt.MinFreeBytes:
-		return fail("disk", "%.1f GiB free on %s: too little for the database and models (need %.1f GiB)", gib, dir, float64(opt.MinFreeBytes)/(1<<30))
+		return fail("disk", "%.1f GiB free on %s, below the floor of %.1f GiB (storage.min_free_mb): no session starts until space is freed", gib, dir, floor)
 	case free < 5*opt.MinFreeBytes:
-		return warn("disk", "%.1f GiB free on %s: getting low", gib, dir)
+		return warn("disk", "%.1f GiB free on %s: getting low (sessions stop starting below %.1f GiB, storage.min_free_mb)", gib, dir, floor)
 	}
-	return ok("disk", "%.1f GiB free on %s", gib, dir)
+	return ok("disk", "%.1f GiB free on %s (floor %.1f GiB)", gib, dir, floor)
 }
 
 func existingParent(dir string) string {

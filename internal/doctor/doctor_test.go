@@ -14,6 +14,7 @@ import (
 
 	"scribe/internal/capture"
 	"scribe/internal/config"
+	"scribe/internal/diarize"
 	"scribe/internal/fhir/fhirtest"
 	"scribe/internal/keys"
 	"scribe/internal/server"
@@ -52,17 +53,17 @@ func testSetup(t *testing.T) Options {
 	if err := keys.GenerateKeyFile(keyFile); err != nil {
 		t.Fatal(err)
 	}
-	return Options{Config: cfg, KeyFile: keyFile, BuildTime: time.Now().Add(-time.Hour), Devices: deviceNames}
+	return Options{Config: cfg, KeyFile: keyFile, BuildTime: time.Now().Add(-time.Hour), Devices: listDevices}
 }
 
-// deviceNames lists this machine's real PortAudio input devices.
-func deviceNames() ([]string, error) {
+// listDevices lists this machine's real PortAudio input devices.
+func listDevices() ([]Device, error) {
 	devs, err := capture.Devices()
-	var names []string
+	var out []Device
 	for _, d := range devs {
-		names = append(names, d.Name)
+		out = append(out, Device{Index: d.Index, Name: d.Name, Channels: d.Channels, Default: d.Default})
 	}
-	return names, err
+	return out, err
 }
 
 func byCheck(rs []Result) map[string]Result {
@@ -260,6 +261,59 @@ func TestDoctorEPRAnswers(t *testing.T) {
 		ts.Close()
 		if r.Status != c.want || !strings.Contains(r.Detail, c.detail) {
 			t.Errorf("%d %s: got %s %q, want %s containing %q", c.status, c.body, r.Status, r.Detail, c.want, c.detail)
+		}
+	}
+}
+
+// The disk check measures free space against the practice's floor (storage.min_free_mb),
+// the same floor below which no session starts.
+func TestDoctorDiskCheckUsesTheConfiguredFloor(t *testing.T) {
+	opt := testSetup(t)
+	free, err := store.FreeBytes(opt.Config.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Config.Storage.MinFreeMB = int(free>>20) + 1024
+	rs, _, err := run(t, opt)
+	if err == nil {
+		t.Error("doctor passed with less free space than the configured floor")
+	}
+	wantStatus(t, rs, "disk", Fail, "storage.min_free_mb", "no session starts")
+	opt.Config.Storage.MinFreeMB = 1
+	rs, _, _ = run(t, opt)
+	if rs["disk"].Status == Fail {
+		t.Errorf("disk check with a 1 MB floor: %s %s", rs["disk"].Status, rs["disk"].Detail)
+	}
+}
+
+// The microphone check names the set-up and how speakers will be attributed, and fails
+// when no input device delivers the channels it needs: a 4-capsule array behind a
+// device in its one-channel (processed) mode cannot give directions.
+func TestMicrophonesCheck(t *testing.T) {
+	usb := func(ch int) func() ([]Device, error) {
+		return func() ([]Device, error) {
+			return []Device{{Index: 0, Name: "Built-in", Channels: 2, Default: true}, {Index: 3, Name: "USB array", Channels: ch}}, nil
+		}
+	}
+	for _, c := range []struct {
+		mics    diarize.Setup
+		devices func() ([]Device, error)
+		status  Status
+		detail  string
+	}{
+		{diarize.Setup{Kind: "auto"}, usb(1), OK, "auto"},
+		{diarize.Setup{Kind: "array", Capsules: 4, SpacingMM: 45, Layout: "ring"}, usb(6), Warn, "#3 USB array (6 ch)"},
+		{diarize.Setup{Kind: "array", Capsules: 4, SpacingMM: 45, Layout: "ring"}, usb(1), Fail, "needs 4 input channels"},
+		{diarize.Setup{Kind: "array", Capsules: 2, SpacingMM: 65, Clinician: "left"}, usb(1), OK, `array of 2 capsules 65 mm apart (linear), speakers by direction, clinician named by "left"`},
+		{diarize.Setup{Kind: "pair"}, usb(1), OK, "louder channel"},
+		{diarize.Setup{Kind: "single"}, usb(1), OK, "voice clustering"},
+		{diarize.Setup{Kind: "array", Capsules: 4}, usb(6), Fail, "spacing"},
+	} {
+		cfg := config.Default()
+		cfg.Audio.Microphones = c.mics
+		r := checkMicrophones(context.Background(), Options{Config: cfg, Devices: c.devices})
+		if r.Check != "mics" || r.Status != c.status || !strings.Contains(r.Detail, c.detail) {
+			t.Errorf("%+v: %s %s; want %s containing %q", c.mics, r.Status, r.Detail, c.status, c.detail)
 		}
 	}
 }

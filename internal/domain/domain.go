@@ -14,8 +14,10 @@ import (
 // both work at 16 kHz.
 const SampleRate = 16000
 
-// Speaker says who spoke a segment. Two-channel rooms (clinician mic, patient mic) get a
-// speaker from channel energy; mono rooms get SpeakerUnknown for the clinician to correct.
+// Speaker says who spoke a segment, as the room's speaker attribution (package diarize)
+// decided: from channel energy with a microphone each, from direction with an array on
+// the desk, from voice clustering with one microphone; SpeakerUnknown where it could not
+// tell, for the clinician to correct.
 type Speaker string
 
 const (
@@ -45,7 +47,7 @@ const (
 	FlagRepetition    Flag = "repetition"     // a repeated-token loop was cut out
 	FlagFallback      Flag = "fallback"       // decoded only after temperature fallback
 	FlagTruncated     Flag = "truncated"      // utterance hit the maximum length and was cut
-	FlagOverlap       Flag = "overlap"        // both channels active: speaker uncertain
+	FlagOverlap       Flag = "overlap"        // both speakers heard, or speaker otherwise uncertain
 	FlagSecondPass    Flag = "second_pass"    // re-transcribed by the larger second-pass model
 
 	// Review flags (raised by a clinician).
@@ -82,6 +84,17 @@ type Utterance struct {
 	// SpeechEnd is where the last speech heard in it ends (seconds on the stream's
 	// timeline). In a growing utterance the audio after it is a pause that may yet end it.
 	SpeechEnd float64
+	// Speakers says who spoke when in the utterance (stream timeline), from the room's
+	// speaker attribution; stretches no one was attributed to have no span.
+	Speakers []SpeakerSpan
+	// Turns are the times inside the utterance where the floor passes from one speaker
+	// to the other without a pause: the decoder takes each turn on its own.
+	Turns []float64
+	// Runs is set on a packed utterance (file mode): several speech runs joined into one
+	// decode window, Channels holding them back to back. Each run says where it starts in
+	// Channels and where it was in the recording; Interval then spans the first run's
+	// start to the last run's end. Empty for an utterance that is one run of the recording.
+	Runs []Run
 }
 
 // AudioStart is where the utterance's samples begin on the stream's timeline: its start,
@@ -92,6 +105,56 @@ func (u Utterance) AudioStart() float64 {
 		return u.End
 	}
 	return u.End - float64(len(u.Channels[0]))/SampleRate
+}
+
+// SpeakerSpan is a stretch of audio attributed to one speaker.
+type SpeakerSpan struct {
+	Interval
+	Speaker Speaker
+}
+
+// Run is one stretch of a packed utterance: At seconds into its audio, Interval on the
+// recording's timeline (the same length).
+type Run struct {
+	At float64 `json:"at"`
+	Interval
+}
+
+// Seconds is the length of the utterance's audio.
+func (u Utterance) Seconds() float64 {
+	if len(u.Runs) == 0 || len(u.Channels) == 0 {
+		return u.Duration()
+	}
+	return float64(len(u.Channels[0])) / SampleRate
+}
+
+// Speech is the stretches of the recording the utterance holds: its runs, or itself.
+func (u Utterance) Speech() []Interval {
+	if len(u.Runs) == 0 {
+		return []Interval{u.Interval}
+	}
+	out := make([]Interval, len(u.Runs))
+	for i, r := range u.Runs {
+		out[i] = r.Interval
+	}
+	return out
+}
+
+// OnRecording maps t seconds into the utterance's audio to the recording's timeline. In
+// a packed utterance a time on the boundary of two runs belongs to the later run when it
+// starts a span (end false) and to the earlier when it ends one (end true).
+func (u Utterance) OnRecording(t float64, end bool) float64 {
+	if len(u.Runs) == 0 {
+		return u.Start + t
+	}
+	i := 0
+	for j, r := range u.Runs {
+		if r.At < t || (!end && r.At == t) {
+			i = j
+		}
+	}
+	r := u.Runs[i]
+	return r.Start + min(max(t-r.At, 0), r.Duration())
 }
 
 // Mono returns the utterance as one channel (the average of all channels).
@@ -194,8 +257,10 @@ type Transcript struct {
 	Channels     int        `json:"channels"`
 	Speech       []Interval `json:"speech"`
 	Segments     []Segment  `json:"segments"`
-	Timings      Timings    `json:"timings"`
-	Model        string     `json:"model"`
+	// Speakers is who spoke when, as the speaker attribution found it (for scoring).
+	Speakers []SpeakerSpan `json:"-"`
+	Timings  Timings       `json:"timings"`
+	Model    string        `json:"model"`
 }
 
 // AudioSource yields audio at SampleRate, one slice per channel per chunk. Live sources
@@ -286,9 +351,11 @@ type DecodedToken struct {
 	Text    string  `json:"text"`
 	P       float32 `json:"p"`
 	LogProb float32 `json:"logprob"`
-	Start   float64 `json:"start,omitempty"`
-	End     float64 `json:"end,omitempty"`
-	At      float64 `json:"at,omitempty"`
+	// Start and End are seconds from the start of the samples, when token timestamps
+	// were asked for (DecodeOptions.TokenTimestamps); 0 otherwise.
+	Start float64 `json:"start,omitempty"`
+	End   float64 `json:"end,omitempty"`
+	At    float64 `json:"at,omitempty"`
 }
 
 // DecodedSegment is a decoder's raw output; times are seconds from the start of the

@@ -5,9 +5,10 @@ import (
 	"math/bits"
 )
 
-// fft is an in-place iterative radix-2 complex FFT of a fixed power-of-two size, with
-// twiddles and the bit-reversal permutation precomputed.
-type fft struct {
+// FFT is an in-place iterative radix-2 complex FFT of a fixed power-of-two size, with
+// twiddles and the bit-reversal permutation precomputed. Transform only reads the tables,
+// so one FFT may serve several goroutines.
+type FFT struct {
 	n       int
 	rev     []int
 	cos     []float64 // cos(2πk/n), k < n/2
@@ -15,11 +16,12 @@ type fft struct {
 	logSize int
 }
 
-func newFFT(n int) *fft {
+// NewFFT makes an FFT of size n, a power of two (a programming error otherwise: it panics).
+func NewFFT(n int) *FFT {
 	if n < 2 || n&(n-1) != 0 {
 		panic("dsp: FFT size must be a power of two") // programming error: sizes are constants
 	}
-	f := &fft{n: n, rev: make([]int, n), cos: make([]float64, n/2), sin: make([]float64, n/2)}
+	f := &FFT{n: n, rev: make([]int, n), cos: make([]float64, n/2), sin: make([]float64, n/2)}
 	f.logSize = bits.TrailingZeros(uint(n))
 	for i := range n {
 		f.rev[i] = int(bits.Reverse(uint(i)) >> (bits.UintSize - f.logSize))
@@ -31,9 +33,9 @@ func newFFT(n int) *fft {
 	return f
 }
 
-// transform computes X[k] = Σ x[n]·e^{∓2πikn/N} in place (− for forward, + for inverse;
+// Transform computes X[k] = Σ x[n]·e^{∓2πikn/N} in place (− for forward, + for inverse;
 // the inverse is not scaled by 1/N).
-func (f *fft) transform(re, im []float64, inverse bool) {
+func (f *FFT) Transform(re, im []float64, inverse bool) {
 	n := f.n
 	for i, j := range f.rev {
 		if i < j {

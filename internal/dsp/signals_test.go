@@ -9,14 +9,14 @@ import (
 
 // bandPower is the power of x between lo and hi Hz, from averaged 512-point periodograms.
 func bandPower(x []float32, lo, hi float64) float64 {
-	f := newFFT(frameSize)
+	f := NewFFT(frameSize)
 	re, im := make([]float64, frameSize), make([]float64, frameSize)
 	var p float64
 	for start := 0; start+frameSize <= len(x); start += frameSize {
 		for i := range frameSize {
 			re[i], im[i] = float64(x[start+i]), 0
 		}
-		f.transform(re, im, false)
+		f.Transform(re, im, false)
 		for k := range numBins {
 			if fk := float64(k) * Rate / frameSize; fk >= lo && fk < hi {
 				p += re[k]*re[k] + im[k]*im[k]

@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -56,7 +57,8 @@ type Keyring struct {
 	source  string
 	current int
 	aeads   map[int]cipher.AEAD
-	lookup  map[int][]byte // per version: HMAC key for searchable hashes (lookup.go)
+	lookup  map[int][]byte             // per version: HMAC key for searchable hashes (lookup.go)
+	signing map[int]ed25519.PrivateKey // per version: audit checkpoint signing key (sign.go)
 }
 
 // New builds a keyring from raw keys by version, for callers and tests that manage keys
@@ -65,7 +67,8 @@ func New(keys map[int][]byte) (*Keyring, error) {
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("%w: no keys", ErrBadKey)
 	}
-	kr := &Keyring{source: "memory", aeads: make(map[int]cipher.AEAD, len(keys)), lookup: make(map[int][]byte, len(keys))}
+	kr := &Keyring{source: "memory", aeads: make(map[int]cipher.AEAD, len(keys)), lookup: make(map[int][]byte, len(keys)),
+		signing: make(map[int]ed25519.PrivateKey, len(keys))}
 	for v, k := range keys {
 		if v < 1 {
 			return nil, fmt.Errorf("%w: version %d (versions start at 1)", ErrBadKey, v)
@@ -83,6 +86,7 @@ func New(keys map[int][]byte) (*Keyring, error) {
 		}
 		kr.aeads[v] = gcm
 		kr.lookup[v] = deriveLookupKey(k)
+		kr.signing[v] = deriveSigningKey(k)
 		kr.current = max(kr.current, v)
 	}
 	return kr, nil

@@ -335,3 +335,30 @@ func TestLookupHashIsKeyedStableAndVersioned(t *testing.T) {
 		t.Fatalf("LookupHashes = %v, want v2 first then %s", hs, h)
 	}
 }
+
+func TestCheckpointSigningKeysFollowTheDataKey(t *testing.T) {
+	k1, k2 := bytes.Repeat([]byte{1}, KeySize), bytes.Repeat([]byte{2}, KeySize)
+	kr, err := New(map[int][]byte{1: k1, 2: k2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("checkpoint")
+	id, sig, err := kr.SignCheckpoint(msg)
+	if err != nil || id != "v2" {
+		t.Fatalf("sign: %q %v", id, err)
+	}
+	if !kr.VerifyCheckpoint("v2", msg, sig) || kr.VerifyCheckpoint("v1", msg, sig) || kr.VerifyCheckpoint("v2", []byte("other"), sig) {
+		t.Error("a signature verifies against the wrong key or message, or not at all")
+	}
+	only1, _ := New(map[int][]byte{1: k1})
+	if only1.VerifyCheckpoint("v2", msg, sig) {
+		t.Error("a keyring without v2 verified a v2 signature")
+	}
+	again, _ := New(map[int][]byte{2: k2})
+	if !again.VerifyCheckpoint("v2", msg, sig) {
+		t.Error("the same data key does not give the same signing key")
+	}
+	if pub, ok := kr.CheckpointPublicKey("v2"); !ok || len(pub) != 32 {
+		t.Errorf("public key %x %v", pub, ok)
+	}
+}

@@ -43,6 +43,10 @@ const (
 	NameActiveSessions  = "scribe_active_sessions"
 	NameOpenFlags       = "scribe_safety_flags_open"
 	NameVocabularyInUse = "scribe_vocabulary_version"
+	NameStoreFailures   = "scribe_store_failures_total"
+	NameStorageFree     = "scribe_storage_free_bytes"
+	NameStorageFloor    = "scribe_storage_min_free_bytes"
+	NameUnsaved         = "scribe_transcript_unsaved_segments"
 )
 
 // Metrics holds scribe's collectors in a registry of its own (no global state).
@@ -59,6 +63,7 @@ type Metrics struct {
 	outboxFailures prometheus.Counter
 	errors         *prometheus.CounterVec
 	vocabulary     prometheus.Gauge
+	storeFailures  *prometheus.CounterVec
 }
 
 // Gauges read at scrape time; each may be nil.
@@ -97,13 +102,15 @@ func New(start time.Time, src Sources) *Metrics {
 		Help: "Errors logged, by kind (the log message)."}, []string{"kind"})
 	m.vocabulary = prometheus.NewGauge(prometheus.GaugeOpts{Name: NameVocabularyInUse,
 		Help: "Version of the admin-managed vocabulary hint list in use (0: configured file or built-in list)."})
+	m.storeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameStoreFailures,
+		Help: "Writes to the database that failed because the disk is full or failing, by what was being written."}, []string{"kind"})
 	if src.OutboxBacklog == nil {
 		m.reg.MustRegister(m.outboxBacklog)
 	}
 	if src.OutboxFailed == nil {
 		m.reg.MustRegister(m.outboxFailed)
 	}
-	m.reg.MustRegister(m.lag, m.rtf, m.decode, m.queue, m.utterances, m.outboxFailures, m.errors, m.vocabulary,
+	m.reg.MustRegister(m.lag, m.rtf, m.decode, m.queue, m.utterances, m.outboxFailures, m.errors, m.vocabulary, m.storeFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: NameUptime, Help: "Seconds since scribe started."},
 			func() float64 { return time.Since(m.start).Seconds() }),
 		collectors.NewGoCollector(),
@@ -134,7 +141,30 @@ func New(start time.Time, src Sources) *Metrics {
 	// Series that are zero until something happens are still listed, so a dashboard can
 	// tell "no failures" from "not exported".
 	m.errors.WithLabelValues("none")
+	m.storeFailures.WithLabelValues("segment")
 	return m
+}
+
+// StoreFailure counts a write that failed for lack of disk (kind: what was written).
+func (m *Metrics) StoreFailure(kind string) { m.storeFailures.WithLabelValues(kind).Inc() }
+
+// WatchStorage exports the data disk's free space (read at scrape time), the floor below
+// which sessions do not start, and the committed segments waiting in memory for the disk.
+func (m *Metrics) WatchStorage(free func() (uint64, error), floor uint64, unsaved func() int) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: NameStorageFree, Help: "Bytes free on the data disk."}, func() float64 {
+			n, err := free()
+			if err != nil {
+				m.CountError("metrics_source")
+				return -1
+			}
+			return float64(n)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: NameStorageFloor, Help: "Free bytes below which no session starts (storage.min_free_mb)."},
+			func() float64 { return float64(floor) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: NameUnsaved, Help: "Committed transcript segments kept in memory because the disk refused them."},
+			func() float64 { return float64(unsaved()) }),
+	)
 }
 
 // Observe records one pipeline observation for room: a decode's time and real-time

@@ -1,5 +1,13 @@
 // Package nhsnumber validates, normalises and formats NHS numbers: ten digits whose last
-// digit is a Modulus 11 check digit over the first nine.
+// digit is a Modulus 11 check digit over the first nine, and not a placeholder.
+//
+// Modulus 11 lets through numbers nobody was ever given: every all-same-digit number
+// (0000000000, 1111111111, … 9999999999 all pass) and numbers below the lowest range ever
+// issued (Scotland's CHI numbers start at 010 100 0000; England, Wales and the Isle of
+// Man use 3xx–7xx, Northern Ireland 320–399). Those are what people type to get past a
+// form, so they are refused as placeholders. The test range 999 000 0000–999 999 9999
+// (never issued, valid by the check) is accepted apart from 9999999999: demonstrations and
+// test systems use it.
 package nhsnumber
 
 import (
@@ -37,7 +45,24 @@ func Normalize(s string) (string, error) {
 	if got := int(digits[9] - '0'); got != check {
 		return "", fmt.Errorf("%w: check digit is %d, want %d (mistyped digit?)", ErrInvalid, got, check)
 	}
+	if reason := placeholder(digits); reason != "" {
+		return "", fmt.Errorf("%w: %s is not a real patient's number (%s)", ErrInvalid, digits[:3]+" "+digits[3:6]+" "+digits[6:], reason)
+	}
 	return digits, nil
+}
+
+// lowestIssued is the start of the lowest range of numbers ever issued (CHI, Scotland).
+const lowestIssued = "0101000000"
+
+// placeholder says why ten digits that pass Modulus 11 are still no one's number, or "".
+func placeholder(digits string) string {
+	if strings.Count(digits, digits[:1]) == len(digits) {
+		return "every digit the same: a placeholder"
+	}
+	if digits < lowestIssued { // same length: string order is numeric order
+		return "below 010 100 0000, the lowest range ever issued"
+	}
+	return ""
 }
 
 // Validate reports whether s is a valid NHS number (spaces and hyphens allowed).

@@ -123,3 +123,31 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+// Placeholder numbers typed to get past a form pass the Modulus 11 check; they must be
+// refused all the same (issue 14): every all-same-digit number, and anything below the
+// lowest range ever issued.
+func TestPlaceholderNumbersRefused(t *testing.T) {
+	for _, in := range []string{"0000000000", "1111111111", "2222222222", "3333333333", "4444444444",
+		"5555555555", "6666666666", "7777777777", "8888888888", "9999999999", "000 000 0000", "0000000019"} {
+		digits := strings.NewReplacer(" ", "").Replace(in)
+		if c, ok := checkDigit(digits[:9]); !ok || c != int(digits[9]-'0') {
+			continue // fails Modulus 11 anyway: not a placeholder that gets through
+		}
+		err := Validate(in)
+		if err == nil {
+			t.Errorf("Validate(%q) = nil: a placeholder passes", in)
+			continue
+		}
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "not a real patient's") {
+			t.Errorf("Validate(%q) = %v, want a placeholder error wrapping ErrInvalid", in, err)
+		}
+	}
+	for _, in := range []string{"9434765919", "4010232137", "0101000008"} {
+		if c, ok := checkDigit(in[:9]); ok && c == int(in[9]-'0') {
+			if err := Validate(in); err != nil {
+				t.Errorf("Validate(%q) = %v: a number in an issued range is refused", in, err)
+			}
+		}
+	}
+}

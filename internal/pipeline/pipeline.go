@@ -1,7 +1,9 @@
 // Package pipeline runs one live stream end to end: audio source → per-channel clean-up →
-// VAD segmenter (internal/frontend) → the streaming commit policy (internal/stream) over
-// the shared decoder → transcript events. Audio is held only in memory, in bounded
-// buffers, and released once the words in it are committed.
+// VAD segmenter (internal/frontend) → speaker attribution (package diarize, through
+// Attributor) → the streaming commit policy (internal/stream) over the shared decoder →
+// transcript events. File mode (Config.PackSeconds) packs the finished utterances into
+// windows instead and decodes each once (pack.go). Audio is held only in memory, in
+// bounded buffers, and released once the words in it are committed.
 package pipeline
 
 import (
@@ -26,6 +28,19 @@ type Decoder interface {
 	Hypothesis(ctx context.Context, final bool, prepare func() ([]float32, string)) ([]domain.DecodedSegment, time.Duration, error)
 }
 
+// Transcriber decodes a finished (packed) utterance whole: file mode's decoding
+// (transcribe.Engine.Transcribe), turn by turn with each segment's speaker.
+type Transcriber interface {
+	Transcribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error)
+}
+
+// Attributor says who spoke when in one stream's utterances (package diarize): it sees
+// every utterance in order, finished ones to learn from (commit true), and returns who
+// spoke when and where the floor changed hands without a pause.
+type Attributor interface {
+	Attribute(u domain.Utterance, commit bool) (spans []domain.SpeakerSpan, turns []float64)
+}
+
 // Config holds a stream's commit rules.
 type Config struct {
 	Stream stream.Config
@@ -37,6 +52,10 @@ type Config struct {
 	// MaxHeld bounds the audio (seconds) read but not yet taken by the decoding side;
 	// past it the reader waits (back-pressure) rather than holding unbounded audio.
 	MaxHeld float64
+	// PackSeconds > 0 is file mode: finished utterances are packed into windows of up to
+	// this many seconds and each window is decoded once (pack.go); no provisional text.
+	// The engine must then be a Transcriber.
+	PackSeconds float64
 }
 
 // DefaultConfig streams with provisional text.
@@ -49,7 +68,10 @@ type Deps struct {
 	Engine Decoder
 	// Frontend is each stream's clean-up and VAD (the same as a room agent's).
 	Frontend frontend.Config
-	Logger   *slog.Logger
+	// NewAttributor makes a stream's speaker attribution for its channel count (ctx may
+	// carry the stream's own microphone set-up); nil leaves every speaker unknown.
+	NewAttributor func(ctx context.Context, nch int) Attributor
+	Logger        *slog.Logger
 	// Observe, when set, is told about every decode (metrics).
 	Observe func(Observation)
 }
@@ -63,7 +85,8 @@ type Observation struct {
 	Final bool
 	// Close: the decode was committed work (a closed line's words were due), not a step.
 	Close        bool
-	Interval     domain.Interval // the line, or the audio decoded, on the stream's timeline
+	Interval     domain.Interval   // the line, or the audio decoded, on the stream's timeline
+	Speech       []domain.Interval // Final: the speech the line held (a packed window's runs)
 	AudioSeconds float64
 	Decode       time.Duration
 	Lag          time.Duration
@@ -90,6 +113,9 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 	}
 	if deps.Engine == nil || deps.Frontend.NewScorer == nil {
 		return nil, errors.New("pipeline: engine and VAD scorer are required")
+	}
+	if _, ok := deps.Engine.(Transcriber); cfg.PackSeconds > 0 && !ok {
+		return nil, errors.New("pipeline: file mode needs an engine that transcribes whole utterances")
 	}
 	if cfg.MaxHeld <= 0 {
 		cfg.MaxHeld = 60
@@ -144,19 +170,31 @@ func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offse
 		ctx = transcribe.WithRoom(ctx, fmt.Sprintf("stream-%d", streamSeq.Add(1)))
 	}
 	in := &inbox{wake: make(chan struct{}, 1), room: make(chan struct{}, 1), max: int(p.cfg.MaxHeld * domain.SampleRate)}
+	packed := p.cfg.PackSeconds > 0
+	var attr Attributor
+	if p.deps.NewAttributor != nil {
+		attr = p.deps.NewAttributor(ctx, nch)
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // the reader: owned by this call, stopped by cancel or EOF
 		defer wg.Done()
-		err := fe.Run(ctx, src, func(us []domain.Utterance, pos frontend.Position) error { return in.put(ctx, us, pos.Read) })
+		err := fe.Run(ctx, src, func(us []domain.Utterance, pos frontend.Position) error {
+			return in.put(ctx, label(attr, us, packed), pos.Read)
+		})
 		in.finish(err)
 		if err != nil {
 			cancel() // the audio failed: abandon the stream
 		}
 	}()
 
-	d := &decoding{p: p, st: st, in: in, offset: offset, emit: emit}
-	decErr := d.run(ctx)
+	var decErr error
+	if packed {
+		decErr = p.decodePacked(ctx, in, offset, emit)
+	} else {
+		d := &decoding{p: p, st: st, in: in, offset: offset, emit: emit}
+		decErr = d.run(ctx)
+	}
 	if decErr != nil {
 		cancel()
 	}
@@ -169,6 +207,30 @@ func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offse
 		return decErr
 	}
 	return parent.Err()
+}
+
+// label gives the segmenter's utterances their speakers. A growing utterance carries
+// only its new audio, which is labelled without learning; a finished one is labelled
+// whole and learnt from, and says where the turns fall. File mode (finalsOnly) decodes
+// finished utterances only and drops the rest.
+func label(attr Attributor, us []domain.Utterance, finalsOnly bool) []domain.Utterance {
+	out := us[:0]
+	for _, u := range us {
+		if finalsOnly && !u.Final {
+			continue
+		}
+		switch {
+		case attr == nil:
+		case u.Final:
+			u.Speakers, u.Turns = attr.Attribute(u, true)
+		default:
+			part := u
+			part.Start = u.AudioStart()
+			u.Speakers, _ = attr.Attribute(part, false)
+		}
+		out = append(out, u)
+	}
+	return out
 }
 
 // decoding is the decoding side of one stream: it owns the stream's commit state.
@@ -280,7 +342,7 @@ func (d *decoding) publish(evs []domain.LiveEvent) {
 		ev.Segment.Start += d.offset
 		ev.Segment.End += d.offset
 		if ev.Kind == domain.EventCommitted && ev.Audio != nil && len(d.closes) > 0 {
-			d.p.observe(Observation{Final: true, Interval: ev.Audio.Interval, AudioSeconds: ev.Audio.Duration(),
+			d.p.observe(Observation{Final: true, Interval: ev.Audio.Interval, Speech: ev.Audio.Speech(), AudioSeconds: ev.Audio.Duration(),
 				Lag: time.Since(d.closes[0]), Queued: len(d.closes) - 1})
 			d.closes = d.closes[1:]
 		}

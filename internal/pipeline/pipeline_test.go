@@ -287,3 +287,81 @@ func TestFullBufferOfUnwordedSpeechDrains(t *testing.T) {
 		t.Errorf("%d untranscribed lines, want 5 (20 s each)", lines)
 	}
 }
+
+// recordingAttributor labels every utterance wholly as the clinician and records what it
+// was shown.
+type recordingAttributor struct {
+	mu              sync.Mutex
+	commits, provs  []int
+	nch             int
+	sawSetupFromCtx bool
+}
+
+func (a *recordingAttributor) Attribute(u domain.Utterance, commit bool) ([]domain.SpeakerSpan, []float64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if commit {
+		a.commits = append(a.commits, u.Seq)
+	} else {
+		a.provs = append(a.provs, u.Seq)
+	}
+	return []domain.SpeakerSpan{{Interval: u.Interval, Speaker: domain.SpeakerClinician}}, nil
+}
+
+type ctxMarker struct{}
+
+// Every utterance of a stream passes through its attributor in order — committed ones to
+// learn from, provisional ones only to label — before the decoder sees it, with the
+// stream's channel count and context; the spans travel on the utterance.
+func TestStreamAttributesEveryUtterance(t *testing.T) {
+	audio := bursts(12, 3, 2)
+	src, _ := source.NewClip([][]float32{audio, audio}, 100*time.Millisecond, 0)
+	attr := &recordingAttributor{}
+	var decoded []domain.Utterance
+	var mu sync.Mutex
+	e := &spanEngine{seen: func(u domain.Utterance) { mu.Lock(); decoded = append(decoded, u); mu.Unlock() }}
+	cfg := DefaultConfig()
+	cfg.VAD.ProvisionalEvery = 0.5
+	p, err := New(cfg, Deps{Engine: e, NewScorer: func() (vad.Scorer, func(), error) { return loudScorer{}, func() {}, nil },
+		NewAttributor: func(ctx context.Context, nch int) Attributor {
+			attr.nch, attr.sawSetupFromCtx = nch, ctx.Value(ctxMarker{}) != nil
+			return attr
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.WithValue(context.Background(), ctxMarker{}, true)
+	if err := p.Transcribe(ctx, src, 0, func(domain.LiveEvent) {}); err != nil {
+		t.Fatal(err)
+	}
+	if attr.nch != 2 || !attr.sawSetupFromCtx {
+		t.Errorf("attributor made for %d channels, context passed %v", attr.nch, attr.sawSetupFromCtx)
+	}
+	if len(attr.commits) != 4 || len(attr.provs) == 0 {
+		t.Fatalf("committed %v, provisional %v", attr.commits, attr.provs)
+	}
+	for i, seq := range attr.commits {
+		if seq != i {
+			t.Errorf("committed utterances attributed out of order: %v", attr.commits)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, u := range decoded {
+		if len(u.Speakers) != 1 || u.Speakers[0].Speaker != domain.SpeakerClinician {
+			t.Errorf("utterance %d reached the decoder without its speakers: %+v", u.Seq, u.Speakers)
+		}
+	}
+}
+
+// spanEngine reports each utterance it is given.
+type spanEngine struct{ seen func(domain.Utterance) }
+
+func (e *spanEngine) Transcribe(_ context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+	e.seen(u)
+	return []domain.Segment{{Start: u.Start, End: u.End, Text: "words"}}, 0, nil
+}
+
+func (e *spanEngine) TryTranscribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+	return e.Transcribe(ctx, u)
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 	_ "time/tzdata" // Europe/London on a box without the zone database
 
+	"scribe/internal/cleantext"
 	"scribe/internal/nhsnumber"
 	"scribe/internal/pdf"
 )
@@ -73,7 +74,10 @@ func Lines(n Note) (title string, lines []string) {
 	if title == "" {
 		title = "Consultation transcript"
 	}
-	return title, lines
+	for i := range lines { // no control or bidi characters reach a record (cleantext)
+		lines[i] = cleantext.Line(lines[i])
+	}
+	return cleantext.Line(title), lines
 }
 
 // Text is the note as one plain-text block.

@@ -26,3 +26,17 @@ func TestTextLayout(t *testing.T) {
 		t.Error("Who without a registration")
 	}
 }
+
+// The layout is a record builder: what it lays out carries no control or bidirectional
+// characters, whatever the note's parts hold (issue 14).
+func TestLinesCarryNoControlCharacters(t *testing.T) {
+	text := Text(Note{Room: "Room\x1b 1", Approver: "Dr \u202EA Patel", Notice: "amended\x07", Text: "[00:00:01] Clinician: dose\x00 5 mg\u200B\n"})
+	for _, r := range text {
+		if r != '\n' && (r < 0x20 || r == 0x7f || r == '\u202E' || r == '\u200B') {
+			t.Fatalf("the laid-out note holds %U: %q", r, text)
+		}
+	}
+	if !strings.Contains(text, "dose 5 mg") || !strings.Contains(text, "Dr A Patel") {
+		t.Errorf("words lost with the characters: %q", text)
+	}
+}

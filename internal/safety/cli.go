@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -31,6 +32,8 @@ flags (report):
   -out FILE       write the report to FILE instead of standard output
   -results FILE   output of 'go test -json ./...' for this version, to show pass/fail
   -date DATE      report date as YYYY-MM-DD (default now), for reproducible reports
+  -accuracy FILE  measured accuracy by accent, a scribe bench accuracy report
+                  (default ROOT/docs/safety/accuracy-accents.json, when present)
 `
 
 // RunCLI implements `scribe safety check|report`.
@@ -51,12 +54,13 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, versio
 	fs.SetOutput(stderr)
 	root := fs.String("root", ".", "repository root")
 	logPath := fs.String("log", "", "hazard log (default ROOT/"+DefaultLogPath+")")
-	var format, out, results, date *string
+	var format, out, results, date, accuracy *string
 	if cmd == "report" {
 		format = fs.String("format", "md", "md or html")
 		out = fs.String("out", "", "output file (default standard output)")
 		results = fs.String("results", "", "go test -json output")
 		date = fs.String("date", "", "report date YYYY-MM-DD (default now)")
+		accuracy = fs.String("accuracy", "", "scribe bench accuracy report by accent (default ROOT/"+DefaultAccuracyPath+")")
 	}
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -92,6 +96,17 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, versio
 			return fmt.Errorf("safety report -date: %w: %w", ErrUsage, err)
 		}
 		info.Generated = d
+	}
+	if *accuracy == "" {
+		*accuracy = filepath.Join(*root, filepath.FromSlash(DefaultAccuracyPath))
+	}
+	if info.Accuracy, err = LoadAccuracy(*accuracy); err != nil {
+		return err
+	}
+	if info.Accuracy != nil {
+		if rel, err := filepath.Rel(*root, *accuracy); err == nil && !strings.HasPrefix(rel, "..") {
+			info.Accuracy.Source = filepath.ToSlash(rel) // as the repository names it
+		}
 	}
 	if *results != "" {
 		mod, err := ModulePath(*root)

@@ -20,6 +20,9 @@ type ReportInfo struct {
 	// the report was produced without running the tests.
 	Results       TestResults
 	ResultsSource string
+	// Accuracy is the release's measured accuracy by accent (LoadAccuracy); nil when
+	// none was supplied.
+	Accuracy *Accuracy
 }
 
 type scaleRow struct {
@@ -83,6 +86,7 @@ type reportView struct {
 	Counts                                                    map[string]int
 	Blockers                                                  []string
 	Ready                                                     bool
+	Accents                                                   accentView
 }
 
 // classRank orders evidence states from best to worst.
@@ -117,7 +121,8 @@ func buildView(log *Log, info ReportInfo) reportView {
 		SoftwareVersion: info.SoftwareVersion,
 		Generated:       info.Generated.UTC().Format("2006-01-02 15:04 MST"),
 		ResultsSupplied: info.Results != nil, ResultsSource: info.ResultsSource,
-		Counts: map[string]int{},
+		Counts:  map[string]int{},
+		Accents: accentTable(info.Accuracy),
 	}
 	if v.SoftwareVersion == "" {
 		v.SoftwareVersion = "unknown"
@@ -322,7 +327,30 @@ func RenderMarkdown(log *Log, info ReportInfo) ([]byte, error) {
 		}
 		p("| `%s` | %s | %s | %s |\n", e.Ref, e.Status, md(where), md(e.Controls))
 	}
-	p("\n## 7. Clinical Safety Officer sign-off\n\n")
+	p("\n## 7. Measured accuracy by accent\n\n")
+	p("NHS England's guidance on ambient scribes (3.8) asks that the product be shown to work well for different accents. ")
+	p("Word error rate (WER, after the normaliser documented in internal/textdiff) of scribe's file mode on the same consultations spoken in each accent; ")
+	p("in use, the CSO dashboard compares edit rates across consented accent groups.\n\n")
+	if a := v.Accents; a.Supplied {
+		p("Model %s; corpus %s; measured %s; %s.\n\n", md(a.Model), md(a.Corpus), md(a.Measured), md(a.Settings))
+		p("| Accent (espeak-ng voice) | Voices (clinician, patient) | Consultations | Reference words | WER |\n|---|---|---|---|---|\n")
+		for _, r := range a.Rows {
+			note := ""
+			if r.Best {
+				note = " (best)"
+			} else if r.Worst {
+				note = " (worst)"
+			}
+			p("| %s%s | %s | %d | %d | %s |\n", md(r.Accent), note, md(r.Voices), r.Files, r.RefWords, r.WER)
+		}
+		if a.Ratio != "" {
+			p("\nWorst/best WER ratio: **%s**.\n", a.Ratio)
+		}
+		p("\nSource: %s.\n", md(a.Source))
+	} else {
+		p("**Not supplied:** no measurement by accent was given for this report (`scribe safety report -accuracy FILE`; scripts/bench-accuracy measures it).\n")
+	}
+	p("\n## 8. Clinical Safety Officer sign-off\n\n")
 	p("I have reviewed this hazard log and the evidence above for %s version %s and ", md(v.System), md(v.SoftwareVersion))
 	p("confirm that the residual clinical risks are acceptable for release, subject to the deploying organisation's own DCB0160 assessment.\n\n")
 	p("| | |\n|---|---|\n| Name | |\n| Professional registration (GMC/NMC/HCPC) | |\n| Signature | |\n| Date | |\n")

@@ -198,3 +198,61 @@ func TestRealHazardLogRenders(t *testing.T) {
 		}
 	}
 }
+
+// The CSO sees the release's measured accuracy by accent in the safety case report (NHS
+// England guidance 3.8): one row per accent, best first, the worst/best ratio, the model
+// and corpus; a report without a measurement says so rather than omitting the section.
+func TestReportShowsAccuracyByAccent(t *testing.T) {
+	root, log := reportFixture(t)
+	ev, err := CheckEvidence(log, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(root, "accents.json")
+	writeFile(t, path, `{"model":"ggml-tiny.en-pypi.bin","corpus":"days 1-4, 30 s","settings":"clean-up on","measured":"2026-12-05",
+	"pools":[{"mode":"file","channels":"stereo","condition":"clean","voices":"en-us+m3,en-us+f3","files":20,"ref_words":1300,"wer":0.30},
+	{"mode":"file","channels":"stereo","condition":"clean","voices":"en-gb-scotland+m3,en-gb-scotland+f3","files":20,"ref_words":1300,"wer":0.45},
+	{"mode":"whisper-cli","channels":"mono","condition":"clean","voices":"en-us+m3,en-us+f3","files":20,"ref_words":1300,"wer":0.10},
+	{"mode":"file","channels":"stereo","condition":"clean","voices":"en-029+m3,en-029+f3","files":20,"ref_words":1300,"wer":0.60}]}`)
+	acc, err := LoadAccuracy(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := ReportInfo{SoftwareVersion: "v1", Generated: time.Now(), Evidence: ev, Accuracy: acc}
+	md, err := RenderMarkdown(log, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := RenderHTML(log, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, h := string(md), string(page)
+	for _, want := range []string{"Measured accuracy by accent", "ggml-tiny.en-pypi.bin", "days 1-4, 30 s", "2026-12-05"} {
+		if !strings.Contains(m, want) || !strings.Contains(h, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	us, scot, car := strings.Index(m, "| en-us (best)"), strings.Index(m, "| en-gb-scotland |"), strings.Index(m, "| en-029 (worst)")
+	if us < 0 || scot < us || car < scot || !strings.Contains(m, "| 30.0 % |") || !strings.Contains(m, "Worst/best WER ratio: **2.00**") {
+		t.Errorf("accent rows not best first with the ratio:\n%s", m)
+	}
+	if strings.Contains(m, "10.0 %") {
+		t.Error("whisper-cli's row shown as scribe's")
+	}
+	if !strings.Contains(h, "en-029 (worst)") || !strings.Contains(h, "<strong>2.00</strong>") {
+		t.Error("HTML lacks the accent table")
+	}
+	if none, _ := LoadAccuracy(filepath.Join(root, "absent.json")); none != nil {
+		t.Error("a missing file gave a measurement")
+	}
+	info.Accuracy = nil
+	md, _ = RenderMarkdown(log, info)
+	if !strings.Contains(string(md), "**Not supplied:**") {
+		t.Error("a report without a measurement does not say so")
+	}
+	writeFile(t, path, "{")
+	if _, err := LoadAccuracy(path); err == nil {
+		t.Error("broken JSON accepted")
+	}
+}

@@ -2,8 +2,14 @@
 // has nothing live to do, so the clinician reviews better text. It wraps the live
 // transcriber: every committed utterance's audio is kept in memory (never on disk) in a
 // bounded queue, decoded by the larger model at the lowest priority of the live
-// scheduler, and sent back to the session as a "refined" event, which the server applies
+// scheduler, and sent back to the session as "refined" events, which the server applies
 // only to segments the clinician has not edited.
+//
+// Like file mode, the second pass decodes consecutive utterances of a session packed
+// into one window of up to 30 s (transcribe.Packer) rather than one by one: whisper
+// loses words on short utterances heard alone. The refined text is handed back per
+// utterance wherever whisper's segments keep to one utterance; utterances a segment runs
+// across are refined together, so no word is doubled or lost between them.
 package secondpass
 
 import (
@@ -67,12 +73,18 @@ type run struct {
 }
 
 type job struct {
-	run      *run
-	u        domain.Utterance // the audio, on the stream's timeline
-	offset   float64
-	first    []domain.Segment // the committed segments it replaces (session timeline)
+	run    *run
+	u      domain.Utterance // the audio, on the stream's timeline: one utterance, or several packed
+	offset float64
+	// Per utterance of u, in order: its number and the committed segments it replaces
+	// (session timeline).
+	seqs     []int
+	first    [][]domain.Segment
 	attempts int
 }
+
+// utterances is how many committed utterances the job refines.
+func (j *job) utterances() int { return len(j.seqs) }
 
 // Service is the second pass. Close stops it and drops what is queued.
 type Service struct {
@@ -118,7 +130,9 @@ func (s *Service) Close() {
 	s.cancel()
 	<-s.done
 	s.mu.Lock()
-	s.stats.Cancelled += len(s.queue)
+	for _, j := range s.queue {
+		s.stats.Cancelled += j.utterances()
+	}
 	s.queue = nil
 	s.stats.Queued = 0
 	s.mu.Unlock()
@@ -149,7 +163,7 @@ func (s *Service) Transcribe(ctx context.Context, src domain.AudioSource, offset
 		}
 		pending[ev.Utterance] = domain.AddCommitted(pending[ev.Utterance], ev)
 		if audio != nil {
-			s.enqueue(&job{run: r, u: *audio, offset: offset, first: pending[ev.Utterance]})
+			s.enqueue(&job{run: r, u: *audio, offset: offset, seqs: []int{ev.Utterance}, first: [][]domain.Segment{pending[ev.Utterance]}})
 			delete(pending, ev.Utterance)
 		}
 	})
@@ -182,7 +196,7 @@ func (s *Service) dropRun(r *run) {
 	kept := s.queue[:0]
 	for _, j := range s.queue {
 		if j.run == r {
-			s.stats.Cancelled++
+			s.stats.Cancelled += j.utterances()
 			continue
 		}
 		kept = append(kept, j)
@@ -191,7 +205,8 @@ func (s *Service) dropRun(r *run) {
 	s.queue = kept
 }
 
-// next takes the oldest job whose session is still live, or waits for one.
+// next takes the oldest job whose session is still live, packed with the jobs of the
+// same session queued behind it while they fit one window, or waits for one.
 func (s *Service) next() (*job, bool) {
 	for {
 		s.mu.Lock()
@@ -200,9 +215,10 @@ func (s *Service) next() (*job, bool) {
 			s.queue[0] = nil
 			s.queue = s.queue[1:]
 			if j.run.ctx.Err() != nil {
-				s.stats.Cancelled++
+				s.stats.Cancelled += j.utterances()
 				continue
 			}
+			j = s.packLocked(j)
 			s.mu.Unlock()
 			return j, true
 		}
@@ -227,6 +243,44 @@ func (s *Service) work() {
 	}
 }
 
+// packLocked joins the queued jobs of j's session that follow it into one window of at
+// most transcribe.DefaultPackSeconds (s.mu held). Jobs of other sessions keep their place.
+func (s *Service) packLocked(j *job) *job {
+	if len(s.queue) == 0 || s.queue[0].run != j.run {
+		return j
+	}
+	limit := transcribe.DefaultPackSeconds * domain.SampleRate
+	size := func(u domain.Utterance) int {
+		if len(u.Channels) == 0 {
+			return 0
+		}
+		return len(u.Channels[0])
+	}
+	n := size(j.u)
+	k := 0
+	for k < len(s.queue) && s.queue[k].run == j.run && s.queue[k].offset == j.offset &&
+		len(s.queue[k].u.Channels) == len(j.u.Channels) && n+size(s.queue[k].u) <= limit {
+		n += size(s.queue[k].u)
+		k++
+	}
+	if k == 0 {
+		return j
+	}
+	pk := transcribe.NewPacker(transcribe.DefaultPackSeconds)
+	pk.Add(j.u)
+	packed := &job{run: j.run, offset: j.offset, seqs: j.seqs, first: j.first, attempts: j.attempts}
+	for _, q := range s.queue[:k] {
+		pk.Add(q.u)
+		packed.seqs = append(packed.seqs, q.seqs...)
+		packed.first = append(packed.first, q.first...)
+	}
+	packed.u, _ = pk.Flush()
+	packed.u.Seq, packed.u.Context = j.u.Seq, j.u.Context
+	clear(s.queue[:k])
+	s.queue = s.queue[k:]
+	return packed
+}
+
 func (s *Service) refine(j *job) {
 	var segs []domain.Segment
 	ctx, cancel := context.WithCancel(transcribe.WithRoom(j.run.ctx, "second-pass"))
@@ -244,7 +298,7 @@ func (s *Service) refine(j *job) {
 		s.stats.Preempted++
 		j.attempts++
 		if j.attempts >= s.cfg.MaxAttempts {
-			s.stats.Dropped++
+			s.stats.Dropped += j.utterances()
 		} else {
 			s.queue = append([]*job{j}, s.queue...) // first again once the box is idle
 		}
@@ -252,13 +306,13 @@ func (s *Service) refine(j *job) {
 		return
 	case ctx.Err() != nil:
 		s.mu.Lock()
-		s.stats.Cancelled++
+		s.stats.Cancelled += j.utterances()
 		s.mu.Unlock()
 		return
 	case err != nil:
 		s.cfg.Logger.Warn("second-pass decode failed; the first-pass text stands", "utterance", j.u.Seq, "err", err)
 		s.mu.Lock()
-		s.stats.Failed++
+		s.stats.Failed += j.utterances()
 		s.mu.Unlock()
 		return
 	}
@@ -268,8 +322,83 @@ func (s *Service) refine(j *job) {
 		segs[i].ID = ""
 		segs[i].Flags = append(segs[i].Flags, domain.FlagSecondPass)
 	}
-	j.run.emit(domain.LiveEvent{Kind: domain.EventRefined, Utterance: j.u.Seq, Replaces: j.first, Refined: segs})
+	for _, g := range groups(j, segs) {
+		j.run.emit(domain.LiveEvent{Kind: domain.EventRefined, Utterance: g.seq, Replaces: g.first, Refined: g.refined})
+	}
 	s.mu.Lock()
-	s.stats.Refined++
+	s.stats.Refined += j.utterances()
 	s.mu.Unlock()
+}
+
+// group is what one refined event replaces: one or more neighbouring utterances.
+type group struct {
+	seq     int // the first utterance's number
+	first   []domain.Segment
+	refined []domain.Segment
+}
+
+// groups hands a job's refined segments (session timeline) back to its utterances: a
+// segment belongs to the utterances its time overlaps (the nearest, if none); utterances
+// that share a segment are refined together, so no text is doubled or lost between them.
+func groups(j *job, segs []domain.Segment) []group {
+	n := j.utterances()
+	if n == 1 {
+		return []group{{seq: j.seqs[0], first: j.first[0], refined: segs}}
+	}
+	spans := j.u.Speech() // one per utterance, stream timeline
+	// link[i]: utterance i is refined together with utterance i+1.
+	link := make([]bool, n)
+	owner := make([]int, len(segs))
+	for k, g := range segs {
+		lo, hi := -1, -1
+		for i, sp := range spans {
+			if g.Start-j.offset < sp.End && g.End-j.offset > sp.Start {
+				if lo < 0 {
+					lo = i
+				}
+				hi = i
+			}
+		}
+		if lo < 0 { // between or beyond the utterances: the nearest one
+			mid := (g.Start+g.End)/2 - j.offset
+			for i, sp := range spans {
+				if lo < 0 || distance(mid, sp) < distance(mid, spans[lo]) {
+					lo = i
+				}
+			}
+			hi = lo
+		}
+		for i := lo; i < hi; i++ {
+			link[i] = true
+		}
+		owner[k] = lo
+	}
+	var out []group
+	for i := 0; i < n; i++ {
+		g := group{seq: j.seqs[i]}
+		from := i
+		for ; ; i++ {
+			g.first = append(g.first, j.first[i]...)
+			if !link[i] {
+				break
+			}
+		}
+		for k, seg := range segs {
+			if owner[k] >= from && owner[k] <= i {
+				g.refined = append(g.refined, seg)
+			}
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+func distance(t float64, iv domain.Interval) float64 {
+	switch {
+	case t < iv.Start:
+		return iv.Start - t
+	case t > iv.End:
+		return t - iv.End
+	}
+	return 0
 }

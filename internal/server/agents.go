@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"scribe/internal/agent/wire"
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 	"scribe/internal/source"
 	"scribe/internal/store"
@@ -216,6 +217,7 @@ type agentConn struct {
 	done     chan struct{}
 	once     sync.Once
 	channels int
+	mics     *diarize.Setup // the box's microphone set-up, from its hello (nil: older agent)
 	buffer   time.Duration
 	dedup    *wire.Dedup // guarded by agentHub.mu
 }
@@ -324,7 +326,7 @@ func (s *Server) agentSocket(w http.ResponseWriter, r *http.Request) {
 	if buffer <= 0 {
 		buffer = 2 * time.Minute
 	}
-	c := &agentConn{agent: a, ws: ws, send: make(chan []byte, 256), done: make(chan struct{}), channels: hello.Channels, buffer: buffer}
+	c := &agentConn{agent: a, ws: ws, send: make(chan []byte, 256), done: make(chan struct{}), channels: hello.Channels, mics: hello.Microphones, buffer: buffer}
 	h := s.agents
 	h.attach(c, hello.Instance)
 	defer h.detach(c)
@@ -633,6 +635,14 @@ func (h *agentHub) openRun(room store.Room) (*agentRun, error) {
 }
 
 func (r *agentRun) Channels() int { return r.tl.Channels }
+
+// Microphones is the room box's microphone set-up, when it announced one.
+func (r *agentRun) Microphones() (diarize.Setup, bool) {
+	if r.conn.mics == nil {
+		return diarize.Setup{}, false
+	}
+	return *r.conn.mics, true
+}
 
 func (r *agentRun) Read(ctx context.Context) ([][]float32, error) { return r.push.Read(ctx) }
 

@@ -23,6 +23,7 @@ import (
 	"scribe/internal/app"
 	"scribe/internal/audio"
 	"scribe/internal/config"
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 	"scribe/internal/frontend"
 	"scribe/internal/source"
@@ -158,7 +159,9 @@ type agentRig struct {
 	logs    *syncBuffer
 }
 
-func newAgentRig(t *testing.T, buffer time.Duration) *agentRig {
+// newAgentRig enrols a real agent replaying a rendered consultation into a room of a real
+// server (fake transcriber); mods adjust the agent's options and the server's deps.
+func newAgentRig(t *testing.T, buffer time.Duration, mods ...func(*agent.Options, *Deps)) *agentRig {
 	t.Helper()
 	wav := filepath.Join("..", "..", "testdata", "audio", "day1_consultation01-60s.mono.wav")
 	if _, err := os.Stat(wav); err != nil {
@@ -175,6 +178,9 @@ func newAgentRig(t *testing.T, buffer time.Duration) *agentRig {
 	logs := &syncBuffer{}
 	e := newEnv(t, func(c *Config, d *Deps) {
 		d.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		for _, m := range mods {
+			m(nil, d)
+		}
 	})
 	e.user("it", store.RoleAdmin)
 	gp := e.user("gp", store.RoleClinician)
@@ -192,7 +198,7 @@ func newAgentRig(t *testing.T, buffer time.Duration) *agentRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := agent.New(agent.Options{
+	aopt := agent.Options{
 		Config:     acfg,
 		Channels:   1,
 		Open:       rig.replay.open,
@@ -204,7 +210,11 @@ func newAgentRig(t *testing.T, buffer time.Duration) *agentRig {
 		Logger:     slog.New(slog.NewTextHandler(logs, nil)).With("side", "agent"),
 		MinBackoff: 50 * time.Millisecond,
 		MaxBackoff: 300 * time.Millisecond,
-	})
+	}
+	for _, m := range mods {
+		m(&aopt, nil)
+	}
+	a, err := agent.New(aopt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -644,5 +654,44 @@ func TestAgentRunPausedAtRoomEndsWithThePause(t *testing.T) {
 	h.releasePausedAtRoom(1, 8) // no Pause will come
 	if !ended(r) || !strings.Contains(r.EndReason(), "paused with the room's button") {
 		t.Fatalf("released run: ended %v, reason %q", ended(r), r.EndReason())
+	}
+}
+
+// setupRecorder is the fake transcriber, noting the microphone set-up each run was given.
+type setupRecorder struct {
+	fakeTranscriber
+	mu   sync.Mutex
+	seen []diarize.Setup
+}
+
+func (r *setupRecorder) Transcribe(ctx context.Context, src domain.AudioSource, offset float64, emit func(domain.LiveEvent)) error {
+	if s, ok := diarize.SetupFrom(ctx); ok {
+		r.mu.Lock()
+		r.seen = append(r.seen, s)
+		r.mu.Unlock()
+	}
+	return r.fakeTranscriber.Transcribe(ctx, src, offset, emit)
+}
+
+// A room box announces its microphone set-up (an array on the desk) in its hello, and the
+// gateway attributes that room's speakers by it.
+func TestAgentMicrophoneSetupReachesThePipeline(t *testing.T) {
+	rec := &setupRecorder{fakeTranscriber: fakeTranscriber{segSeconds: 1}}
+	mics := diarize.Setup{Kind: diarize.KindArray, Capsules: 2, SpacingMM: 65, Clinician: diarize.ClinicianLeft}
+	rig := newAgentRig(t, 10*time.Second, func(o *agent.Options, d *Deps) {
+		if o != nil {
+			o.Microphones = mics
+		}
+		if d != nil {
+			d.Transcriber = rec
+		}
+	})
+	s := rig.start()
+	w := rig.watch(s.ID)
+	waitFor(t, 30*time.Second, "a committed segment", func() bool { return w.committed() >= 1 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.seen) == 0 || rec.seen[0] != mics {
+		t.Fatalf("the pipeline was given set-ups %+v, want %+v", rec.seen, mics)
 	}
 }

@@ -8,8 +8,12 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
+	"time"
 
+	"scribe/internal/cleantext"
 	"scribe/internal/domain"
 	"scribe/internal/nhsnumber"
 	"scribe/internal/store"
@@ -49,10 +53,16 @@ func statusOf(err error) (int, string) {
 		return http.StatusConflict, err.Error()
 	case errors.Is(err, store.ErrInvalid):
 		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, store.ErrForbidden):
+		return http.StatusForbidden, err.Error()
+	case errors.Is(err, store.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error()
 	case errors.Is(err, store.ErrBadCredential):
 		return http.StatusUnauthorized, err.Error()
 	case errors.Is(err, errShuttingDown):
 		return http.StatusServiceUnavailable, err.Error()
+	case store.StorageFailure(err):
+		return http.StatusInsufficientStorage, "not saved: the server's disk is full or failing. What was saved before is kept; practice IT must free space on the data disk"
 	}
 	return http.StatusInternalServerError, "internal error"
 }
@@ -95,6 +105,9 @@ func (s *Server) handle(h func(w http.ResponseWriter, r *http.Request) error, ro
 }
 
 func (s *Server) finish(w http.ResponseWriter, r *http.Request, err error) {
+	if s.store.Deferred() > 0 { // a login or audit entry waits for the disk (store.AuditOrDefer)
+		s.live.startStorageWatch()
+	}
 	if err == nil {
 		return
 	}
@@ -125,6 +138,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return err
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return errf(http.StatusRequestTimeout, "the request body did not arrive within %v", s.cfg.BodyReadTimeout)
 		}
 		return errf(http.StatusBadRequest, "malformed JSON body: %v", err)
 	}
@@ -160,6 +176,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/rooms", s.handle(s.listRooms))
 	mux.HandleFunc("POST /api/rooms", s.handle(s.createRoom, store.RoleAdmin))
 	mux.HandleFunc("PUT /api/rooms/{room}/clinician", s.handle(s.assignRoom, store.RoleAdmin))
+	mux.HandleFunc("POST /api/rooms/{room}/clinician/accept", s.handle(s.confirmRoom, store.RoleClinician))
+	mux.HandleFunc("POST /api/rooms/{room}/clinician/approve", s.handle(s.confirmRoom, store.RoleAdmin))
 	mux.HandleFunc("POST /api/rooms/{room}/sessions", s.handle(s.startSession, store.RoleClinician))
 	mux.HandleFunc("GET /api/sessions", s.handle(s.listSessions, store.RoleClinician))
 	mux.HandleFunc("GET /api/sessions/{id}", s.handle(s.getSession, store.RoleClinician))
@@ -179,12 +197,24 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/sessions/{id}/audio", s.handle(s.audioRoute, store.RoleClinician)) // retention.go: mic websocket or re-listen
 	mux.HandleFunc("POST /api/sessions/{id}/discard-audio", s.handle(s.discardAudio, store.RoleClinician))
 	s.safetyRoutes(mux) // safety.go
-	// protection.go: audit API, logout everywhere, CSRF guard, CSO access audit.
+	// protection.go: audit API, logout everywhere, CSRF guard, audited reads.
 	s.protectionRoutes(mux)
 	s.agentRoutes(mux) // agents.go: room agents
 	// review.go: pre-approval check, discard, worklist.
 	s.reviewRoutes(mux)
-	return securityHeaders(s.accessLog(s.csrfGuard(s.auditTranscriptAccess(mux))))
+	return securityHeaders(s.accessLog(s.bodyDeadline(s.csrfGuard(mux))))
+}
+
+// bodyDeadline gives every request that is not a websocket upgrade BodyReadTimeout to
+// deliver its body: a client trickling a body in a byte at a time is cut off instead of
+// holding a connection and a handler for as long as it likes.
+func (s *Server) bodyDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func securityHeaders(next http.Handler) http.Handler {
@@ -207,10 +237,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
-	u, err := s.store.Authenticate(r.Context(), req.Username, req.Password)
+	source := s.clientSource(r) // throttle.go
+	if wait := s.throttle.wait(source); wait > 0 {
+		return throttled(w, wait)
+	}
+	u, err := s.store.Authenticate(r.Context(), req.Username, req.Password, source)
 	if err != nil {
 		if errors.Is(err, store.ErrBadCredential) {
-			s.log.Info("login failed") // no username: it may be a mistyped password
+			if backoff := s.throttle.failed(source); backoff > 0 {
+				s.log.Warn("login failed; source throttled", "source", source, "wait", backoff)
+			} else {
+				s.log.Info("login failed") // no username: it may be a mistyped password
+			}
 			return errf(http.StatusUnauthorized, "wrong username or password")
 		}
 		return err
@@ -262,7 +300,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u, err := s.store.CreateUser(r.Context(), store.NewUser{Username: req.Username, DisplayName: req.DisplayName, Role: role,
+	u, err := s.store.CreateUser(r.Context(), store.NewUser{Username: req.Username, DisplayName: cleantext.Line(req.DisplayName), Role: role,
 		Password: req.Password, GMCNumber: req.GMCNumber, SDSUserID: req.SDSUserID})
 	if err != nil {
 		return err
@@ -276,6 +314,7 @@ type roomView struct {
 	store.Room
 	ClinicianName string       `json:"clinician_name,omitempty"`
 	Active        *sessionView `json:"active,omitempty"`
+	Offered       bool         `json:"offered,omitempty"` // an admin asks the caller to take this room
 }
 
 func (s *Server) listRooms(w http.ResponseWriter, r *http.Request) error {
@@ -291,6 +330,15 @@ func (s *Server) listRooms(w http.ResponseWriter, r *http.Request) error {
 	out := []roomView{}
 	for _, room := range rooms {
 		rv := roomView{Room: room}
+		if u.Role != store.RoleAdmin {
+			rv.SourceConfig = nil // device numbers and file paths are the admin's business
+		}
+		if u.Role == store.RoleClinician && room.ClinicianID != u.ID {
+			// Offered to the caller, not theirs yet: nothing about its sessions.
+			rv.Offered = true
+			out = append(out, rv)
+			continue
+		}
 		if room.ClinicianID != 0 {
 			if cu, err := s.store.User(r.Context(), room.ClinicianID); err == nil {
 				rv.ClinicianName = cu.DisplayName
@@ -326,7 +374,7 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
-	room, err := s.store.CreateRoom(r.Context(), store.NewRoom{Name: req.Name, SourceKind: req.SourceKind, SourceConfig: req.SourceConfig, ClinicianID: req.ClinicianID})
+	room, err := s.store.CreateRoom(r.Context(), store.NewRoom{Name: cleantext.Line(req.Name), SourceKind: req.SourceKind, SourceConfig: req.SourceConfig, ClinicianID: req.ClinicianID})
 	if err != nil {
 		return err
 	}
@@ -334,10 +382,22 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// pathID reads a numeric id from the path strictly: decimal digits only, no sign, no
+// leading zero, no spaces or other spellings of the same number (anything else is 400).
+// One spelling per id keeps every check keyed on the id (audit, ownership) in step with
+// the handler that reads it.
 func pathID(r *http.Request, name string) (int64, error) {
-	var id int64
-	if _, err := fmt.Sscan(r.PathValue(name), &id); err != nil || id <= 0 {
-		return 0, errf(http.StatusNotFound, "%s %q not found", name, r.PathValue(name))
+	v := r.PathValue(name)
+	ok := v != "" && len(v) <= 18 && v[0] != '0'
+	for i := 0; ok && i < len(v); i++ {
+		ok = v[i] >= '0' && v[i] <= '9'
+	}
+	if !ok {
+		return 0, errf(http.StatusBadRequest, "%s id %q is not a number like 12", name, v)
+	}
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, errf(http.StatusBadRequest, "%s id %q is not a number like 12", name, v)
 	}
 	return id, nil
 }
@@ -348,12 +408,34 @@ func (s *Server) assignRoom(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req struct {
-		ClinicianID int64 `json:"clinician_id"`
+		ClinicianID *int64 `json:"clinician_id"`
 	}
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
-	room, err := s.store.AssignRoom(r.Context(), id, req.ClinicianID)
+	if req.ClinicianID == nil {
+		return errf(http.StatusBadRequest, `give "clinician_id": the clinician to move the room to, or 0 to take it from its clinician`)
+	}
+	room, err := s.store.AssignRoom(r.Context(), id, *req.ClinicianID, userOf(r).ID)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if room.PendingClinicianID != 0 {
+		status = http.StatusAccepted // waits for the clinician's acceptance or a second admin
+	}
+	writeJSON(w, status, room)
+	return nil
+}
+
+// confirmRoom is the receiving clinician accepting a room an admin asked to move to them,
+// or a second admin approving the move.
+func (s *Server) confirmRoom(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "room")
+	if err != nil {
+		return err
+	}
+	room, err := s.store.ConfirmRoomAssignment(r.Context(), id, userOf(r).ID)
 	if err != nil {
 		return err
 	}
@@ -372,6 +454,10 @@ type sessionView struct {
 	AudioHeld      bool   `json:"audio_held"` // audio can be re-listened to (retention.go)
 	ConsentByName  string `json:"consent_by_name,omitempty"`
 	Discarded      bool   `json:"discarded,omitempty"` // closed with an empty note, nothing filed
+	// Notice explains a state the database could not record yet (storage.go); Unsaved is
+	// how many committed segments wait in memory for the disk.
+	Notice  string `json:"notice,omitempty"`
+	Unsaved int    `json:"unsaved,omitempty"`
 }
 
 func (s *Server) viewOf(ctx context.Context, c store.Consultation) (sessionView, error) {
@@ -396,6 +482,9 @@ func (s *Server) viewOf(ctx context.Context, c store.Consultation) (sessionView,
 		}
 	}
 	v.AudioHeld = s.audioHeld(c.ID)
+	if held := s.live.storageViewOf(c.ID); held != nil && c.State != store.StateApproved {
+		v.State, v.Notice, v.Unsaved = held.state, StorageFailingReason, held.unsaved // storage.go
+	}
 	if c.State == store.StateApproved && s.deps.DeliveryState != nil {
 		v.DeliveryState, v.DeliveryReason = s.deps.DeliveryState(ctx, c.ID)
 	}
@@ -440,6 +529,9 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !req.Consent {
 		return errf(http.StatusBadRequest, "confirm that the patient consented to recording before starting")
+	}
+	if err := s.roomForRecording(); err != nil { // storage.go: free-space floor, failing disk
+		return err
 	}
 	nhs := ""
 	if strings.TrimSpace(req.NHSNumber) != "" {
@@ -499,6 +591,9 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.auditRead(r, c.ID, "review", nil); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"session": v, "segments": segs, "flags": flags})
 	return nil
 }
@@ -553,6 +648,10 @@ func (s *Server) editSegment(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := s.decode(w, r, &req); err != nil {
 		return err
+	}
+	if req.Text != nil {
+		t := cleantext.Line(*req.Text)
+		req.Text = &t
 	}
 	var sp *domain.Speaker
 	if req.Speaker != nil {
@@ -639,7 +738,7 @@ func (s *Server) addSegment(w http.ResponseWriter, r *http.Request) error {
 	}
 	u := userOf(r)
 	return s.applyEdit(w, r, c, func() ([]store.Segment, error) {
-		return s.store.AddSegment(r.Context(), c.ID, u.ID, store.NewLine{After: req.After, Speaker: domain.Speaker(req.Speaker), Text: req.Text, Start: req.Start, End: req.End})
+		return s.store.AddSegment(r.Context(), c.ID, u.ID, store.NewLine{After: req.After, Speaker: domain.Speaker(req.Speaker), Text: cleantext.Line(req.Text), Start: req.Start, End: req.End})
 	})
 }
 
@@ -659,6 +758,9 @@ func (s *Server) listEdits(w http.ResponseWriter, r *http.Request) error {
 	}
 	eds, err := s.store.Edits(r.Context(), c.ID)
 	if err != nil {
+		return err
+	}
+	if err := s.auditRead(r, c.ID, "edit_history", nil); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, eds)
@@ -682,7 +784,7 @@ func (s *Server) flagSegment(w http.ResponseWriter, r *http.Request) error {
 	segID := r.PathValue("seg")
 	err = s.live.session(c.ID).hub.mutate(func() (message, error) {
 		var err error
-		f, err = s.store.AddFlag(r.Context(), c.ID, segID, u.ID, domain.Flag(req.Category), req.Note)
+		f, err = s.store.AddFlag(r.Context(), c.ID, segID, u.ID, domain.Flag(req.Category), cleantext.Text(req.Note))
 		if err != nil {
 			return message{}, err
 		}

@@ -56,7 +56,7 @@ func TestBackupDuringLiveSessionRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	backup := filepath.Join(t.TempDir(), "scribe-backup.db")
-	if err := store.BackupFile(ctx, filepath.Join(e.dir, "scribe.db"), backup); err != nil {
+	if _, err := store.BackupFile(ctx, filepath.Join(e.dir, "scribe.db"), backup, e.srv.Store().Keyring()); err != nil {
 		t.Fatal(err)
 	}
 	if v, _ := cl.session(sess.ID); v.State != store.StateRecording {
@@ -65,7 +65,7 @@ func TestBackupDuringLiveSessionRestores(t *testing.T) {
 	if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("backup file: %v, mode %v", err, fi.Mode())
 	}
-	if err := store.BackupFile(ctx, filepath.Join(e.dir, "scribe.db"), backup); err == nil {
+	if _, err := store.BackupFile(ctx, filepath.Join(e.dir, "scribe.db"), backup, nil); err == nil {
 		t.Error("backup overwrote an existing file")
 	}
 	// The live session carries on after the backup.

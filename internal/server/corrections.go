@@ -274,6 +274,9 @@ func (s *Server) noteVersions(w http.ResponseWriter, r *http.Request) error {
 	if vs == nil {
 		vs = []NoteVersion{}
 	}
+	if err := s.auditRead(r, c.ID, "note_versions", nil); err != nil { // the versions' text
+		return err
+	}
 	writeJSON(w, http.StatusOK, vs)
 	return nil
 }

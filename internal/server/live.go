@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"scribe/internal/cleantext"
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 	"scribe/internal/pipeline"
 	"scribe/internal/store"
@@ -73,6 +76,8 @@ type hub struct {
 	provisional map[int]domain.Segment
 	// open is the stored segment of each line the pipeline is still committing words to.
 	open map[int]string
+	// hold is committed text the database refused, kept until it takes it (storage.go).
+	hold *storageHold
 }
 
 func newEpoch() string {
@@ -224,7 +229,8 @@ type liveSession struct {
 	hub     *hub
 	mu      sync.Mutex // serialises Start/Pause/Resume/Stop of this session
 	run     *pipelineRun
-	browser *browserSource // current source of a browser-microphone room
+	browser *browserSource              // current source of a browser-microphone room
+	held    atomic.Pointer[storageView] // set while the hub holds text for storage (storage.go)
 }
 
 // manager owns every session's hub and pipeline goroutines.
@@ -238,6 +244,7 @@ type manager struct {
 	runCtx    context.Context
 	cancelRun context.CancelFunc
 	closing   bool
+	watching  bool // the storage watcher runs (storage.go)
 }
 
 func newManager(s *Server) *manager {
@@ -262,7 +269,20 @@ func (m *manager) pauseOrphans(ctx context.Context) error {
 		return fmt.Errorf("server: %w", err)
 	}
 	for _, c := range cs {
-		if _, err := m.s.store.MarkInterrupted(ctx, c.ID); err != nil {
+		_, err := m.s.store.MarkInterrupted(ctx, c.ID)
+		if store.StorageFailure(err) {
+			// The disk is full: start all the same, show the session paused, and mark it
+			// once the disk takes writes (storage.go).
+			ls := m.session(c.ID)
+			ls.hub.mu.Lock()
+			ls.hub.hold = &storageHold{target: store.StatePaused, audioSeconds: c.AudioSeconds, interrupted: true}
+			ls.setHeldView()
+			ls.hub.mu.Unlock()
+			m.startStorageWatch()
+			m.s.log.Error("session left recording not yet marked interrupted: the disk refuses writes", "session", c.ID, "err", err)
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("server: mark session left recording as interrupted: %w", err)
 		}
 		m.s.log.Info("session was recording when the server stopped: marked interrupted, paused until resumed", "session", c.ID)
@@ -307,15 +327,24 @@ func (m *manager) startRun(ctx context.Context, ls *liveSession, c store.Consult
 	if err != nil {
 		return fmt.Errorf("%w: cannot open the room's audio: %w", store.ErrBadState, err)
 	}
-	src = m.s.spoolTee(c, src) // retention.go: also spooled, encrypted, when audio is retained
 	runCtx, cancel := context.WithCancel(withRoom(m.runCtx, room.Name))
+	if ms, ok := src.(interface{ Microphones() (diarize.Setup, bool) }); ok {
+		if setup, ok := ms.Microphones(); ok {
+			runCtx = diarize.WithSetup(runCtx, setup) // a room box says how its microphones are arranged
+		}
+	}
+	src = m.s.spoolTee(c, src) // retention.go: also spooled, encrypted, when audio is retained
 	if room.SourceKind == store.SourceAgent {
 		runCtx = pipeline.WithoutCleanup(runCtx) // the agent cleaned the audio before sending it
 	}
 	run := &pipelineRun{src: &countingSource{AudioSource: src}, cancel: cancel, done: make(chan struct{})}
 	ls.run = run
 	offset := c.AudioSeconds
-	m.wg.Add(2)
+	m.wg.Add(3)
+	go func() {
+		defer m.wg.Done()
+		m.heartbeat(run, c.ID)
+	}()
 	go func() { defer m.wg.Done(); m.meter(ls.hub, run, offset) }() // review.go: input level
 	go func() {
 		defer m.wg.Done()
@@ -339,9 +368,37 @@ func (m *manager) startRun(ctx context.Context, ls *liveSession, c store.Consult
 	return nil
 }
 
+// heartbeat records that the session is alive every HeartbeatEvery until the run ends,
+// so that a crash is dated by its last heartbeat (store.MarkInterrupted).
+func (m *manager) heartbeat(run *pipelineRun, id string) {
+	t := time.NewTicker(m.s.cfg.HeartbeatEvery)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-run.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), m.s.cfg.HeartbeatEvery)
+		err := m.s.store.Heartbeat(ctx, id)
+		cancel()
+		if err != nil && !failing {
+			m.s.log.Warn("session heartbeat not recorded", "session", id, "err", err)
+		}
+		failing = err != nil
+	}
+}
+
 func (m *manager) handleEvent(ls *liveSession, ev domain.LiveEvent) {
 	h := ls.hub
 	u := ev.Utterance
+	// Machine text enters here: what a model emits is cleaned like what people type.
+	ev.Segment.Text = cleantext.Line(ev.Segment.Text)
+	ev.Refined = slices.Clone(ev.Refined)
+	for i := range ev.Refined {
+		ev.Refined[i].Text = cleantext.Line(ev.Refined[i].Text)
+	}
 	switch ev.Kind {
 	case domain.EventProvisional:
 		h.mu.Lock()
@@ -350,30 +407,7 @@ func (m *manager) handleEvent(ls *liveSession, ev domain.LiveEvent) {
 			Start: ev.Segment.Start, End: ev.Segment.End, Speaker: ev.Segment.Speaker, Text: ev.Segment.Text, Flags: ev.Segment.Flags}}})
 		h.mu.Unlock()
 	case domain.EventCommitted:
-		// Committed text is stored even while shutting down, so it has its own deadline.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		err := h.mutate(func() (message, error) {
-			var g store.Segment
-			var err error
-			if id, ok := h.open[u]; ok && ev.Continues {
-				g, err = m.s.store.ExtendCommitted(ctx, h.sessionID, id, ev.Segment)
-			} else {
-				g, err = m.s.store.InsertCommitted(ctx, h.sessionID, ev.Segment)
-			}
-			if err != nil {
-				return message{}, err
-			}
-			h.open[u] = g.ID
-			if ev.Audio != nil { // the line is complete
-				delete(h.open, u)
-			}
-			delete(h.provisional, u)
-			return message{Type: "committed", Utterance: &u, Segment: &liveSegment{g}}, nil
-		})
-		if err != nil {
-			m.s.log.Error("committed segment not stored", "session", h.sessionID, "utterance", u, "err", err)
-		}
+		m.commit(ls, ev) // storage.go: retried, held in memory if the disk refuses it
 	case domain.EventRefined: // second pass (internal/secondpass): only unedited segments change
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -408,8 +442,13 @@ func (m *manager) stopRunLocked(ctx context.Context, ls *liveSession) float64 {
 	ls.run, ls.browser = nil, nil
 	h := ls.hub
 	h.mu.Lock()
-	clear(h.provisional) // whatever was provisional is committed or gone now
-	clear(h.open)
+	clear(h.provisional) // whatever was provisional is committed or gone now,
+	if h.hold != nil {   // or held for storage, and still shown
+		for _, p := range h.hold.pending {
+			h.provisional[p.key] = p.seg
+		}
+	}
+	clear(h.open) // a resumed run numbers its lines afresh
 	h.mu.Unlock()
 	return run.src.seconds()
 }
@@ -442,6 +481,14 @@ func (m *manager) setState(ctx context.Context, ls *liveSession, id, state strin
 	err := ls.hub.mutate(func() (message, error) {
 		var err error
 		c, err = m.s.store.SetState(ctx, id, state, audioSeconds)
+		if store.StorageFailure(err) && state != store.StateRecording {
+			// Recording has stopped all the same: the state waits in memory until the disk
+			// takes it (storage.go), and the page says why.
+			m.s.storeFailed("state")
+			m.holdStateLocked(ls, state, audioSeconds)
+			c, err = m.s.store.Consultation(ctx, id)
+			reason = StorageFailingReason
+		}
 		if err != nil {
 			return message{}, err
 		}
@@ -482,6 +529,9 @@ func (m *manager) transition(ctx context.Context, id, action string) (store.Cons
 	if c.State == store.StateApproved {
 		return c, store.ErrReadOnly
 	}
+	if c, held, err := m.holdTransition(ls, c, action); held { // storage.go
+		return c, err
+	}
 	// Waiting for the pipeline to commit must not be cut short by the client going away.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -496,10 +546,17 @@ func (m *manager) transition(ctx context.Context, id, action string) (store.Cons
 		if c.State != store.StatePaused {
 			return c, fmt.Errorf("%w: only a paused session can be resumed (it is %s)", store.ErrBadState, c.State)
 		}
+		if err := m.s.roomForRecording(); err != nil {
+			return c, err
+		}
 		if err := m.startRun(ctx, ls, c); err != nil {
 			return c, err
 		}
-		return m.setState(wctx, ls, id, store.StateRecording, -1, "resumed by the clinician")
+		rc, err := m.setState(wctx, ls, id, store.StateRecording, -1, "resumed by the clinician")
+		if err != nil { // not recorded as recording: do not record
+			m.stopRunLocked(wctx, ls)
+		}
+		return rc, err
 	case "stop":
 		if c.State == store.StateStopped {
 			return c, nil
@@ -547,6 +604,9 @@ func (m *manager) shutdown(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	if !m.flushHolds() { // a last try: what is still held dies with the process
+		m.s.log.Error("transcript text held for storage could not be saved before shutdown", "segments", m.unsaved())
+	}
 	m.cancelRun()
 	m.wg.Wait()
 	if m.s.agents != nil {

@@ -10,10 +10,10 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -133,9 +133,6 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// incidentPath is the CSO's view of one flag with its segment's text (safety.go).
-var incidentPath = regexp.MustCompile(`^/api/safety/flags/([0-9]+)$`)
-
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
@@ -184,29 +181,20 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 	})
 }
 
-// auditTranscriptAccess records, after the fact, each time a CSO was shown a flagged
-// segment's text: the only transcript text that role may read. Kept here as middleware
-// so the rule holds however the incident view itself changes.
-func (s *Server) auditTranscriptAccess(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m := incidentPath.FindStringSubmatch(r.URL.Path)
-		if r.Method != http.MethodGet || m == nil {
-			next.ServeHTTP(w, r)
-			return
-		}
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		if rec.status != http.StatusOK {
-			return
-		}
-		u, err := s.authenticate(r)
-		if err != nil {
-			return
-		}
-		flagID, _ := strconv.ParseInt(m[1], 10, 64)
-		if err := s.store.Audit(r.Context(), audit.Event{Actor: u.Username, Action: audit.ActionDataAccess,
-			Details: map[string]any{"purpose": "incident_review", "flag_id": flagID, "role": string(u.Role)}}); err != nil {
-			s.log.Error("transcript access not audited", "err", err)
-		}
-	})
+// auditRead records that the caller is about to be sent patient text: the handler that
+// writes a response carrying transcript text or flag notes calls it first, so no route,
+// spelling or middleware order lets such a response out unrecorded. purpose names the
+// view ("review", "incident_review", …); details add ids, never text. A full disk does
+// not stop the read: the entry waits in memory for it (store.AuditOrDefer). Any other
+// failure to record refuses the read.
+func (s *Server) auditRead(r *http.Request, sessionID, purpose string, details map[string]any) error {
+	u := userOf(r)
+	d := map[string]any{"purpose": purpose, "role": string(u.Role)}
+	for k, v := range details {
+		d[k] = v
+	}
+	if err := s.store.AuditOrDefer(r.Context(), audit.Event{Actor: u.Username, Action: audit.ActionDataAccess, SessionID: sessionID, Details: d}); err != nil {
+		return fmt.Errorf("record the read in the audit trail: %w", err)
+	}
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"scribe/internal/audit"
 	"scribe/internal/record"
 	"scribe/internal/store"
 )
@@ -45,13 +44,11 @@ func (s *Server) recordFile(asPDF bool) func(w http.ResponseWriter, r *http.Requ
 			return err
 		}
 		note := recordNote(c, room, approver, text)
-		u := userOf(r)
 		format := "text"
 		if asPDF {
 			format = "pdf"
 		}
-		if err := s.store.Audit(r.Context(), audit.Event{Actor: u.Username, Action: audit.ActionDataAccess, SessionID: c.ID,
-			Details: map[string]any{"purpose": "copy_to_record", "format": format}}); err != nil {
+		if err := s.auditRead(r, c.ID, "copy_to_record", map[string]any{"format": format}); err != nil {
 			return err
 		}
 		w.Header().Set("Cache-Control", "no-store")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"scribe/internal/audit"
+	"scribe/internal/cleantext"
 	"scribe/internal/domain"
 	"scribe/internal/metrics"
 	"scribe/internal/store"
@@ -101,7 +102,7 @@ func (s *Server) flagNote(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
-	f, err := s.store.AddNoteFlag(r.Context(), c.ID, userOf(r).ID, domain.Flag(req.Category), req.Note)
+	f, err := s.store.AddNoteFlag(r.Context(), c.ID, userOf(r).ID, domain.Flag(req.Category), cleantext.Text(req.Note))
 	if err != nil {
 		return err
 	}
@@ -161,6 +162,15 @@ func (s *Server) listIncidents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if len(in) > 0 { // segment text and notes: audited like the single view
+		ids := make([]int64, len(in))
+		for i, f := range in {
+			ids[i] = f.ID
+		}
+		if err := s.auditRead(r, "", "incident_queue", map[string]any{"flag_ids": ids}); err != nil {
+			return err
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"flags": in, "counts": counts})
 	return nil
 }
@@ -172,6 +182,9 @@ func (s *Server) getIncident(w http.ResponseWriter, r *http.Request) error {
 	}
 	in, err := s.store.Incident(r.Context(), id)
 	if err != nil {
+		return err
+	}
+	if err := s.auditRead(r, in.SessionID, "incident_review", map[string]any{"flag_id": id}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, in)
@@ -190,7 +203,7 @@ func (s *Server) triageIncident(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
-	in, err := s.store.TriageFlag(r.Context(), id, userOf(r).ID, req.State, req.Note)
+	in, err := s.store.TriageFlag(r.Context(), id, userOf(r).ID, req.State, cleantext.Text(req.Note))
 	if err != nil {
 		return err
 	}
@@ -364,7 +377,7 @@ func (s *Server) putVocabulary(w http.ResponseWriter, r *http.Request) error {
 		return errf(http.StatusBadRequest, "say why the vocabulary changes (reason)")
 	}
 	u := userOf(r)
-	v, err := s.store.SaveVocabulary(r.Context(), terms, u.ID, req.Reason)
+	v, err := s.store.SaveVocabulary(r.Context(), terms, u.ID, cleantext.Line(req.Reason))
 	if err != nil {
 		return err
 	}

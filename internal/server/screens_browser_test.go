@@ -159,7 +159,9 @@ func (wb *testWriteBack) Deliveries(ctx context.Context, state string) ([]Delive
 	return out, err
 }
 
-func (wb *testWriteBack) RetryDelivery(ctx context.Context, id int64) error { return outbox.Retry(ctx, wb.db, id) }
+func (wb *testWriteBack) RetryDelivery(ctx context.Context, id int64) error {
+	return outbox.Retry(ctx, wb.db, id)
+}
 
 // withWriteBack is a newEnv option: the server gets a real write-back (*wb) on the
 // store it will use, as the serve command wires it.
@@ -281,7 +283,10 @@ func TestBrowserScreensAndAccessibility(t *testing.T) {
 	bctx := startChromium(t, nil)
 	defer screenshotOnFailure(t, bctx)
 	base := strings.TrimSuffix(e.ts.URL, "/")
-	run := func(name string, actions ...chromedp.Action) { t.Helper(); browserStep(t, bctx, 30*time.Second, name, actions...) }
+	run := func(name string, actions ...chromedp.Action) {
+		t.Helper()
+		browserStep(t, bctx, 30*time.Second, name, actions...)
+	}
 	wait := func(name, cond string) { t.Helper(); waitBrowserJS(t, bctx, 30*time.Second, name, cond) }
 	login := func(user, landing string) {
 		t.Helper()

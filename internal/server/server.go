@@ -68,8 +68,10 @@ type Config struct {
 
 	LoginMaxAge     time.Duration // default 12h
 	LoginIdle       time.Duration // default 1h
+	LoginRecheck    time.Duration // how often an open websocket re-checks its login; default 15s
 	ShutdownTimeout time.Duration // default 30s: time for running pipelines to commit
 	MaxBodyBytes    int64         // JSON request limit, default 64 KiB
+	BodyReadTimeout time.Duration // a request body must arrive within this; default 10s
 	LiveLogSize     int           // messages kept per session for resume, default 2048
 	ViewerQueue     int           // per-viewer send queue, default 256
 
@@ -81,6 +83,21 @@ type Config struct {
 	PurgeInterval       time.Duration // how often the purge runs after the one at start; default 6h
 
 	AgentSeenEvery time.Duration // how often a connected room agent's last_seen_at is refreshed; default 1 min
+	// HeartbeatEvery is how often a recording session records that it is alive; after a
+	// crash it is marked interrupted at its last heartbeat. Default 5 s.
+	HeartbeatEvery time.Duration
+
+	// Audit anchors (anchor.go): a signed checkpoint of the audit chain's head goes to the
+	// log (the system journal), CheckpointFile (default DataDir/audit-checkpoints.log) and
+	// the database at start, every CheckpointEvery (default 10 min) and at shutdown.
+	CheckpointFile  string
+	CheckpointEvery time.Duration
+
+	// Storage (storage.go): sessions do not start with less than MinFreeBytes free on the
+	// data disk (0: no floor); text that could not be stored is retried every
+	// StorageRetryEvery (default 5 s) until it is.
+	MinFreeBytes      uint64
+	StorageRetryEvery time.Duration
 }
 
 // Deps are the parts the server is given rather than builds.
@@ -107,17 +124,20 @@ type Deps struct {
 
 // Server is a running (or ready to run) consultation server.
 type Server struct {
-	cfg     Config
-	deps    Deps
-	store   *store.Store
-	ownsDB  bool
-	log     *slog.Logger
-	live    *manager
-	agents  *agentHub  // room agents (agents.go)
-	ret     *retention // retention.go
-	handler http.Handler
-	policy  store.LoginPolicy
-	changes broadcaster // a session changed state (review.go: worklists)
+	cfg      Config
+	deps     Deps
+	store    *store.Store
+	ownsDB   bool
+	log      *slog.Logger
+	live     *manager
+	agents   *agentHub  // room agents (agents.go)
+	ret      *retention // retention.go
+	anchor   anchoring  // anchor.go
+	handler  http.Handler
+	policy   store.LoginPolicy
+	sockets  socketCounts  // open websockets per login (ws.go)
+	throttle loginThrottle // failed logins per source (throttle.go)
+	changes  broadcaster   // a session changed state (review.go: worklists)
 
 	mu      sync.Mutex
 	url     string
@@ -145,11 +165,17 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.LoginIdle <= 0 {
 		cfg.LoginIdle = time.Hour
 	}
+	if cfg.LoginRecheck <= 0 {
+		cfg.LoginRecheck = 15 * time.Second
+	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = 10 * time.Second
 	}
 	if cfg.LiveLogSize <= 0 {
 		cfg.LiveLogSize = 2048
@@ -157,13 +183,25 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.ViewerQueue <= 0 {
 		cfg.ViewerQueue = 256
 	}
+	if cfg.HeartbeatEvery <= 0 {
+		cfg.HeartbeatEvery = 5 * time.Second
+	}
+	if cfg.CheckpointFile == "" {
+		cfg.CheckpointFile = filepath.Join(cfg.DataDir, "audit-checkpoints.log")
+	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = 10 * time.Minute
+	}
+	if cfg.StorageRetryEvery <= 0 {
+		cfg.StorageRetryEvery = 5 * time.Second
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
 	if deps.Stdout == nil {
 		deps.Stdout = os.Stdout
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := privateDir(cfg.DataDir, deps.Logger); err != nil {
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, ready: make(chan struct{}),
@@ -179,6 +217,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.store, s.ownsDB = st, true
 	}
 	s.live = newManager(s)
+	if m := deps.Safety.Metrics; m != nil {
+		m.WatchStorage(func() (uint64, error) { return store.FreeBytes(cfg.DataDir) }, cfg.MinFreeBytes, s.live.unsaved)
+	}
 	// Before serving: sweep spools left by a crash, start the TTL and purge goroutines.
 	if err := s.setUpRetention(ctx); err != nil {
 		s.Close()
@@ -197,7 +238,25 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 	}
 	s.handler = s.routes()
+	s.startAnchoring() // anchor.go
 	return s, nil
+}
+
+// privateDir makes dir (0700) or, when it exists readable by others, makes it 0700:
+// transcripts, keys and spools live there.
+func privateDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		log.Warn("data directory was open to other users; made private", "dir", dir, "was", fmt.Sprintf("%04o", perm))
+		return os.Chmod(dir, 0o700)
+	}
+	return nil
 }
 
 // Store is the server's database.
@@ -225,6 +284,7 @@ func (s *Server) Close() error {
 		s.live.shutdown(ctx)
 	}
 	s.stopRetention() // held audio is deleted (reason shutdown) while the store is open
+	s.stopAnchoring() // a last checkpoint, covering the shutdown's own entries
 	if s.ownsDB {
 		return s.store.Close()
 	}
@@ -248,7 +308,7 @@ func (s *Server) Run(ctx context.Context) error {
 			ln.Close()
 			return err
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		ln = tls.NewListener(ln, serverTLSConfig(cert))
 	}
 	url := fmt.Sprintf("%s://%s/", scheme, displayAddr(ln.Addr()))
 	s.mu.Lock()
@@ -257,9 +317,12 @@ func (s *Server) Run(ctx context.Context) error {
 	hs := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// Headers and body together; bodyDeadline gives each body its own, shorter limit,
+		// and websocket upgrades clear the deadline once they take the connection over.
+		ReadTimeout: 10*time.Second + s.cfg.BodyReadTimeout,
+		IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -277,6 +340,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	s.live.shutdown(shutCtx) // pipelines first: they commit, viewers get the last segments
 	s.stopRetention()        // then held audio is deleted (reason shutdown), evidenced
+	s.stopAnchoring()        // and the audit chain's head is anchored one last time
 	err = hs.Shutdown(shutCtx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		hs.Close()

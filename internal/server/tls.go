@@ -22,6 +22,20 @@ import (
 	"scribe/internal/store"
 )
 
+// serverTLSConfig is TLS 1.2 and 1.3 with forward-secret AEAD suites only: no CBC, no
+// SHA-1 MACs, no static RSA key exchange (TLS 1.3's suites are all AEAD already).
+func serverTLSConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+	}
+}
+
 // loadOrCreateCert returns the configured certificate, or the self-signed one in
 // DataDir/tls, generating it on first run.
 func (s *Server) loadOrCreateCert() (tls.Certificate, error) {

@@ -2,11 +2,14 @@ package server
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -58,6 +61,71 @@ func readClientMessage(conn *websocket.Conn, limit int64) (int, []byte, error) {
 	return kind, data, nil
 }
 
+// MaxSocketsPerLogin bounds the websockets (live and microphone together) one login
+// may hold open: a review page needs one or two per open tab.
+const MaxSocketsPerLogin = 8
+
+// socketCounts counts the open websockets of each login, by the login token's hash.
+type socketCounts struct {
+	mu sync.Mutex
+	n  map[[32]byte]int
+}
+
+// claimSocket takes one of the login's websocket places, or refuses with 429 when all are
+// taken. The caller releases it when the socket ends.
+func (s *Server) claimSocket(r *http.Request) (release func(), err error) {
+	c, _ := r.Cookie(CookieName) // present: the handler authenticated the request
+	key := sha256.Sum256([]byte(c.Value))
+	sc := &s.sockets
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.n[key] >= MaxSocketsPerLogin {
+		return nil, errf(http.StatusTooManyRequests, "this login already has %d live connections open (the limit); close other tabs of scribe", MaxSocketsPerLogin)
+	}
+	if sc.n == nil {
+		sc.n = map[[32]byte]int{}
+	}
+	sc.n[key]++
+	return func() {
+		sc.mu.Lock()
+		defer sc.mu.Unlock()
+		if sc.n[key]--; sc.n[key] <= 0 {
+			delete(sc.n, key)
+		}
+	}, nil
+}
+
+// loginEnded is what a websocket whose login has ended is told before it is closed.
+var loginEnded = errorFrame("logged_out", "your login has ended (logged out, timed out or disabled): log in again")
+
+// watchLogin re-checks, every LoginRecheck, that the login behind r still holds (not
+// logged out, everywhere or here; not idle or past its maximum age; the user not
+// disabled). The returned channel is closed when it no longer does; the watch ends with
+// ctx. A database that cannot be read does not end a login.
+func (s *Server) watchLogin(ctx context.Context, r *http.Request) <-chan struct{} {
+	ended := make(chan struct{})
+	token := ""
+	if c, err := r.Cookie(CookieName); err == nil {
+		token = c.Value
+	}
+	go func() {
+		t := time.NewTicker(s.cfg.LoginRecheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if ok, err := s.store.LoginActive(ctx, token, s.policy); err == nil && !ok {
+				close(ended)
+				return
+			}
+		}
+	}()
+	return ended
+}
+
 type resumeRequest struct {
 	Resume *int64 `json:"resume"`
 	Epoch  string `json:"epoch"`
@@ -69,6 +137,11 @@ func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	release, err := s.claimSocket(r)
+	if err != nil {
+		return err
+	}
+	defer release()
 	conn, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return nil // the upgrader has answered the client
@@ -106,6 +179,11 @@ func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) error {
 		break
 	}
 
+	if err := s.auditRead(r, c.ID, "live_view", nil); err != nil {
+		s.log.Error("live view not audited; not sent", "session", c.ID, "err", err)
+		send(errorFrame("internal", "could not record this view in the audit trail; try again"))
+		return nil
+	}
 	h := s.live.session(c.ID).hub
 	v, first, err := h.join(r.Context(), *req.Resume, req.Epoch)
 	if err == nil && req.Level {
@@ -121,6 +199,9 @@ func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) error {
 	// Phase 2: one writer goroutine owns all writes; this goroutine reads.
 	ctrl := make(chan []byte, 8)
 	writerDone := make(chan struct{})
+	watchCtx, stopWatch := context.WithCancel(r.Context())
+	defer stopWatch()
+	loginEnd := s.watchLogin(watchCtx, r)
 	go func() {
 		defer close(writerDone)
 		defer conn.Close() // unblocks the reader below
@@ -151,6 +232,10 @@ func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) error {
 				if send(b) != nil {
 					return
 				}
+			case <-loginEnd:
+				send(loginEnded)
+				conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "login ended"), time.Now().Add(time.Second))
+				return
 			case <-ping.C:
 				if conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)) != nil {
 					return
@@ -199,6 +284,11 @@ func (s *Server) audioSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	release, err := s.claimSocket(r)
+	if err != nil {
+		return err
+	}
+	defer release()
 	conn, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return nil
@@ -229,6 +319,17 @@ func (s *Server) audioSocket(w http.ResponseWriter, r *http.Request) error {
 	}
 	conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
 	conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"ready"}`))
+	watchCtx, stopWatch := context.WithCancel(r.Context())
+	defer stopWatch()
+	loginEnd := s.watchLogin(watchCtx, r)
+	go func() {
+		select {
+		case <-loginEnd: // WriteControl and Close are safe beside the reader's writes
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "login ended"), time.Now().Add(time.Second))
+			conn.Close()
+		case <-watchCtx.Done():
+		}
+	}()
 	for {
 		conn.SetReadDeadline(time.Now().Add(wsPongWait))
 		kind, data, err := readClientMessage(conn, MaxAudioFrameBytes)

@@ -29,7 +29,7 @@ func TestBackupFileKeepsSidecarsOwnedByTheDatabaseOwner(t *testing.T) {
 	if err := os.Chown(path, uid, gid); err != nil {
 		t.Fatal(err)
 	}
-	if err := BackupFile(context.Background(), path, filepath.Join(dir, "copy.db")); err != nil {
+	if _, err := BackupFile(context.Background(), path, filepath.Join(dir, "copy.db"), nil); err != nil {
 		t.Fatal(err)
 	}
 	found := 0

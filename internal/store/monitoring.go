@@ -243,12 +243,12 @@ type MetricsGroup struct {
 	// The mean is over the sessions whose draft had words.
 	WordEditRate        *float64 `json:"word_edit_rate"`
 	MeanSessionEditRate *float64 `json:"mean_session_edit_rate"`
-	DraftWords          int     `json:"draft_words"`
-	Edits               int     `json:"edits"`
-	SegmentsEditedShare float64 `json:"segments_edited_share"`
-	SpeakerCorrections  int     `json:"speaker_corrections"`
-	ReviewFlags         int     `json:"review_flags"`
-	MedianStopToApprove float64 `json:"median_stop_to_approval_s"`
+	DraftWords          int      `json:"draft_words"`
+	Edits               int      `json:"edits"`
+	SegmentsEditedShare float64  `json:"segments_edited_share"`
+	SpeakerCorrections  int      `json:"speaker_corrections"`
+	ReviewFlags         int      `json:"review_flags"`
+	MedianStopToApprove float64  `json:"median_stop_to_approval_s"`
 }
 
 // AggregateMetrics groups session metrics by key, in key order.

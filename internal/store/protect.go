@@ -81,7 +81,7 @@ func (s *Store) protect(ctx context.Context, path string, opts Options) error {
 		if _, err := kr.Decrypt(check, []byte(keyCheckAAD)); err != nil {
 			return fmt.Errorf("%w (%s): %w", ErrKeyMismatch, kr.Source(), err)
 		}
-		return nil
+		return s.sealLateColumns(ctx)
 	}
 	// First open with encryption: encrypt whatever an older version left in plaintext,
 	// and record the key check, in one transaction.
@@ -96,7 +96,85 @@ func (s *Store) protect(ctx context.Context, path string, opts Options) error {
 	if err := s.writeKeyCheck(ctx, tx); err != nil {
 		return err
 	}
+	if err := markSealed(ctx, tx, lateSealed...); err != nil {
+		return err
+	}
 	return tx.Commit()
+}
+
+// lateSealed are columns encrypted only from a later version on: a database already
+// encrypted has them in plaintext until sealLateColumns has run once (marked in
+// protection_meta as "sealed:table.column").
+var lateSealed = []sealedColumn{
+	{"flag_events", "note", "CAST(id AS TEXT)", "rowid = ?"}, // CSO triage notes (issue 14)
+}
+
+func markSealed(ctx context.Context, tx *sql.Tx, cols ...sealedColumn) error {
+	for _, col := range cols {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO protection_meta(name, value) VALUES (?, 'yes')`, "sealed:"+col.table+"."+col.column); err != nil {
+			return fmt.Errorf("encrypt %s.%s: %w", col.table, col.column, err)
+		}
+	}
+	return nil
+}
+
+// sealLateColumns encrypts, once, the plaintext an older version left in a lateSealed
+// column. A value that already decrypts for its row is left alone.
+func (s *Store) sealLateColumns(ctx context.Context) error {
+	for _, col := range lateSealed {
+		var done int
+		if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM protection_meta WHERE name = ?`, "sealed:"+col.table+"."+col.column).Scan(&done); err != nil {
+			return fmt.Errorf("encrypt %s.%s: %w", col.table, col.column, err)
+		}
+		if done > 0 {
+			continue
+		}
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("encrypt %s.%s: %w", col.table, col.column, err)
+		}
+		defer tx.Rollback()
+		rows, err := tx.QueryContext(ctx, `SELECT rowid, `+col.idExpr+`, "`+col.column+`" FROM `+col.table+` WHERE "`+col.column+`" <> ''`)
+		if err != nil {
+			return fmt.Errorf("encrypt %s.%s: %w", col.table, col.column, err)
+		}
+		type plain struct {
+			rowid int64
+			id    string
+			value string
+		}
+		var todo []plain
+		for rows.Next() {
+			var p plain
+			if err := rows.Scan(&p.rowid, &p.id, &p.value); err != nil {
+				rows.Close()
+				return fmt.Errorf("encrypt %s.%s: %w", col.table, col.column, err)
+			}
+			if _, err := s.unseal(col.table, col.column, p.id, p.value); err != nil {
+				todo = append(todo, p)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("encrypt %s.%s: %w", col.table, col.column, err)
+		}
+		for _, p := range todo {
+			ct, err := s.seal(col.table, col.column, p.id, p.value)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE `+col.table+` SET "`+col.column+`" = ? WHERE `+col.key, ct, p.rowid); err != nil {
+				return fmt.Errorf("encrypt %s.%s: %w", col.table, col.column, err)
+			}
+		}
+		if err := markSealed(ctx, tx, col); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("encrypt %s.%s: %w", col.table, col.column, err)
+		}
+	}
+	return nil
 }
 
 func (s *Store) writeKeyCheck(ctx context.Context, tx *sql.Tx) error {
@@ -162,6 +240,7 @@ var sealedColumns = []sealedColumn{
 	{"flags", "note", "CAST(id AS TEXT)", "rowid = ?"},
 	{"consultations", "nhs_number", "id", "rowid = ?"},
 	{"consultations", "document_text", "id", "rowid = ?"},
+	lateSealed[0],
 }
 
 // recryptTx rewrites every encrypted field under the current key: with legacy set it
@@ -325,10 +404,15 @@ type execer interface {
 
 // sealFlagNote stores a flag's note encrypted (the row must exist: its id is in the AAD).
 func (s *Store) sealFlagNote(ctx context.Context, db execer, flagID int64, note string) error {
-	sealed, err := s.seal("flags", "note", fmt.Sprint(flagID), note)
+	return s.sealNote(ctx, db, "flags", flagID, note)
+}
+
+// sealNote stores the note column of row id of table (flags, flag_events) encrypted.
+func (s *Store) sealNote(ctx context.Context, db execer, table string, id int64, note string) error {
+	sealed, err := s.seal(table, "note", fmt.Sprint(id), note)
 	if err != nil {
 		return err
 	}
-	_, err = db.ExecContext(ctx, `UPDATE flags SET note = ? WHERE id = ?`, sealed, flagID)
+	_, err = db.ExecContext(ctx, `UPDATE `+table+` SET note = ? WHERE id = ?`, sealed, id)
 	return err
 }

@@ -27,9 +27,12 @@ type Room struct {
 	ID           int64           `json:"id"`
 	Name         string          `json:"name"`
 	SourceKind   string          `json:"source_kind"`
-	SourceConfig json.RawMessage `json:"source_config"`
+	SourceConfig json.RawMessage `json:"source_config,omitempty"`
 	ClinicianID  int64           `json:"clinician_id,omitempty"` // 0: unassigned
 	CreatedAt    time.Time       `json:"created_at"`
+	// PendingClinicianID is the clinician an admin has asked to move the room to, until
+	// they accept it or a second admin approves (0: none).
+	PendingClinicianID int64 `json:"pending_clinician_id,omitempty"`
 }
 
 // NewRoom is what CreateRoom needs.
@@ -104,8 +107,12 @@ func (s *Store) checkClinician(ctx context.Context, id int64) error {
 	return nil
 }
 
-// AssignRoom sets the room's clinician (0 unassigns).
-func (s *Store) AssignRoom(ctx context.Context, roomID, clinicianID int64) (Room, error) {
+// AssignRoom is an admin's (byID) request to give room roomID to clinicianID. Taking a
+// room from its clinician (0) happens at once. Giving it to a clinician only records the
+// request (Room.PendingClinicianID) until ConfirmRoomAssignment: the clinician must accept
+// it or a second admin approve it, so that one admin cannot route a GP's consultations to
+// an account they control. Asking for the room's current clinician withdraws a request.
+func (s *Store) AssignRoom(ctx context.Context, roomID, clinicianID, byID int64) (Room, error) {
 	if err := s.checkClinician(ctx, clinicianID); err != nil {
 		return Room{}, err
 	}
@@ -114,19 +121,82 @@ func (s *Store) AssignRoom(ctx context.Context, roomID, clinicianID int64) (Room
 		return Room{}, fmt.Errorf("assign room: %w", err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE rooms SET clinician_id = ? WHERE id = ?`, nullID(clinicianID), roomID)
+	room, err := scanRoom(tx.QueryRowContext(ctx, `SELECT `+roomCols+` FROM rooms WHERE id = ?`, roomID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Room{}, fmt.Errorf("room %d: %w", roomID, ErrNotFound)
+	}
 	if err != nil {
 		return Room{}, fmt.Errorf("assign room: %w", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return Room{}, fmt.Errorf("room %d: %w", roomID, ErrNotFound)
+	q, args := `UPDATE rooms SET pending_clinician_id = ?, pending_by = ?, pending_at = ? WHERE id = ?`, []any{clinicianID, byID, ms(s.now()), roomID}
+	details := map[string]any{"change": "room_assignment_requested", "room_id": roomID, "from_clinician_id": room.ClinicianID, "to_clinician_id": clinicianID}
+	switch clinicianID {
+	case 0:
+		q, args = `UPDATE rooms SET clinician_id = NULL, pending_clinician_id = NULL, pending_by = NULL, pending_at = NULL WHERE id = ?`, []any{roomID}
+		details = map[string]any{"change": "room_unassigned", "room_id": roomID, "from_clinician_id": room.ClinicianID}
+	case room.ClinicianID:
+		if room.PendingClinicianID == 0 {
+			return room, nil // nothing changes
+		}
+		q, args = `UPDATE rooms SET pending_clinician_id = NULL, pending_by = NULL, pending_at = NULL WHERE id = ?`, []any{roomID}
+		details = map[string]any{"change": "room_reassignment_withdrawn", "room_id": roomID, "clinician_id": clinicianID}
 	}
-	if err := s.auditTx(ctx, tx, audit.Event{Action: audit.ActionConfigChange,
-		Details: map[string]any{"change": "room_assigned", "room_id": roomID, "clinician_id": clinicianID}}); err != nil {
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		return Room{}, fmt.Errorf("assign room: %w", err)
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Action: audit.ActionConfigChange, Details: details}); err != nil {
 		return Room{}, fmt.Errorf("assign room: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return Room{}, fmt.Errorf("assign room: %w", err)
+	}
+	return s.Room(ctx, roomID)
+}
+
+// ConfirmRoomAssignment completes the room's pending reassignment for userID: the clinician
+// it is offered to accepts it, or an admin other than the one who asked approves it.
+// Anyone else gets ErrForbidden; no pending request is ErrBadState.
+func (s *Store) ConfirmRoomAssignment(ctx context.Context, roomID, userID int64) (Room, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Room{}, fmt.Errorf("confirm room assignment: %w", err)
+	}
+	defer tx.Rollback()
+	var pending, by sql.NullInt64
+	err = tx.QueryRowContext(ctx, `SELECT pending_clinician_id, pending_by FROM rooms WHERE id = ?`, roomID).Scan(&pending, &by)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Room{}, fmt.Errorf("room %d: %w", roomID, ErrNotFound)
+	}
+	if err != nil {
+		return Room{}, fmt.Errorf("confirm room assignment: %w", err)
+	}
+	if !pending.Valid {
+		return Room{}, fmt.Errorf("%w: no reassignment of room %d is waiting", ErrBadState, roomID)
+	}
+	var role Role
+	if err := tx.QueryRowContext(ctx, `SELECT role FROM users WHERE id = ? AND disabled = 0`, userID).Scan(&role); err != nil {
+		return Room{}, fmt.Errorf("%w: user %d cannot confirm room assignments", ErrForbidden, userID)
+	}
+	var change string
+	switch {
+	case role == RoleClinician && userID == pending.Int64:
+		change = "room_assignment_accepted"
+	case role == RoleAdmin && userID != by.Int64:
+		change = "room_assignment_approved"
+	case role == RoleAdmin:
+		return Room{}, fmt.Errorf("%w: a second admin, or the clinician it is offered to, must confirm this reassignment (not the admin who asked)", ErrForbidden)
+	default:
+		return Room{}, fmt.Errorf("%w: this room is not being offered to you", ErrForbidden)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE rooms SET clinician_id = pending_clinician_id, pending_clinician_id = NULL, pending_by = NULL, pending_at = NULL WHERE id = ?`, roomID); err != nil {
+		return Room{}, fmt.Errorf("confirm room assignment: %w", err)
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Actor: usernameTx(ctx, tx, userID), Action: audit.ActionConfigChange,
+		Details: map[string]any{"change": change, "room_id": roomID, "clinician_id": pending.Int64, "requested_by": usernameTx(ctx, tx, by.Int64)}}); err != nil {
+		return Room{}, fmt.Errorf("confirm room assignment: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Room{}, fmt.Errorf("confirm room assignment: %w", err)
 	}
 	return s.Room(ctx, roomID)
 }
@@ -138,13 +208,13 @@ func nullID(id int64) any {
 	return id
 }
 
-const roomCols = `id, name, source_kind, source_config, COALESCE(clinician_id, 0), created_at`
+const roomCols = `id, name, source_kind, source_config, COALESCE(clinician_id, 0), created_at, COALESCE(pending_clinician_id, 0)`
 
 func scanRoom(row interface{ Scan(...any) error }) (Room, error) {
 	var r Room
 	var cfg string
 	var created int64
-	err := row.Scan(&r.ID, &r.Name, &r.SourceKind, &cfg, &r.ClinicianID, &created)
+	err := row.Scan(&r.ID, &r.Name, &r.SourceKind, &cfg, &r.ClinicianID, &created, &r.PendingClinicianID)
 	r.SourceConfig = json.RawMessage(cfg)
 	r.CreatedAt = fromMS(created)
 	return r, err
@@ -168,13 +238,14 @@ func (s *Store) RoomByName(ctx context.Context, name string) (Room, error) {
 	return r, err
 }
 
-// Rooms lists rooms by name; clinicianID > 0 keeps only that clinician's rooms.
+// Rooms lists rooms by name; clinicianID > 0 keeps only that clinician's rooms and the
+// rooms offered to them (PendingClinicianID).
 func (s *Store) Rooms(ctx context.Context, clinicianID int64) ([]Room, error) {
 	q := `SELECT ` + roomCols + ` FROM rooms`
 	var args []any
 	if clinicianID > 0 {
-		q += ` WHERE clinician_id = ?`
-		args = append(args, clinicianID)
+		q += ` WHERE clinician_id = ? OR pending_clinician_id = ?`
+		args = append(args, clinicianID, clinicianID)
 	}
 	rows, err := s.db.QueryContext(ctx, q+` ORDER BY name`, args...)
 	if err != nil {
@@ -254,8 +325,8 @@ func (s *Store) StartConsultation(ctx context.Context, nc NewConsultation) (Cons
 	if err != nil {
 		return Consultation{}, fmt.Errorf("start consultation: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO consultations(id, room_id, clinician_id, state, consent_by, consent_at, nhs_number, nhs_hash, document_id, started_at)
-		VALUES (?, ?, ?, 'recording', ?, ?, ?, ?, ?, ?)`, id, nc.RoomID, nc.ClinicianID, nc.ClinicianID, now, nhs, s.nhsHash(nc.NHSNumber), uuid.NewString(), now)
+	_, err = tx.ExecContext(ctx, `INSERT INTO consultations(id, room_id, clinician_id, state, consent_by, consent_at, nhs_number, nhs_hash, document_id, started_at, heartbeat_at)
+		VALUES (?, ?, ?, 'recording', ?, ?, ?, ?, ?, ?, ?)`, id, nc.RoomID, nc.ClinicianID, nc.ClinicianID, now, nhs, s.nhsHash(nc.NHSNumber), uuid.NewString(), now, now)
 	if err != nil {
 		return Consultation{}, fmt.Errorf("start consultation: %w", err)
 	}
@@ -419,6 +490,10 @@ func (s *Store) SetState(ctx context.Context, id, state string, audioSeconds flo
 		q += `, stopped_at = ?`
 		args = append(args, ms(s.now()))
 	}
+	if state == StateRecording {
+		q += `, heartbeat_at = ?`
+		args = append(args, ms(s.now()))
+	}
 	args = append(args, id)
 	if _, err := tx.ExecContext(ctx, q+` WHERE id = ?`, args...); err != nil {
 		return Consultation{}, fmt.Errorf("set state: %w", err)
@@ -433,6 +508,16 @@ func (s *Store) SetState(ctx context.Context, id, state string, audioSeconds flo
 		return Consultation{}, err
 	}
 	return c, tx.Commit()
+}
+
+// Heartbeat records that a recording session is alive now. After a crash the session is
+// marked interrupted at its last heartbeat (MarkInterrupted). A session that is not
+// recording is left alone.
+func (s *Store) Heartbeat(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE consultations SET heartbeat_at = ? WHERE id = ? AND state = 'recording'`, ms(s.now()), id); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
 }
 
 // stateActions are the audit actions of state changes (from, to).

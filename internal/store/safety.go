@@ -67,6 +67,9 @@ func (s *Store) AddNoteFlag(ctx context.Context, sessionID string, userID int64,
 	if _, err := s.Consultation(ctx, sessionID); err != nil {
 		return ReviewFlag{}, err
 	}
+	if err := checkFlagCount(ctx, s.db, sessionID); err != nil {
+		return ReviewFlag{}, err
+	}
 	now := s.now()
 	res, err := s.db.ExecContext(ctx, `INSERT INTO flags(session_id, segment_id, category, note, user_id, created_at) VALUES (?, '', ?, '', ?, ?)`,
 		sessionID, category, userID, ms(now))
@@ -226,18 +229,21 @@ func (s *Store) Incident(ctx context.Context, id int64) (Incident, error) {
 				Text: g.Text, MachineText: g.MachineText, Flags: g.Flags, Deleted: g.Deleted}
 		}
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT from_state, to_state, user_id, at, note FROM flag_events WHERE flag_id = ? ORDER BY id`, id)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, from_state, to_state, user_id, at, note FROM flag_events WHERE flag_id = ? ORDER BY id`, id)
 	if err != nil {
 		return Incident{}, fmt.Errorf("flag %d history: %w", id, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var ev FlagEvent
-		var at int64
-		if err := rows.Scan(&ev.From, &ev.To, &ev.UserID, &at, &ev.Note); err != nil {
+		var eventID, at int64
+		if err := rows.Scan(&eventID, &ev.From, &ev.To, &ev.UserID, &at, &ev.Note); err != nil {
 			return Incident{}, fmt.Errorf("flag %d history: %w", id, err)
 		}
 		ev.At = fromMS(at)
+		if ev.Note, err = s.unseal("flag_events", "note", fmt.Sprint(eventID), ev.Note); err != nil {
+			return Incident{}, err
+		}
 		in.History = append(in.History, ev)
 	}
 	if err := rows.Err(); err != nil {
@@ -289,8 +295,13 @@ func (s *Store) TriageFlag(ctx context.Context, flagID, userID int64, to, note s
 	if _, err := tx.ExecContext(ctx, `UPDATE flags SET state = ?, updated_at = ?, updated_by = ? WHERE id = ?`, to, now, userID, flagID); err != nil {
 		return Incident{}, fmt.Errorf("triage: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO flag_events(flag_id, from_state, to_state, user_id, at, note) VALUES (?, ?, ?, ?, ?, ?)`,
-		flagID, from, to, userID, now, note); err != nil {
+	res, err := tx.ExecContext(ctx, `INSERT INTO flag_events(flag_id, from_state, to_state, user_id, at, note) VALUES (?, ?, ?, ?, ?, '')`,
+		flagID, from, to, userID, now)
+	if err != nil {
+		return Incident{}, fmt.Errorf("triage: %w", err)
+	}
+	eventID, _ := res.LastInsertId()
+	if err := s.sealNote(ctx, tx, "flag_events", eventID, note); err != nil { // encrypted like flag notes
 		return Incident{}, fmt.Errorf("triage: %w", err)
 	}
 	if err := tx.Commit(); err != nil {

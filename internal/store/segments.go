@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"scribe/internal/audit"
+	"scribe/internal/cleantext"
 	"scribe/internal/domain"
 )
 
@@ -25,6 +26,10 @@ const (
 
 // MaxSegmentText bounds one segment's text, in characters.
 const MaxSegmentText = 10000
+
+// MaxSessionText bounds a session's transcript, in characters, against edits and added
+// lines that grow it (about eight hours of speech; a consultation has a few thousand).
+const MaxSessionText = 500_000
 
 // Segment is a transcript segment as stored, with its edit version.
 type Segment struct {
@@ -405,6 +410,7 @@ func (s *Store) edit(ctx context.Context, sessionID string, userID int64, segmen
 	}
 	after := map[string]*snapshot{}
 	var out []Segment
+	grew := 0 // characters the edit adds to the live transcript
 	for _, id := range e.order {
 		g, err := e.get(id)
 		if err != nil {
@@ -412,6 +418,12 @@ func (s *Store) edit(ctx context.Context, sessionID string, userID int64, segmen
 		}
 		after[id] = snap(g)
 		out = append(out, g)
+		grew += liveChars(after[id]) - liveChars(e.before[id])
+	}
+	if grew > 0 {
+		if err := s.checkSessionSize(ctx, tx, sessionID); err != nil {
+			return nil, err
+		}
 	}
 	bj, _ := json.Marshal(e.before)
 	aj, _ := json.Marshal(after)
@@ -433,6 +445,55 @@ func (s *Store) edit(ctx context.Context, sessionID string, userID int64, segmen
 		return nil, fmt.Errorf("%s: %w", kind, err)
 	}
 	return out, nil
+}
+
+// liveChars is how many characters a segment snapshot adds to the transcript (0 for none
+// or a deleted one).
+func liveChars(sn *snapshot) int {
+	if sn == nil || sn.Deleted {
+		return 0
+	}
+	return utf8.RuneCountInString(sn.Text)
+}
+
+// MaxSessionSegments bounds the rows of one session (lines added and split included).
+const MaxSessionSegments = 5000
+
+// checkSessionSize refuses an edit that leaves the session's live transcript over
+// MaxSessionText characters or its rows over MaxSessionSegments.
+func (s *Store) checkSessionSize(ctx context.Context, tx *sql.Tx, sessionID string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, text, deleted FROM segments WHERE session_id = ?`, sessionID)
+	if err != nil {
+		return fmt.Errorf("session size: %w", err)
+	}
+	defer rows.Close()
+	chars, n := 0, 0
+	for rows.Next() {
+		var id, text string
+		var deleted bool
+		if err := rows.Scan(&id, &text, &deleted); err != nil {
+			return fmt.Errorf("session size: %w", err)
+		}
+		n++
+		if deleted {
+			continue
+		}
+		plain, err := s.unseal("segments", "text", sessionID+"/"+id, text)
+		if err != nil {
+			return err
+		}
+		chars += utf8.RuneCountInString(plain)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("session size: %w", err)
+	}
+	switch {
+	case chars > MaxSessionText:
+		return fmt.Errorf("%w: this change would make the transcript %d characters long; one session holds at most %d", ErrTooLarge, chars, MaxSessionText)
+	case n > MaxSessionSegments:
+		return fmt.Errorf("%w: one session holds at most %d lines", ErrTooLarge, MaxSessionSegments)
+	}
+	return nil
 }
 
 // checked loads a live (not deleted) segment and compares its version with the one the
@@ -781,6 +842,20 @@ type ReviewFlag struct {
 // MaxFlagNote bounds a flag's free-text note, in characters.
 const MaxFlagNote = 2000
 
+// MaxSessionFlags bounds the flags raised on one session.
+const MaxSessionFlags = 500
+
+func checkFlagCount(ctx context.Context, q queryer, sessionID string) error {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM flags WHERE session_id = ?`, sessionID).Scan(&n); err != nil {
+		return fmt.Errorf("flag: %w", err)
+	}
+	if n >= MaxSessionFlags {
+		return fmt.Errorf("%w: one session holds at most %d flags", ErrTooLarge, MaxSessionFlags)
+	}
+	return nil
+}
+
 // AddFlag records a review flag on a segment.
 func (s *Store) AddFlag(ctx context.Context, sessionID, segmentID string, userID int64, category domain.Flag, note string) (ReviewFlag, error) {
 	if !slices.Contains(domain.ReviewFlags, category) {
@@ -796,6 +871,9 @@ func (s *Store) AddFlag(ctx context.Context, sessionID, segmentID string, userID
 	}
 	defer tx.Rollback()
 	if _, err := s.getSegment(ctx, tx, sessionID, segmentID); err != nil {
+		return ReviewFlag{}, err
+	}
+	if err := checkFlagCount(ctx, tx, sessionID); err != nil {
 		return ReviewFlag{}, err
 	}
 	now := s.now()
@@ -929,14 +1007,15 @@ var speakerLabel = map[domain.Speaker]string{
 // AssembleDocument writes the approved transcript: one line per live segment, in the
 // given order, as "[hh:mm:ss] Speaker: text". A line without text (speech heard, no
 // words decoded) is written with UntranscribedMarker, never dropped: the record shows the
-// gap. Same segments, same bytes.
+// gap. Same segments, same bytes. It builds the text that goes to the patient record, so
+// control and format characters are removed here whatever the segments hold (cleantext).
 func AssembleDocument(segs []Segment) string {
 	var b strings.Builder
 	for _, g := range segs {
 		if g.Deleted {
 			continue
 		}
-		text := strings.Join(strings.Fields(g.Text), " ")
+		text := strings.Join(strings.Fields(cleantext.Line(g.Text)), " ")
 		if text == "" {
 			text = UntranscribedMarker
 		}

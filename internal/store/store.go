@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -35,6 +36,8 @@ var (
 	ErrInvalid       = errors.New("invalid input")
 	ErrBadCredential = errors.New("wrong username or password")
 	ErrNothingToUndo = errors.New("nothing to undo")
+	ErrTooLarge      = errors.New("too large")
+	ErrForbidden     = errors.New("not allowed")
 )
 
 // Store is a handle on the scribe database. It is safe for concurrent use.
@@ -43,6 +46,8 @@ type Store struct {
 	now   func() time.Time
 	keys  *keys.Keyring // field encryption (protect.go)
 	audit *audit.Log
+	// deferred holds logins and audit entries made while the disk refused writes (storage.go).
+	deferred deferred
 	// KeyFileCreated is the key file Open generated for a new database ("" if none).
 	KeyFileCreated string
 }
@@ -56,6 +61,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 // OpenWith is Open with the data keys and audit settings given (see Options).
 func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
+	if err := privateFile(path); err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
 	dsn := "file:" + filepath.ToSlash(path) + "?_journal_mode=WAL&_foreign_keys=on&_busy_timeout=5000&_synchronous=NORMAL&_txlock=immediate"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
@@ -75,6 +83,32 @@ func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// privateFile makes sure the database file is private before SQLite opens it: a new one
+// is created 0600 (SQLite gives its -wal and -shm files the database file's mode), and
+// one readable by others is made 0600, sidecars included.
+func privateFile(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close closes the database.
@@ -148,8 +182,28 @@ func (s *Store) migrate(ctx context.Context) error {
 	if current > known {
 		return fmt.Errorf("%w: the database is at schema version %d but this scribe knows only up to %d; run a newer scribe or restore a backup", ErrNewerSchema, current, known)
 	}
+	// Every known migration not yet recorded runs, in order, even below the newest one
+	// applied: migrations numbered in ranges by parallel branches can arrive out of order
+	// (a database at 0130 may still lack 0120).
+	applied := map[int]bool{}
+	rows, err := s.db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
 	for _, m := range ms {
-		if m.version <= current {
+		if applied[m.version] {
 			continue
 		}
 		tx, err := s.db.BeginTx(ctx, nil)

@@ -77,6 +77,33 @@ func TestMigrationsAppliedOnceAndRecorded(t *testing.T) {
 	s2.Close()
 }
 
+// A migration numbered below the newest one applied still runs: branches number their
+// migrations in ranges and may be merged out of order (a database at 0130 may lack 0120).
+func TestMigrationBelowTheNewestAppliedStillRuns(t *testing.T) {
+	s, path := openTest(t)
+	s.Close()
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As if 0120 (heartbeat_at) had arrived after newer migrations were applied.
+	for _, q := range []string{`ALTER TABLE consultations DROP COLUMN heartbeat_at`, `DELETE FROM schema_migrations WHERE version = 120`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	s, err = Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var n int
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('consultations') WHERE name = 'heartbeat_at'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("migration 0120 not run below the newest applied: column present %d, %v", n, err)
+	}
+}
+
 func TestRefusesNewerSchema(t *testing.T) {
 	s, path := openTest(t)
 	if _, err := s.db.Exec(`INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, 'future', 0)`, SchemaVersion()+1); err != nil {
@@ -110,13 +137,13 @@ func TestUsersAndLogins(t *testing.T) {
 	if !strings.HasPrefix(stored, "$argon2id$") || strings.Contains(stored, "secret") {
 		t.Fatalf("password stored as %q", stored)
 	}
-	if _, err := s.Authenticate(ctx, "admin", "wrong password!"); !errors.Is(err, ErrBadCredential) {
+	if _, err := s.Authenticate(ctx, "admin", "wrong password!", ""); !errors.Is(err, ErrBadCredential) {
 		t.Fatalf("wrong password: %v", err)
 	}
-	if _, err := s.Authenticate(ctx, "nobody", "a long enough secret"); !errors.Is(err, ErrBadCredential) {
+	if _, err := s.Authenticate(ctx, "nobody", "a long enough secret", ""); !errors.Is(err, ErrBadCredential) {
 		t.Fatalf("unknown user: %v", err)
 	}
-	got, err := s.Authenticate(ctx, "admin", "a long enough secret")
+	got, err := s.Authenticate(ctx, "admin", "a long enough secret", "")
 	if err != nil || got.ID != u.ID {
 		t.Fatalf("Authenticate = %v, %v", got, err)
 	}

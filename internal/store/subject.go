@@ -11,8 +11,9 @@ import (
 )
 
 // MarkInterrupted records that a session was still recording when the server went down
-// (found at start): it becomes paused, InterruptedAt is set, and the audit trail says why.
-// Segments committed before the crash are kept as they are.
+// (found at start): it becomes paused, InterruptedAt is set to its last heartbeat (when
+// the recording was last known to be running, not when the server came back), and the
+// audit trail says why. Segments committed before the crash are kept as they are.
 func (s *Store) MarkInterrupted(ctx context.Context, id string) (Consultation, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -26,19 +27,19 @@ func (s *Store) MarkInterrupted(ctx context.Context, id string) (Consultation, e
 	if c.State != StateRecording {
 		return c, fmt.Errorf("%w: only a recording session can have been interrupted (it is %s)", ErrBadState, c.State)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE consultations SET state = 'paused', interrupted_at = ? WHERE id = ?`, ms(s.now()), id); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE consultations SET state = 'paused', interrupted_at = COALESCE(heartbeat_at, started_at) WHERE id = ?`, id); err != nil {
 		return Consultation{}, fmt.Errorf("mark interrupted: %w", err)
 	}
 	var segments int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM segments WHERE session_id = ?`, id).Scan(&segments); err != nil {
 		return Consultation{}, fmt.Errorf("mark interrupted: %w", err)
 	}
-	if err := s.auditTx(ctx, tx, audit.Event{Actor: "system", Action: audit.ActionSessionPause, SessionID: id,
-		Details: map[string]any{"reason": "interrupted", "segments_kept": segments}}); err != nil {
-		return Consultation{}, fmt.Errorf("mark interrupted: %w", err)
-	}
 	if c, err = s.consultation(ctx, tx, id); err != nil {
 		return Consultation{}, err
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Actor: "system", Action: audit.ActionSessionPause, SessionID: id,
+		Details: map[string]any{"reason": "interrupted", "segments_kept": segments, "last_heartbeat": c.InterruptedAt.Format(time.RFC3339Nano)}}); err != nil {
+		return Consultation{}, fmt.Errorf("mark interrupted: %w", err)
 	}
 	return c, tx.Commit()
 }
@@ -108,7 +109,7 @@ type SubjectRecord struct {
 
 // ExportSubject gathers everything held about the patient with this (normalised) NHS
 // number, found through the keyed lookup hash, and records the export in the audit
-// trail (by session, never by number).
+// trail: one entry by the actor in ctx (WithActor) listing the sessions, never the number.
 func (s *Store) ExportSubject(ctx context.Context, nhs string) (SubjectRecord, error) {
 	rec := SubjectRecord{NHSNumber: nhs, ExportedAt: s.now().UTC(), Sessions: []SubjectSession{}}
 	if nhs == "" {
@@ -158,9 +159,16 @@ func (s *Store) ExportSubject(ctx context.Context, nhs string) (SubjectRecord, e
 			return rec, err
 		}
 		rec.Sessions = append(rec.Sessions, ss)
-		if err := s.Audit(ctx, audit.Event{Action: audit.ActionDataAccess, SessionID: id, Details: map[string]any{"purpose": "subject_access_export"}}); err != nil {
-			return rec, err
-		}
+	}
+	// One entry per export, by whoever ran it (the actor in ctx), naming every session
+	// handed over; a search that found nothing is recorded too.
+	found := make([]string, len(rec.Sessions))
+	for i, ss := range rec.Sessions {
+		found[i] = ss.Consultation.ID
+	}
+	if err := s.Audit(ctx, audit.Event{Action: audit.ActionDataAccess,
+		Details: map[string]any{"purpose": "subject_access_export", "sessions": found}}); err != nil {
+		return SubjectRecord{}, err
 	}
 	return rec, nil
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"scribe/internal/audit"
+	"scribe/internal/identifiers"
 )
 
 // Role is what a user may do. Clinicians record and review their own consultations;
@@ -146,6 +147,9 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	if strings.TrimSpace(nu.DisplayName) == "" {
 		nu.DisplayName = nu.Username
 	}
+	if err := normaliseIdentifiers(&nu); err != nil {
+		return User{}, err
+	}
 	h, err := hashPassword(nu.Password)
 	if err != nil {
 		return User{}, err
@@ -156,6 +160,9 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		return User{}, fmt.Errorf("create user: %w", err)
 	}
 	defer tx.Rollback()
+	if err := identifiersFree(ctx, tx, nu); err != nil {
+		return User{}, err
+	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO users(username, display_name, role, password_hash, gmc_number, sds_user_id,
 		registration_body, registration_number, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		nu.Username, nu.DisplayName, nu.Role, h, nu.GMCNumber, nu.SDSUserID, nu.RegistrationBody, nu.RegistrationNumber, ms(now))
@@ -175,6 +182,63 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		return User{}, fmt.Errorf("create user: %w", err)
 	}
 	return s.User(ctx, id)
+}
+
+// normaliseIdentifiers checks a new user's professional identifiers (each optional: GMC
+// number, SDS user id, NMC/GPhC/HCPC registration; see internal/identifiers) and keeps
+// them in their normal form.
+func normaliseIdentifiers(nu *NewUser) error {
+	invalid := func(err error) error { return fmt.Errorf("%w: %w", ErrInvalid, err) }
+	if nu.GMCNumber = identifiers.Normalize(nu.GMCNumber); nu.GMCNumber != "" {
+		if err := identifiers.Check(identifiers.GMC, nu.GMCNumber); err != nil {
+			return invalid(err)
+		}
+	}
+	if nu.SDSUserID = identifiers.Normalize(nu.SDSUserID); nu.SDSUserID != "" {
+		if err := identifiers.CheckSDS(nu.SDSUserID); err != nil {
+			return invalid(err)
+		}
+	}
+	nu.RegistrationNumber = identifiers.Normalize(nu.RegistrationNumber)
+	if nu.RegistrationBody == "" && nu.RegistrationNumber == "" {
+		return nil
+	}
+	body, err := identifiers.ParseBody(nu.RegistrationBody)
+	if err != nil {
+		return invalid(err)
+	}
+	if err := identifiers.Check(body, nu.RegistrationNumber); err != nil {
+		return invalid(err)
+	}
+	nu.RegistrationBody = string(body)
+	return nil
+}
+
+// identifiersFree refuses a GMC number, SDS user id or registration another account
+// already has: notes are filed under these, so two accounts with one would let one author
+// in the other's name.
+func identifiersFree(ctx context.Context, tx *sql.Tx, nu NewUser) error {
+	for _, f := range []struct {
+		where, name, v string
+		args           []any
+	}{
+		{"gmc_number = ?", "GMC number", nu.GMCNumber, []any{nu.GMCNumber}},
+		{"sds_user_id = ?", "SDS user ID", nu.SDSUserID, []any{nu.SDSUserID}},
+		{"registration_body = ? AND registration_number = ?", nu.RegistrationBody + " number", nu.RegistrationNumber, []any{nu.RegistrationBody, nu.RegistrationNumber}},
+	} {
+		if f.v == "" {
+			continue
+		}
+		var holder string
+		err := tx.QueryRowContext(ctx, `SELECT username FROM users WHERE `+f.where, f.args...).Scan(&holder)
+		if err == nil {
+			return fmt.Errorf("%w: the %s %s already belongs to the account %q", ErrConflict, f.name, f.v, holder)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("create user: %w", err)
+		}
+	}
+	return nil
 }
 
 // SetPassword replaces a user's password.
@@ -262,9 +326,10 @@ func (s *Store) CountUsers(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// Authenticate checks a username and password. Unknown users and wrong passwords give the
-// same ErrBadCredential, and both cost an argon2 computation so timing does not tell them apart.
-func (s *Store) Authenticate(ctx context.Context, username, password string) (User, error) {
+// Authenticate checks a username and password tried from source (the client's address;
+// "" for a local command). Unknown users and wrong passwords give the same
+// ErrBadCredential, and both cost an argon2 computation so timing does not tell them apart.
+func (s *Store) Authenticate(ctx context.Context, username, password, source string) (User, error) {
 	var hash string
 	var id int64
 	var disabled bool
@@ -272,7 +337,7 @@ func (s *Store) Authenticate(ctx context.Context, username, password string) (Us
 	if errors.Is(err, sql.ErrNoRows) {
 		hashPassword(password) // equalise timing with the known-user path
 		// The name typed is not kept: it may be a password typed into the wrong box.
-		if err := s.Audit(ctx, audit.Event{Actor: "unknown-user", Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "unknown username"}}); err != nil {
+		if err := s.AuditOrDefer(ctx, audit.Event{Actor: "unknown-user", Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "unknown username", "source": source}}); err != nil {
 			return User{}, fmt.Errorf("authenticate: %w", err)
 		}
 		return User{}, ErrBadCredential
@@ -284,19 +349,19 @@ func (s *Store) Authenticate(ctx context.Context, username, password string) (Us
 	if err != nil {
 		return User{}, fmt.Errorf("authenticate %q: %w", username, err)
 	}
-	if locked, err := s.lockedOut(ctx, username); err != nil {
+	if locked, err := s.lockedOut(ctx, username, source); err != nil {
 		return User{}, err
 	} else if locked {
 		// Even the right password is refused while locked, so guessing gains nothing.
-		if err := s.Audit(ctx, audit.Event{Actor: username, Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "locked"}}); err != nil {
+		if err := s.AuditOrDefer(ctx, audit.Event{Actor: username, Action: audit.ActionLoginFailed, Details: map[string]any{"reason": "locked", "source": source}}); err != nil {
 			return User{}, fmt.Errorf("authenticate: %w", err)
 		}
 		return User{}, ErrLocked
 	}
 	if !ok || disabled {
-		return User{}, s.loginFailed(ctx, username, disabled)
+		return User{}, s.loginFailed(ctx, username, source, disabled)
 	}
-	if err := s.loginSucceeded(ctx, username); err != nil {
+	if err := s.loginSucceeded(ctx, username, source); err != nil {
 		return User{}, err
 	}
 	return s.User(ctx, id)
@@ -323,20 +388,15 @@ func (s *Store) CreateLogin(ctx context.Context, userID int64, p LoginPolicy) (s
 	token := base64.RawURLEncoding.EncodeToString(b)
 	now := s.now()
 	exp := now.Add(p.MaxAge)
-	tx, err := s.db.BeginTx(ctx, nil)
+	err := s.writeLogin(ctx, token, userID, now, exp)
+	if StorageFailure(err) {
+		// The disk is full: the login works from memory and is written, with its audit
+		// entry, once the disk takes writes again (FlushDeferred).
+		s.keepLoginInMemory(token, userID, now, exp)
+		s.deferred.addEvent(audit.Event{At: now, Actor: s.usernameOf(ctx, userID), Action: audit.ActionLogin, Details: map[string]any{"kept_in_memory": true}})
+		return token, exp, nil
+	}
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("create login: %w", err)
-	}
-	defer tx.Rollback()
-	_, err = tx.ExecContext(ctx, `INSERT INTO login_sessions(token_hash, user_id, created_at, last_seen_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
-		tokenHash(token), userID, ms(now), ms(now), ms(exp))
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("create login: %w", err)
-	}
-	if err := s.auditTx(ctx, tx, audit.Event{Actor: usernameTx(ctx, tx, userID), Action: audit.ActionLogin}); err != nil {
-		return "", time.Time{}, fmt.Errorf("create login: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
 		return "", time.Time{}, fmt.Errorf("create login: %w", err)
 	}
 	// Housekeeping: drop expired logins.
@@ -344,25 +404,57 @@ func (s *Store) CreateLogin(ctx context.Context, userID int64, p LoginPolicy) (s
 	return token, exp, nil
 }
 
+func (s *Store) writeLogin(ctx context.Context, token string, userID int64, now, exp time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, `INSERT INTO login_sessions(token_hash, user_id, created_at, last_seen_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
+		tokenHash(token), userID, ms(now), ms(now), ms(exp))
+	if err != nil {
+		return err
+	}
+	if err := s.auditTx(ctx, tx, audit.Event{Actor: usernameTx(ctx, tx, userID), Action: audit.ActionLogin}); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// usernameOf names a user for the audit trail, outside a transaction.
+func (s *Store) usernameOf(ctx context.Context, userID int64) string {
+	if u, err := s.User(ctx, userID); err == nil {
+		return u.Username
+	}
+	return fmt.Sprintf("user:%d", userID)
+}
+
 // LoginUser returns the user a token belongs to, refreshing its idle timer. Expired,
 // idle, unknown tokens and disabled users give ErrNotFound.
 func (s *Store) LoginUser(ctx context.Context, token string, p LoginPolicy) (User, error) {
+	return s.loginUser(ctx, token, p, true)
+}
+
+func (s *Store) loginUser(ctx context.Context, token string, p LoginPolicy, touch bool) (User, error) {
 	now := s.now()
 	h := tokenHash(token)
-	var userID, lastSeen, expires int64
-	err := s.db.QueryRowContext(ctx, `SELECT user_id, last_seen_at, expires_at FROM login_sessions WHERE token_hash = ?`, h).Scan(&userID, &lastSeen, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
+	var userID, created, lastSeen, expires int64
+	err := s.db.QueryRowContext(ctx, `SELECT user_id, created_at, last_seen_at, expires_at FROM login_sessions WHERE token_hash = ?`, h).Scan(&userID, &created, &lastSeen, &expires)
+	switch {
+	case err == nil && s.endedInMemory(h, userID, fromMS(created)): // logged out while the disk was full
 		return User{}, fmt.Errorf("login: %w", ErrNotFound)
-	}
-	if err != nil {
+	case errors.Is(err, sql.ErrNoRows):
+		var ok bool
+		if userID, ok = s.memLoginUser(h, p, touch); !ok { // made while the disk was full?
+			return User{}, fmt.Errorf("login: %w", ErrNotFound)
+		}
+	case err != nil:
 		return User{}, fmt.Errorf("login: %w", err)
-	}
-	if now.UnixMilli() > expires || now.Sub(fromMS(lastSeen)) > p.Idle {
+	case now.UnixMilli() > expires || now.Sub(fromMS(lastSeen)) > p.Idle:
 		s.db.ExecContext(ctx, `DELETE FROM login_sessions WHERE token_hash = ?`, h)
 		return User{}, fmt.Errorf("login expired: %w", ErrNotFound)
-	}
-	// Only write when the idle timer moved noticeably, to spare the database on every request.
-	if now.Sub(fromMS(lastSeen)) > 30*time.Second {
+	case touch && now.Sub(fromMS(lastSeen)) > 30*time.Second:
+		// Only write when the idle timer moved noticeably, to spare the database on every request.
 		s.db.ExecContext(ctx, `UPDATE login_sessions SET last_seen_at = ? WHERE token_hash = ?`, ms(now), h)
 	}
 	u, err := s.User(ctx, userID)
@@ -375,8 +467,20 @@ func (s *Store) LoginUser(ctx context.Context, token string, p LoginPolicy) (Use
 	return u, nil
 }
 
-// DeleteLogin ends a login session (logout).
+// DeleteLogin ends a login session (logout). A disk that refuses the write does not keep
+// the login alive: it ends in memory and the database catches up later.
 func (s *Store) DeleteLogin(ctx context.Context, token string) error {
+	s.forgetMemLogins(tokenHash(token), 0)
+	err := s.deleteLogin(ctx, token)
+	if StorageFailure(err) {
+		s.endLoginsInMemory(tokenHash(token), 0)
+		s.deferred.addEvent(audit.Event{At: s.now(), Actor: actorFrom(ctx), Action: audit.ActionLogout})
+		return nil
+	}
+	return err
+}
+
+func (s *Store) deleteLogin(ctx context.Context, token string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("logout: %w", err)

@@ -8,10 +8,10 @@ import (
 
 // buffer is the audio the decoder is given: the VAD's speech (with its padding and the
 // pauses it has not yet called the end of an utterance), packed back to back across the
-// silences it dropped, per channel and as the mono mix. spans say where each stretch sits
-// on the stream's timeline, so decoded times can be put back there.
+// silences it dropped, as the mono mix. spans say where each stretch sits on the stream's
+// timeline, so decoded times can be put back there.
 type buffer struct {
-	chans [][]float32
+	nch   int
 	mix   []float32
 	spans []span
 }
@@ -23,7 +23,7 @@ type span struct {
 	n    int
 }
 
-func newBuffer(nch int) *buffer { return &buffer{chans: make([][]float32, nch)} }
+func newBuffer(nch int) *buffer { return &buffer{nch: nch} }
 
 func (b *buffer) len() int { return len(b.mix) }
 
@@ -39,7 +39,7 @@ func (b *buffer) end() int64 {
 // add appends audio that starts at stream sample from; whatever part of it the buffer
 // already holds (an utterance's padding overlapping the previous one's tail) is skipped.
 func (b *buffer) add(from int64, chans [][]float32) {
-	if len(chans) == 0 || len(chans) != len(b.chans) {
+	if len(chans) == 0 || len(chans) != b.nch {
 		return
 	}
 	n := len(chans[0])
@@ -62,9 +62,6 @@ func (b *buffer) add(from int64, chans [][]float32) {
 		b.spans[k].n += n
 	} else {
 		b.spans = append(b.spans, span{at: len(b.mix), from: from, n: n})
-	}
-	for i := range chans {
-		b.chans[i] = append(b.chans[i], chans[i]...)
 	}
 	b.mix = append(b.mix, domain.MixDown(chans)...)
 }
@@ -115,9 +112,6 @@ func (b *buffer) dropBefore(k int) {
 		return
 	}
 	b.mix = append(b.mix[:0], b.mix[k:]...)
-	for i := range b.chans {
-		b.chans[i] = append(b.chans[i][:0], b.chans[i][k:]...)
-	}
 	spans := b.spans[:0]
 	for _, s := range b.spans {
 		if s.at+s.n <= k {
@@ -133,17 +127,4 @@ func (b *buffer) dropBefore(k int) {
 		spans = append(spans, s)
 	}
 	b.spans = spans
-}
-
-// channels returns the per-channel audio between two stream times (views, not copies).
-func (b *buffer) channels(from, to float64) [][]float32 {
-	i, j := b.index(from), b.index(to)
-	if j < i {
-		j = i
-	}
-	out := make([][]float32, len(b.chans))
-	for c := range b.chans {
-		out[c] = b.chans[c][i:j]
-	}
-	return out
 }

@@ -13,6 +13,13 @@
 // words wait up to Grace for decodes that hear the next speech, then every word of the
 // line is committed, and the next words start a new line.
 //
+// Speakers come from the room's attribution (package diarize), which labels each
+// utterance as it is heard (Utterance.Speakers): a committed piece gets the speaker with
+// the most time under it (diarize.Decide), and a line's last piece decides for the whole
+// of its segment. Where the attribution finds the floor passing between speakers without
+// a pause (Utterance.Turns, known once the VAD closes the line), the words not yet
+// committed are split there into segments of their own.
+//
 // The package is pure Go and single-threaded: one goroutine owns a Stream and feeds it
 // the segmenter's output (Push), asks what to decode (Due, Job) and hands back what the
 // decoder said (Apply). Both return the events to publish, in order.
@@ -23,6 +30,7 @@ import (
 	"math"
 	"strings"
 
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 	"scribe/internal/transcribe"
 )
@@ -61,24 +69,22 @@ type Config struct {
 	// Grace is how long after the VAD closes a line its last words may wait to be
 	// confirmed by decodes that hear what follows (the next line's speech); then they are
 	// committed as they stand. 0 commits a line's words as soon as the VAD closes it.
-	Grace       float64
-	Thresholds  transcribe.Thresholds
-	Attribution transcribe.Attribution
+	Grace      float64
+	Thresholds transcribe.Thresholds
 }
 
 // DefaultConfig is LocalAgreement-2 with half-second steps and 4 s of context.
 func DefaultConfig() Config {
 	return Config{
-		Policy:      PolicyAgreement,
-		Agreement:   2,
-		Horizon:     1.0,
-		Step:        0.5,
-		Context:     4,
-		MaxBuffer:   28,
-		Settle:      0.2,
-		Grace:       1.0,
-		Thresholds:  transcribe.DefaultThresholds(),
-		Attribution: transcribe.DefaultAttribution(),
+		Policy:     PolicyAgreement,
+		Agreement:  2,
+		Horizon:    1.0,
+		Step:       0.5,
+		Context:    4,
+		MaxBuffer:  28,
+		Settle:     0.2,
+		Grace:      1.0,
+		Thresholds: transcribe.DefaultThresholds(),
 	}
 }
 
@@ -128,10 +134,15 @@ type line struct {
 	closedAt   float64 // stream time when the VAD closed it
 	cut        bool
 	audio      *domain.Utterance
-	pieces     int     // committed pieces so far
-	shown      string  // the provisional text last published
-	speechEnd  float64 // where the line's speech heard so far ends
-	mustHear   float64 // once due: the decode that commits it must have heard this far (-1 before)
+	pieces     int       // committed pieces of the current segment so far
+	part       int       // the line's segment now being committed (a new one at each turn)
+	partStart  float64   // where that segment begins
+	words      int       // words committed of the whole line
+	doneTo     float64   // where the line's committed words end
+	turns      []float64 // where the floor passes to the other speaker, after doneTo
+	shown      string    // the provisional text last published
+	speechEnd  float64   // where the line's speech heard so far ends
+	mustHear   float64   // once due: the decode that commits it must have heard this far (-1 before)
 }
 
 // Stream is one live stream's commit state. Not safe for concurrent use.
@@ -139,11 +150,12 @@ type Stream struct {
 	cfg Config
 	buf *buffer
 
-	lines     []*line // not yet complete, oldest first (the one in progress last)
-	lastSeq   int     // the newest utterance seen
-	committed []Word  // the committed words' tail (for the prompt and de-duplication)
-	doneTo    float64 // stream time the committed words reach
-	trimTo    float64 // stream time up to which everything is committed (words or complete lines)
+	lines     []*line              // not yet complete, oldest first (the one in progress last)
+	lastSeq   int                  // the newest utterance seen
+	committed []Word               // the committed words' tail (for the prompt and de-duplication)
+	speakers  []domain.SpeakerSpan // who spoke when in the audio not yet committed
+	doneTo    float64              // stream time the committed words reach
+	trimTo    float64              // stream time up to which everything is committed (words or complete lines)
 	hyps      []hypothesis
 	cutHyp    bool    // the newest hypothesis had a repetition loop cut
 	decoded   float64 // stream time the newest hypothesis's audio reached
@@ -174,6 +186,7 @@ func (s *Stream) Push(u domain.Utterance) []domain.LiveEvent {
 	}
 	s.now = max(s.now, u.End)
 	l := s.lineFor(u)
+	s.label(u)
 	s.speechTo = max(s.speechTo, u.SpeechEnd)
 	if l != nil && u.SpeechEnd > l.start {
 		if l.speechEnd == 0 {
@@ -190,6 +203,11 @@ func (s *Stream) Push(u domain.Utterance) []domain.LiveEvent {
 		l.end, l.closed, l.closedAt, l.cut = u.End, true, s.now, u.Cut
 		a := u
 		l.audio = &a
+		for _, t := range u.Turns {
+			if t > l.doneTo {
+				l.turns = append(l.turns, t)
+			}
+		}
 	}
 	return s.forceDue()
 }
@@ -213,7 +231,7 @@ func (s *Stream) lineFor(u domain.Utterance) *line {
 	}
 	s.lastSeq = u.Seq
 	// Its first decode is shown even when it has no words yet: speech is being heard.
-	l := &line{seq: u.Seq, start: u.Start, mustHear: -1, shown: "\x00"}
+	l := &line{seq: u.Seq, start: u.Start, partStart: u.Start, mustHear: -1, shown: "\x00"}
 	s.lines = append(s.lines, l)
 	return l
 }
@@ -493,7 +511,7 @@ func (s *Stream) commitStable(end float64) []domain.LiveEvent {
 		if take == 0 && !complete {
 			break
 		}
-		evs = append(evs, s.commit(l, h[:take], complete))
+		evs = append(evs, s.commit(l, h[:take], complete)...)
 		h, n = h[take:], n-take
 		if !complete {
 			break
@@ -509,7 +527,7 @@ func (s *Stream) forceDue() []domain.LiveEvent {
 	var evs []domain.LiveEvent
 	for len(s.lines) > 0 && s.due(s.lines[0]) && s.decoded >= s.lines[0].mustHear {
 		h := s.newest()
-		evs = append(evs, s.commit(s.lines[0], h[:s.ofLine(0, h)], true))
+		evs = append(evs, s.commit(s.lines[0], h[:s.ofLine(0, h)], true)...)
 		s.lines = s.lines[1:]
 	}
 	if len(evs) > 0 {
@@ -524,34 +542,76 @@ func (s *Stream) forceDue() []domain.LiveEvent {
 func (s *Stream) Undecoded() []domain.LiveEvent {
 	var evs []domain.LiveEvent
 	for len(s.lines) > 0 && s.lines[0].closed {
-		evs = append(evs, s.commit(s.lines[0], nil, true))
+		evs = append(evs, s.commit(s.lines[0], nil, true)...)
 		s.lines = s.lines[1:]
 	}
 	return evs
 }
 
-// commit publishes words as the next piece of line l (its last when complete).
-func (s *Stream) commit(l *line, ws []Word, complete bool) domain.LiveEvent {
-	seg := domain.Segment{ID: fmt.Sprintf("u%d-0", l.seq), Text: joinWords(ws)}
+// label keeps u's speaker spans: a growing utterance's label its new audio; a finished
+// one's replace them, learnt from the whole utterance.
+func (s *Stream) label(u domain.Utterance) {
+	if u.Final {
+		kept := s.speakers[:0]
+		for _, sp := range s.speakers {
+			if sp.End <= u.Start || sp.Start >= u.End {
+				kept = append(kept, sp)
+			}
+		}
+		s.speakers = kept
+	}
+	s.speakers = append(s.speakers, u.Speakers...)
+}
+
+// commit publishes words as the next pieces of line l (its last when complete): one
+// piece, or more where a turn falls among the words.
+func (s *Stream) commit(l *line, ws []Word, complete bool) []domain.LiveEvent {
+	var evs []domain.LiveEvent
+	for {
+		// Turns before these words end the segment committed so far.
+		for len(l.turns) > 0 && len(ws) > 0 && ws[0].mid() >= l.turns[0] {
+			if l.pieces > 0 {
+				l.part, l.pieces = l.part+1, 0
+			}
+			l.partStart = l.turns[0]
+			l.turns = l.turns[1:]
+		}
+		k := len(ws)
+		if len(l.turns) > 0 {
+			k = 0
+			for k < len(ws) && ws[k].mid() < l.turns[0] {
+				k++
+			}
+		}
+		if k == len(ws) {
+			return append(evs, s.piece(l, ws, complete))
+		}
+		evs = append(evs, s.piece(l, ws[:k], false))
+		ws = ws[k:]
+	}
+}
+
+// piece publishes words as the next piece of line l's current segment.
+func (s *Stream) piece(l *line, ws []Word, complete bool) domain.LiveEvent {
+	seg := domain.Segment{ID: fmt.Sprintf("u%d-%d", l.seq, l.part), Text: joinWords(ws)}
 	switch {
 	case len(ws) > 0 && l.pieces > 0:
 		seg.Start, seg.End = ws[0].Start, ws[len(ws)-1].End
 	case len(ws) > 0:
-		seg.Start, seg.End = min(l.start, ws[0].Start), ws[len(ws)-1].End
+		seg.Start, seg.End = min(l.partStart, ws[0].Start), ws[len(ws)-1].End
 	default:
-		seg.Start, seg.End = l.start, l.start
+		seg.Start, seg.End = l.partStart, l.partStart
 	}
 	if complete {
 		seg.End = max(seg.End, l.end)
 	}
-	from := l.start
-	if l.pieces > 0 {
-		from = seg.Start
+	from := l.partStart // the segment's speaker: decided over all of it so far
+	if l.pieces > 0 && !complete {
+		from = seg.Start // a middle piece: over its own words
 	}
-	ch := s.buf.channels(from, seg.End)
-	sp, overlap := s.cfg.Attribution.Speaker(ch, 0, len(ch[0]))
+	sp, uncertain := diarize.Decide(s.speakers, from, max(seg.End, from+vadWindow))
 	seg.Speaker = sp
-	if overlap && len(ch) > 1 {
+	if uncertain {
 		seg.Flags = append(seg.Flags, domain.FlagOverlap)
 	}
 	if len(ws) > 0 {
@@ -574,10 +634,12 @@ func (s *Stream) commit(l *line, ws []Word, complete bool) domain.LiveEvent {
 			s.committed = append(s.committed[:0], s.committed[k:]...)
 		}
 		s.doneTo = max(s.doneTo, ws[len(ws)-1].End)
+		l.doneTo = max(l.doneTo, ws[len(ws)-1].End)
+		l.words += len(ws)
 	}
 	if complete {
 		s.trimTo = max(s.trimTo, l.end)
-		if len(ws) == 0 && l.pieces == 0 {
+		if l.words == 0 {
 			// The VAD heard speech but no words were decoded: keep the gap visible.
 			seg.Flags = append(seg.Flags, domain.FlagUntranscribed)
 		}
@@ -648,6 +710,14 @@ func (s *Stream) trim() {
 		at = best
 	}
 	s.buf.dropBefore(s.buf.index(at))
+	start = s.buf.startTime()
+	kept := s.speakers[:0]
+	for _, sp := range s.speakers {
+		if sp.End > start || len(s.lines) > 0 && sp.End > s.lines[0].start {
+			kept = append(kept, sp)
+		}
+	}
+	s.speakers = kept
 }
 
 // Stats describe a stream's work so far.

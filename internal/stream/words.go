@@ -27,6 +27,9 @@ type Word struct {
 // around it.
 func (w Word) Norm() string { return w.norm }
 
+// mid is the middle of the word on the stream's timeline: which side of a turn it is on.
+func (w Word) mid() float64 { return (w.Start + w.End) / 2 }
+
 func normWord(s string) string {
 	return strings.ToLower(strings.Trim(s, ` .,!?;:"'…-`))
 }

@@ -1,5 +1,6 @@
 // Package transcribe turns utterances into transcript segments: it sizes and runs the
-// decoder, applies the hallucination guards, attributes speakers and keeps the
+// decoder, applies the hallucination guards, gives each segment the speaker the room's
+// attribution (package diarize) found in its stretch, and keeps the
 // vocabulary hint the only prompt. The decoder (libwhisper) sits behind an interface, so
 // this package is pure Go.
 package transcribe
@@ -9,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 )
 
@@ -30,7 +33,6 @@ type Config struct {
 	TemperatureInc float32 // 0 disables temperature fallback
 	Thresholds     Thresholds
 	Vocabulary     []string
-	Attribution    Attribution
 	// ModelAudioCtx is the model's full encoder context (1500 for every whisper model).
 	ModelAudioCtx int
 	// ShrinkAudioCtx sizes the encoder to short utterances: much faster, but measured with
@@ -55,7 +57,6 @@ func DefaultConfig() Config {
 		TemperatureInc:   0.2,
 		Thresholds:       DefaultThresholds(),
 		Vocabulary:       voc,
-		Attribution:      DefaultAttribution(),
 		ModelAudioCtx:    1500,
 		ShrinkAudioCtx:   false,
 		MaxQueuedPerRoom: DefaultMaxQueuedPerRoom,
@@ -139,7 +140,7 @@ func (e *Engine) Transcribe(ctx context.Context, u domain.Utterance) ([]domain.S
 	}
 	defer e.sched.release(d)
 	segs, took, err := e.run(ctx, d, u)
-	e.observe(Scheduled{Room: room, Final: true, Wait: wait, Decode: took, AudioSeconds: u.End - u.Start, Err: err})
+	e.observe(Scheduled{Room: room, Final: true, Wait: wait, Decode: took, AudioSeconds: u.Seconds(), Err: err})
 	return segs, took, err
 }
 
@@ -229,6 +230,70 @@ func (e *Engine) observe(s Scheduled) {
 	}
 }
 
+// run decodes u: a committed utterance turn by turn (u.Turns), so no segment straddles
+// two speakers; a provisional one whole.
+func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+	if !u.Final || len(u.Runs) > 0 {
+		// A packed utterance is decoded whole; its turns split segments by token times.
+		return e.runPart(ctx, d, u)
+	}
+	var out []domain.Segment
+	var took time.Duration
+	var preceding []string
+	if u.Context != "" {
+		preceding = append(preceding, u.Context)
+	}
+	for _, part := range splitTurns(u) {
+		// Each turn is preceded by the turns decoded before it, as the utterance would be.
+		part.Context = ContextTail(preceding)
+		segs, t, err := e.runPart(ctx, d, part)
+		took += t
+		if err != nil {
+			return nil, took, err
+		}
+		for _, s := range segs {
+			if s.Text != "" {
+				preceding = append(preceding, s.Text)
+			}
+		}
+		out = append(out, segs...)
+	}
+	for i := range out {
+		out[i].ID = fmt.Sprintf("u%d-%d", u.Seq, i)
+	}
+	return out, took, nil
+}
+
+// splitTurns cuts u where the floor passes between speakers.
+func splitTurns(u domain.Utterance) []domain.Utterance {
+	cuts := u.Turns
+	if len(cuts) == 0 {
+		return []domain.Utterance{u}
+	}
+	n := len(u.Channels[0])
+	for _, c := range u.Channels[1:] {
+		n = min(n, len(c))
+	}
+	parts := make([]domain.Utterance, 0, len(cuts)+1)
+	from := 0
+	for i, c := range append(cuts[:len(cuts):len(cuts)], u.End) {
+		to := n
+		if i < len(cuts) {
+			to = min(n, int((c-u.Start)*domain.SampleRate))
+		}
+		p := u
+		p.Interval = domain.Interval{Start: u.Start + float64(from)/domain.SampleRate, End: u.Start + float64(to)/domain.SampleRate}
+		p.Channels = make([][]float32, len(u.Channels))
+		for ch, x := range u.Channels {
+			p.Channels[ch] = x[from:to]
+		}
+		p.Cut = u.Cut && i == len(cuts)
+		parts = append(parts, p)
+		from = to
+	}
+	return parts
+}
+
 // padded is samples, lengthened with silence to what libwhisper accepts.
 func padded(samples []float32) []float32 {
 	if len(samples) >= minDecodeSamples {
@@ -261,13 +326,16 @@ func (e *Engine) options(seconds float64, context string) domain.DecodeOptions {
 	return opts
 }
 
-func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
+func (e *Engine) runPart(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
 	mono := u.Mono()
 	if len(mono) == 0 {
 		return nil, 0, nil
 	}
 	samples := padded(mono)
 	opts := e.options(float64(len(mono))/domain.SampleRate, u.Context)
+	// A packed window may hold both speakers: token times let segments be split where
+	// the floor passes (turnCuts).
+	opts.TokenTimestamps = len(turnCuts(u)) > 0
 	start := time.Now()
 	decoded, err := d.Decode(ctx, samples, opts)
 	took := time.Since(start)
@@ -277,28 +345,46 @@ func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]doma
 	return e.segments(u, decoded), took, nil
 }
 
-// segments converts decoded output to transcript segments on the recording's timeline.
+// segments converts decoded output to transcript segments on the recording's timeline
+// (through the runs of a packed utterance). Every run the VAD heard that no decoded text
+// covers is kept as an empty segment flagged untranscribed, so the reviewer sees the gap.
 func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) []domain.Segment {
-	dur := u.End - u.Start
+	dur := u.Seconds()
 	var out []domain.Segment
+	var parts []domain.DecodedSegment
+	if cuts := turnCuts(u); len(cuts) > 0 {
+		for _, d := range decoded {
+			parts = append(parts, splitAt(d, cuts)...)
+		}
+		decoded = parts
+	}
 	for _, d := range decoded {
 		seg := guard(d, e.cfg.Thresholds)
-		if seg.Text == "" && len(seg.Flags) == 0 {
-			continue // an annotation-only segment such as [BLANK_AUDIO]
+		if seg.Text == "" {
+			continue // an annotation such as [BLANK_AUDIO]: no words; its run is checked below
 		}
 		s, en := clamp(d.Start, 0, dur), clamp(d.End, 0, dur)
 		if en <= s {
 			s, en = 0, dur
 		}
-		seg.Start, seg.End = u.Start+s, u.Start+en
+		seg.Start, seg.End = u.OnRecording(s, false), u.OnRecording(en, true)
 		e.attribute(&seg, u, s, en)
 		out = append(out, seg)
 	}
-	if len(out) == 0 {
-		// The VAD heard speech but nothing was decoded: keep the gap visible.
-		seg := domain.Segment{Start: u.Start, End: u.End, Flags: []domain.Flag{domain.FlagUntranscribed}}
-		e.attribute(&seg, u, 0, dur)
-		out = append(out, seg)
+	for _, r := range runsOf(u) {
+		if coveredBy(r.Interval, out) {
+			continue
+		}
+		seg := domain.Segment{Start: r.Start, End: r.End, Flags: []domain.Flag{domain.FlagUntranscribed}}
+		e.attribute(&seg, u, r.At, r.At+r.Duration())
+		at := len(out) // in time order among the decoded segments, which keep theirs
+		for i, s := range out {
+			if s.Start > seg.Start {
+				at = i
+				break
+			}
+		}
+		out = slices.Insert(out, at, seg)
 	}
 	if u.Cut {
 		out[len(out)-1].Flags = append(out[len(out)-1].Flags, domain.FlagTruncated)
@@ -309,10 +395,21 @@ func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) [
 	return out
 }
 
+// coveredBy reports whether any segment with text overlaps iv.
+func coveredBy(iv domain.Interval, segs []domain.Segment) bool {
+	for _, s := range segs {
+		if s.Text != "" && s.Start < iv.End && s.End > iv.Start {
+			return true
+		}
+	}
+	return false
+}
+
+// attribute gives a segment (times in u's audio) its speaker from u's speaker spans.
 func (e *Engine) attribute(seg *domain.Segment, u domain.Utterance, from, to float64) {
-	sp, overlap := e.cfg.Attribution.Speaker(u.Channels, int(from*domain.SampleRate), int(to*domain.SampleRate))
+	sp, uncertain := diarize.Decide(u.Speakers, u.OnRecording(from, false), u.OnRecording(to, true))
 	seg.Speaker = sp
-	if overlap && len(u.Channels) > 1 {
+	if uncertain {
 		seg.Flags = append(seg.Flags, domain.FlagOverlap)
 	}
 }

@@ -2,7 +2,6 @@ package transcribe
 
 import (
 	"context"
-	"math"
 	"strings"
 	"testing"
 
@@ -110,27 +109,33 @@ func TestNoSpeechSegmentIsFlaggedNotDropped(t *testing.T) {
 	}
 }
 
-func TestSpeakerFromChannelEnergy(t *testing.T) {
+// Segments take their speaker from the utterance's speaker spans (the room's attribution,
+// package diarize): the speaker with most of the segment's attributed time, flagged
+// overlap when that is under 70 %; no spans, unknown.
+func TestSegmentSpeakersFromSpans(t *testing.T) {
 	u := utter(4, 2)
-	for i := range u.Channels[0] {
-		s := float32(math.Sin(float64(i) * 0.05))
-		if i < len(u.Channels[0])/2 {
-			u.Channels[0][i], u.Channels[1][i] = 0.5*s, 0.05*s // clinician close to mic 0
-		} else {
-			u.Channels[0][i], u.Channels[1][i] = 0.04*s, 0.4*s
-		}
+	// The patient's 0.3 s is too short to be a turn of its own: one decode.
+	u.Speakers = []domain.SpeakerSpan{
+		{Interval: domain.Interval{Start: 10, End: 13}, Speaker: domain.SpeakerClinician},
+		{Interval: domain.Interval{Start: 13, End: 13.3}, Speaker: domain.SpeakerPatient},
 	}
 	d := &scriptedDecoder{out: []domain.DecodedSegment{
 		{Start: 0, End: 2, Text: "How long have you had it?", Tokens: []domain.DecodedToken{tok(-0.1)}},
-		{Start: 2, End: 4, Text: "About a week.", Tokens: []domain.DecodedToken{tok(-0.1)}},
-		{Start: 1, End: 3, Text: "both", Tokens: []domain.DecodedToken{tok(-0.1)}},
+		{Start: 3, End: 3.3, Text: "A week.", Tokens: []domain.DecodedToken{tok(-0.1)}},
+		{Start: 2.8, End: 3.3, Text: "both", Tokens: []domain.DecodedToken{tok(-0.1)}},
 	}}
 	segs, _, err := engine(t, d).Transcribe(context.Background(), u)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(d.lens) != 1 {
+		t.Fatalf("%d decodes, want 1", len(d.lens))
+	}
 	if segs[0].Speaker != domain.SpeakerClinician || segs[1].Speaker != domain.SpeakerPatient {
 		t.Errorf("speakers %s, %s; want clinician, patient", segs[0].Speaker, segs[1].Speaker)
+	}
+	if segs[0].HasFlag(domain.FlagOverlap) || segs[1].HasFlag(domain.FlagOverlap) {
+		t.Errorf("one-speaker segments flagged overlap: %+v", segs[:2])
 	}
 	if !segs[2].HasFlag(domain.FlagOverlap) {
 		t.Errorf("a segment spanning both speakers should be flagged overlap: %+v", segs[2])
@@ -138,8 +143,41 @@ func TestSpeakerFromChannelEnergy(t *testing.T) {
 	mono, _, _ := engine(t, d).Transcribe(context.Background(), utter(4, 1))
 	for _, s := range mono {
 		if s.Speaker != domain.SpeakerUnknown {
-			t.Errorf("mono input attributed to %s", s.Speaker)
+			t.Errorf("utterance without speaker spans attributed to %s", s.Speaker)
 		}
+	}
+}
+
+// An utterance in which the floor passes from one speaker to the other without a pause
+// (its Turns) is decoded turn by turn, so no segment straddles the two; a provisional
+// snapshot is decoded whole.
+func TestCommittedUtteranceDecodedTurnByTurn(t *testing.T) {
+	u := utter(4, 1)
+	u.Speakers = []domain.SpeakerSpan{
+		{Interval: domain.Interval{Start: 10, End: 11.9}, Speaker: domain.SpeakerClinician},
+		{Interval: domain.Interval{Start: 12.1, End: 14}, Speaker: domain.SpeakerPatient},
+	}
+	u.Turns = []float64{12} // where the attribution saw the floor change (diarize.TurnCuts)
+	d := &scriptedDecoder{out: []domain.DecodedSegment{{Start: 0, End: 2, Text: "words", Tokens: []domain.DecodedToken{tok(-0.1)}}}}
+	segs, _, err := engine(t, d).Transcribe(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.lens) != 2 || d.lens[0] != 2*domain.SampleRate || d.lens[1] != 2*domain.SampleRate {
+		t.Fatalf("decoded %v samples, want two turns of 2 s", d.lens)
+	}
+	if len(segs) != 2 || segs[0].Speaker != domain.SpeakerClinician || segs[1].Speaker != domain.SpeakerPatient ||
+		segs[0].ID != "u7-0" || segs[1].ID != "u7-1" || segs[1].Start != 12 || segs[1].End != 14 {
+		t.Errorf("segments %+v", segs)
+	}
+	// The second turn is decoded after the first, with its text as the preceding text.
+	if !strings.HasSuffix(d.got[1].Prompt, "words") || strings.HasSuffix(d.got[0].Prompt, "words") {
+		t.Errorf("prompts %q, %q: the second turn should follow the first's text", d.got[0].Prompt, d.got[1].Prompt)
+	}
+	d.lens = nil
+	u.Final = false
+	if _, _, err := engine(t, d).TryTranscribe(context.Background(), u); err != nil || len(d.lens) != 1 {
+		t.Errorf("provisional: %v, %d decodes; want one", err, len(d.lens))
 	}
 }
 

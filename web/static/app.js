@@ -277,6 +277,7 @@ function roomItem(room) {
     el("p", { class: "meta" }, `Audio: ${sourceNames[room.source_kind] || room.source_kind}` +
       (room.clinician_name ? ` · Clinician: ${room.clinician_name}` : " · Unassigned")));
   if (room.source_kind === "agent") li.append(agentStatusLine(room)); // agent.js
+  if (room.offered) return offeredRoom(li, room);
   if (room.active) {
     li.append(el("p", {}, `A consultation is ${room.active.state}.`));
     if (me.role === "clinician" && room.active.id) {
@@ -310,6 +311,23 @@ function roomItem(room) {
     } catch (e) { err.textContent = e.message; }
   });
   li.append(form);
+  return li;
+}
+
+// offeredRoom: an administrator asks this clinician to take the room over. It becomes
+// theirs only when they accept (or a second administrator approves), so nobody can be
+// made the author of a room's notes behind their back.
+function offeredRoom(li, room) {
+  const err = el("p", { class: "nhsuk-error-message", role: "alert" });
+  const accept = el("button", { type: "button", class: "nhsuk-button accept-room" }, `Accept ${room.name}`);
+  accept.addEventListener("click", async () => {
+    err.textContent = "";
+    try {
+      await api("POST", `/api/rooms/${room.id}/clinician/accept`);
+      showRooms();
+    } catch (e) { err.textContent = e.message; }
+  });
+  li.append(el("p", {}, "An administrator has offered you this room. Notes recorded in it will be in your name once you accept."), accept, err);
   return li;
 }
 

@@ -148,6 +148,7 @@ function setSession(sess) {
     showDelivery(sess);
     watchDelivery();
   }
+  if (sess.notice) showStateReason(sess, sess.notice); // e.g. storage failing: kept on screen after a reload
   if (sess.interrupted && st === "paused" && !$("state-reason").textContent) {
     showStateReason(sess, "interrupted: the server stopped while this consultation was recording; resume or stop it");
   }

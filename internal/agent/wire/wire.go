@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 )
 
@@ -128,7 +129,7 @@ func Decode(b []byte) (Frame, error) {
 
 // Message is a JSON control message, in either direction.
 //
-// Agent → gateway: "hello" (Instance, Channels, BufferSeconds, Version), "button" (Ago;
+// Agent → gateway: "hello" (Instance, Channels, BufferSeconds, Version, Microphones), "button" (Ago;
 // Run when the press paused run Run at the agent while the gateway was unreachable).
 // Gateway → agent: "record" (Run), "idle" (Run, Reason), "ack" (Seq), "notice" (Message),
 // "error" (Message, just before the gateway closes the connection).
@@ -145,6 +146,9 @@ type Message struct {
 	// Ago is how long before sending the button was pressed (seconds; a press made while
 	// the gateway was unreachable is sent after the reconnect).
 	Ago float64 `json:"ago_seconds,omitempty"`
+	// Microphones is the room box's microphone set-up (hello; absent from older agents):
+	// the gateway attributes the room's speakers by it.
+	Microphones *diarize.Setup `json:"microphones,omitempty"`
 }
 
 // Dedup is the gateway's view of one agent process's sequence numbers: each frame is

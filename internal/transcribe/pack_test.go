@@ -1,0 +1,233 @@
+package transcribe
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"scribe/internal/domain"
+)
+
+// run makes a finished utterance of seconds of audio at start on the recording, with
+// chans channels whose every sample is the utterance's sequence number (so the packed
+// audio shows which run went where).
+func run(seq int, start, seconds float64, chans int) domain.Utterance {
+	u := domain.Utterance{Seq: seq, Interval: domain.Interval{Start: start, End: start + seconds}, Final: true}
+	for range chans {
+		c := make([]float32, int(math.Round(seconds*domain.SampleRate)))
+		for i := range c {
+			c[i] = float32(seq)
+		}
+		u.Channels = append(u.Channels, c)
+	}
+	return u
+}
+
+func TestPackerFillsWindowsInOrder(t *testing.T) {
+	p := NewPacker(30)
+	var got []domain.Utterance
+	add := func(u domain.Utterance) {
+		if w, ok := p.Add(u); ok {
+			got = append(got, w)
+		}
+	}
+	add(run(0, 1, 12, 2))
+	add(run(1, 14.5, 10, 2))
+	if len(got) != 0 {
+		t.Fatalf("22 s of speech should still be filling the first window, got %d windows", len(got))
+	}
+	cut := run(2, 30, 9, 2) // 31 s with the first two: starts the next window
+	cut.Cut = true
+	add(cut)
+	add(run(3, 39, 35, 2)) // longer than a window: alone
+	add(run(4, 80, 2, 1))  // a different channel count never shares a window
+	if w, ok := p.Flush(); ok {
+		got = append(got, w)
+	}
+	if _, ok := p.Flush(); ok {
+		t.Error("a second Flush returned a window")
+	}
+	if len(got) != 4 {
+		t.Fatalf("want 4 windows, got %d", len(got))
+	}
+	w := got[0]
+	if w.Seq != 0 || got[3].Seq != 3 || !w.Final {
+		t.Errorf("windows numbered %d…%d, final %v", w.Seq, got[3].Seq, w.Final)
+	}
+	want := []domain.Run{{At: 0, Interval: domain.Interval{Start: 1, End: 13}}, {At: 12, Interval: domain.Interval{Start: 14.5, End: 24.5}}}
+	if len(w.Runs) != 2 || w.Runs[0] != want[0] || w.Runs[1] != want[1] {
+		t.Errorf("runs %+v, want %+v", w.Runs, want)
+	}
+	if w.Start != 1 || w.End != 24.5 || w.Seconds() != 22 || len(w.Channels) != 2 {
+		t.Errorf("window spans %.1f–%.1f with %.1f s of audio on %d channels", w.Start, w.End, w.Seconds(), len(w.Channels))
+	}
+	if c := w.Channels[1]; c[0] != 0 || c[12*domain.SampleRate-1] != 0 || c[12*domain.SampleRate] != 1 || c[len(c)-1] != 1 {
+		t.Error("runs not back to back in the packed audio")
+	}
+	if !got[1].Cut || got[1].Seconds() != 9 || got[2].Seconds() != 35 || len(got[3].Channels) != 1 {
+		t.Errorf("cut %v, windows of %.0f s and %.0f s, last %d channels", got[1].Cut, got[1].Seconds(), got[2].Seconds(), len(got[3].Channels))
+	}
+	// Speech() lists the runs, a plain utterance is its own run.
+	if sp := w.Speech(); len(sp) != 2 || sp[1] != want[1].Interval {
+		t.Errorf("Speech() = %+v", sp)
+	}
+	if sp := run(9, 3, 1, 1).Speech(); len(sp) != 1 || sp[0] != (domain.Interval{Start: 3, End: 4}) {
+		t.Errorf("Speech() of a plain utterance = %+v", sp)
+	}
+}
+
+func TestPackingAPackedUtteranceKeepsItsRuns(t *testing.T) {
+	inner := NewPacker(30)
+	inner.Add(run(0, 1, 2, 1))
+	inner.Add(run(1, 5, 3, 1))
+	w1, _ := inner.Flush()
+	outer := NewPacker(30)
+	outer.Add(run(7, 0, 1, 1))
+	outer.Add(w1)
+	w, _ := outer.Flush()
+	want := []domain.Run{{At: 0, Interval: domain.Interval{Start: 0, End: 1}}, {At: 1, Interval: domain.Interval{Start: 1, End: 3}}, {At: 3, Interval: domain.Interval{Start: 5, End: 8}}}
+	if len(w.Runs) != 3 || w.Runs[0] != want[0] || w.Runs[1] != want[1] || w.Runs[2] != want[2] {
+		t.Errorf("runs %+v, want %+v", w.Runs, want)
+	}
+}
+
+func TestOnRecordingMapsPackedTimesToTheRecording(t *testing.T) {
+	p := NewPacker(30)
+	p.Add(run(0, 10, 2, 1))
+	p.Add(run(1, 20, 3, 1))
+	u, _ := p.Flush()
+	cases := []struct {
+		t    float64
+		end  bool
+		want float64
+	}{
+		{0, false, 10}, {1.5, false, 11.5}, {1.5, true, 11.5},
+		{2, false, 20}, // a start on the boundary belongs to the later run
+		{2, true, 12},  // an end on the boundary to the earlier
+		{4, true, 22}, {5, true, 23}, {9, true, 23}, {-1, false, 10},
+	}
+	for _, c := range cases {
+		if got := u.OnRecording(c.t, c.end); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("OnRecording(%v, end %v) = %v, want %v", c.t, c.end, got, c.want)
+		}
+	}
+	plain := run(0, 10, 2, 1)
+	if got := plain.OnRecording(1.25, true); got != 11.25 {
+		t.Errorf("plain utterance: OnRecording(1.25) = %v", got)
+	}
+}
+
+// A packed window decodes to segments on the recording's timeline, each with the speaker
+// of the channels under it; a run no decoded text covers stays as an untranscribed
+// segment with its own speaker.
+func TestPackedWindowSegmentsOnTheRecording(t *testing.T) {
+	p := NewPacker(30)
+	for i, r := range []struct{ start, secs float64 }{{10, 2}, {20, 3}, {40, 2}} {
+		u := run(i, r.start, r.secs, 2)
+		loud, quiet := 0, 1 // runs 0 and 1 the clinician (channel 0), run 2 the patient
+		if i == 2 {
+			loud, quiet = 1, 0
+		}
+		for j := range u.Channels[loud] {
+			s := float32(math.Sin(float64(j) * 0.05))
+			u.Channels[loud][j], u.Channels[quiet][j] = 0.5*s, 0.02*s
+		}
+		p.Add(u)
+	}
+	u, _ := p.Flush()
+	d := &scriptedDecoder{out: []domain.DecodedSegment{
+		{Start: 0, End: 3.5, Text: " How long has it hurt?", Tokens: []domain.DecodedToken{tok(-0.1)}},
+		{Start: 3.5, End: 5, Text: " [BLANK_AUDIO]"},
+	}}
+	segs, _, err := engine(t, d).Transcribe(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.lens) != 1 || d.lens[0] != 7*domain.SampleRate {
+		t.Fatalf("want one decode of the 7 s window, got %v samples", d.lens)
+	}
+	if len(segs) != 2 {
+		t.Fatalf("want the text and one untranscribed run, got %+v", segs)
+	}
+	if s := segs[0]; s.Start != 10 || s.End != 21.5 || s.Text != "How long has it hurt?" || s.Speaker != domain.SpeakerClinician {
+		t.Errorf("text segment %+v: want 10–21.5 s, clinician", s)
+	}
+	if s := segs[1]; s.Start != 40 || s.End != 42 || s.Text != "" || !s.HasFlag(domain.FlagUntranscribed) || s.Speaker != domain.SpeakerPatient {
+		t.Errorf("unheard run %+v: want 40–42 s untranscribed, patient", s)
+	}
+	if segs[0].ID == segs[1].ID {
+		t.Errorf("segment ids repeat: %q", segs[0].ID)
+	}
+	// A failed decode leaves every run visible.
+	if un := Untranscribed(u); len(un) != 3 || un[1].Start != 20 || un[1].End != 23 || !un[2].HasFlag(domain.FlagUntranscribed) {
+		t.Errorf("Untranscribed = %+v", un)
+	}
+}
+
+// speakerRun is a run whose speaker is loud on channel loud of two.
+func speakerRun(seq int, start, seconds float64, loud int) domain.Utterance {
+	u := run(seq, start, seconds, 2)
+	for j := range u.Channels[0] {
+		s := float32(math.Sin(float64(j) * 0.05))
+		u.Channels[loud][j], u.Channels[1-loud][j] = 0.5*s, 0.02*s
+	}
+	return u
+}
+
+func timedTok(text string, from, to float64) domain.DecodedToken {
+	return domain.DecodedToken{Text: text, LogProb: -0.1, Start: from, End: to}
+}
+
+// Whisper's segments follow sentences, not turns: in a packed stereo window a segment
+// that runs from the clinician's turn into the patient's is split where the floor passed,
+// by token times, so each part gets its own speaker.
+func TestPackedSegmentsSplitAtTurns(t *testing.T) {
+	p := NewPacker(30)
+	p.Add(speakerRun(0, 10, 2, 0)) // clinician
+	p.Add(speakerRun(1, 20, 2, 1)) // patient
+	p.Add(speakerRun(2, 30, 2, 1)) // patient again: no cut
+	u, _ := p.Flush()
+	d := &scriptedDecoder{out: []domain.DecodedSegment{{Start: 0, End: 6, Text: " How long? Two weeks. Maybe three.", Tokens: []domain.DecodedToken{
+		timedTok(" How", 0.1, 0.5), timedTok(" long?", 0.5, 1.6), timedTok(" Two", 1.9, 2.5), timedTok(" weeks.", 2.5, 3.4),
+		timedTok(" Maybe", 4.1, 4.6), timedTok(" three.", 4.6, 5.5)}}}}
+	segs, _, err := engine(t, d).Transcribe(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.got[0].TokenTimestamps {
+		t.Error("token times not asked for a packed stereo window")
+	}
+	if len(segs) != 2 {
+		t.Fatalf("want the segment split in two at the turn, got %+v", segs)
+	}
+	if s := segs[0]; s.Text != "How long?" || s.Speaker != domain.SpeakerClinician || s.Start != 10 || s.End != 12 {
+		t.Errorf("first part %+v: want clinician, 10–12 s", s)
+	}
+	if s := segs[1]; s.Text != "Two weeks. Maybe three." || s.Speaker != domain.SpeakerPatient || s.Start != 20 || s.End != 32 {
+		t.Errorf("second part %+v: want patient, 20–32 s", s)
+	}
+
+	// Mono has no turns to cut at, and no token times are asked for.
+	m := NewPacker(30)
+	m.Add(run(0, 10, 2, 1))
+	m.Add(run(1, 20, 2, 1))
+	mu, _ := m.Flush()
+	segs, _, _ = engine(t, d).Transcribe(context.Background(), mu)
+	if len(segs) != 1 || d.got[1].TokenTimestamps {
+		t.Errorf("mono window: %+v, token times %v", segs, d.got[1].TokenTimestamps)
+	}
+}
+
+func TestSplitAtKeepsUntimedSegmentsWhole(t *testing.T) {
+	d := domain.DecodedSegment{Start: 0, End: 4, Text: " a b", Tokens: []domain.DecodedToken{{Text: " a"}, {Text: " b"}}}
+	if got := splitAt(d, []float64{2}); len(got) != 1 || got[0].Text != d.Text {
+		t.Errorf("untimed tokens: %+v", got)
+	}
+	d.Tokens = []domain.DecodedToken{timedTok(" a", 0, 1), timedTok(" b", 3, 4)}
+	if got := splitAt(d, []float64{5}); len(got) != 1 {
+		t.Errorf("cut outside the segment: %+v", got)
+	}
+	if got := splitAt(d, []float64{1.5, 2.5}); len(got) != 2 || got[0].Text != " a" || got[1].Text != " b" || got[0].End != 1.5 || got[1].Start != 2.5 {
+		t.Errorf("two cuts, an empty part between: %+v", got)
+	}
+}
