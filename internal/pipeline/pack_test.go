@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"scribe/internal/domain"
+	"scribe/internal/frontend"
 	"scribe/internal/source"
 	"scribe/internal/vad"
 )
@@ -22,8 +23,8 @@ func (e *windowEngine) Transcribe(_ context.Context, u domain.Utterance) ([]doma
 	return []domain.Segment{{ID: fmt.Sprintf("u%d-0", u.Seq), Start: u.Start, End: u.End, Text: fmt.Sprintf("window %d", u.Seq)}}, time.Millisecond, nil
 }
 
-func (e *windowEngine) TryTranscribe(context.Context, domain.Utterance) ([]domain.Segment, time.Duration, error) {
-	panic("file mode asked for provisional text")
+func (e *windowEngine) Hypothesis(context.Context, bool, func() ([]float32, string)) ([]domain.DecodedSegment, time.Duration, error) {
+	panic("file mode asked for a live decode")
 }
 
 // File mode packs the VAD's utterances into windows, decodes each window once with the
@@ -35,7 +36,7 @@ func TestFileModePacksUtterancesIntoWindows(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.PackSeconds = 10 // four padded 2 s utterances (2.4 s each) per window
 	var speech []domain.Interval
-	p, err := New(cfg, Deps{Engine: e, NewScorer: func() (vad.Scorer, func(), error) { return loudScorer{}, func() {}, nil },
+	p, err := New(cfg, Deps{Engine: e, Frontend: frontend.Config{VAD: vad.DefaultConfig(), NewScorer: func() (vad.Scorer, func(), error) { return loudScorer{}, func() {}, nil }},
 		Observe: func(o Observation) {
 			if o.Final {
 				speech = append(speech, o.Speech...)

@@ -310,19 +310,15 @@ func (a *recordingAttributor) Attribute(u domain.Utterance, commit bool) ([]doma
 
 type ctxMarker struct{}
 
-// Every utterance of a stream passes through its attributor in order — committed ones to
-// learn from, provisional ones only to label — before the decoder sees it, with the
-// stream's channel count and context; the spans travel on the utterance.
+// Every utterance of a stream passes through its attributor in order — finished ones to
+// learn from, growing ones only to label — with the stream's channel count and context,
+// and every committed piece gets its speaker from the spans it returned.
 func TestStreamAttributesEveryUtterance(t *testing.T) {
 	audio := bursts(12, 3, 2)
 	src, _ := source.NewClip([][]float32{audio, audio}, 100*time.Millisecond, 0)
 	attr := &recordingAttributor{}
-	var decoded []domain.Utterance
-	var mu sync.Mutex
-	e := &spanEngine{seen: func(u domain.Utterance) { mu.Lock(); decoded = append(decoded, u); mu.Unlock() }}
-	cfg := DefaultConfig()
-	cfg.VAD.ProvisionalEvery = 0.5
-	p, err := New(cfg, Deps{Engine: e, NewScorer: func() (vad.Scorer, func(), error) { return loudScorer{}, func() {}, nil },
+	fe := frontend.Config{VAD: vad.DefaultConfig(), NewScorer: func() (vad.Scorer, func(), error) { return loudScorer{}, func() {}, nil }}
+	p, err := New(DefaultConfig(), Deps{Engine: &slowEngine{}, Frontend: fe,
 		NewAttributor: func(ctx context.Context, nch int) Attributor {
 			attr.nch, attr.sawSetupFromCtx = nch, ctx.Value(ctxMarker{}) != nil
 			return attr
@@ -331,7 +327,12 @@ func TestStreamAttributesEveryUtterance(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.WithValue(context.Background(), ctxMarker{}, true)
-	if err := p.Transcribe(ctx, src, 0, func(domain.LiveEvent) {}); err != nil {
+	var committed []domain.Segment
+	if err := p.Transcribe(ctx, src, 0, func(ev domain.LiveEvent) {
+		if ev.Kind == domain.EventCommitted {
+			committed = append(committed, ev.Segment)
+		}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if attr.nch != 2 || !attr.sawSetupFromCtx {
@@ -345,23 +346,12 @@ func TestStreamAttributesEveryUtterance(t *testing.T) {
 			t.Errorf("committed utterances attributed out of order: %v", attr.commits)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, u := range decoded {
-		if len(u.Speakers) != 1 || u.Speakers[0].Speaker != domain.SpeakerClinician {
-			t.Errorf("utterance %d reached the decoder without its speakers: %+v", u.Seq, u.Speakers)
+	if len(committed) == 0 {
+		t.Fatal("nothing committed")
+	}
+	for _, s := range committed {
+		if s.Speaker != domain.SpeakerClinician {
+			t.Errorf("segment %s %.2f–%.2f %q committed as %q, want the attributed clinician", s.ID, s.Start, s.End, s.Text, s.Speaker)
 		}
 	}
-}
-
-// spanEngine reports each utterance it is given.
-type spanEngine struct{ seen func(domain.Utterance) }
-
-func (e *spanEngine) Transcribe(_ context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
-	e.seen(u)
-	return []domain.Segment{{Start: u.Start, End: u.End, Text: "words"}}, 0, nil
-}
-
-func (e *spanEngine) TryTranscribe(ctx context.Context, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
-	return e.Transcribe(ctx, u)
 }

@@ -16,9 +16,10 @@
 // Speakers come from the room's attribution (package diarize), which labels each
 // utterance as it is heard (Utterance.Speakers): a committed piece gets the speaker with
 // the most time under it (diarize.Decide), and a line's last piece decides for the whole
-// of its segment. Where the attribution finds the floor passing between speakers without
-// a pause (Utterance.Turns, known once the VAD closes the line), the words not yet
-// committed are split there into segments of their own.
+// of its segment. Where the floor passes between speakers without a pause (in the labels
+// heard so far, diarize.TurnCuts, and as the attribution finds it once the VAD closes the
+// line, Utterance.Turns), the words not yet committed are split there into segments of
+// their own.
 //
 // The package is pure Go and single-threaded: one goroutine owns a Stream and feeds it
 // the segmenter's output (Push), asks what to decode (Due, Job) and hands back what the
@@ -566,6 +567,15 @@ func (s *Stream) label(u domain.Utterance) {
 // commit publishes words as the next pieces of line l (its last when complete): one
 // piece, or more where a turn falls among the words.
 func (s *Stream) commit(l *line, ws []Word, complete bool) []domain.LiveEvent {
+	if !l.closed {
+		// Still growing: the turns its labels show so far (a closed line's came with it).
+		l.turns = l.turns[:0]
+		for _, c := range diarize.TurnCuts(s.speakers, domain.Interval{Start: l.start, End: s.now}) {
+			if c > l.doneTo {
+				l.turns = append(l.turns, c)
+			}
+		}
+	}
 	var evs []domain.LiveEvent
 	for {
 		// Turns before these words end the segment committed so far.

@@ -26,6 +26,24 @@ type script struct {
 	// wrongEnds makes the decoder get a line's last word wrong, the same way every time,
 	// until it has heard the next line's speech (as tiny.en does jfk.wav's first phrase).
 	wrongEnds bool
+	// turn > 0: the clinician speaks until then, the patient after, and the attribution
+	// labels the audio so (a finished line says where the turn falls).
+	turn float64
+}
+
+// spans labels [from, to) as the script's speakers, when it has a turn.
+func (s *script) spans(from, to float64) []domain.SpeakerSpan {
+	if s.turn <= 0 {
+		return nil
+	}
+	var out []domain.SpeakerSpan
+	if from < s.turn {
+		out = append(out, domain.SpeakerSpan{Interval: domain.Interval{Start: from, End: min(to, s.turn)}, Speaker: domain.SpeakerClinician})
+	}
+	if to > s.turn {
+		out = append(out, domain.SpeakerSpan{Interval: domain.Interval{Start: max(from, s.turn), End: to}, Speaker: domain.SpeakerPatient})
+	}
+	return out
 }
 
 // newScript makes n lines of words: 0.3 s words 0.1 s apart, lines pause apart.
@@ -126,12 +144,16 @@ func (s *script) play(t *testing.T, cfg Config) run {
 					}
 				}
 				u := domain.Utterance{Seq: li, Interval: domain.Interval{Start: from, End: now},
-					Channels: [][]float32{make([]float32, n)}, SpeechEnd: heard}
+					Channels: [][]float32{make([]float32, n)}, SpeechEnd: heard, Speakers: s.spans(start, now)}
 				r.events = append(r.events, st.Push(u)...)
 				emitted = now
 				if now >= speech+minSilence {
 					fin := domain.Utterance{Seq: li, Interval: domain.Interval{Start: from, End: speech + pad}, Final: true,
-						Channels: [][]float32{make([]float32, int(math.Round((speech+pad-from)*domain.SampleRate)))}}
+						Channels: [][]float32{make([]float32, int(math.Round((speech+pad-from)*domain.SampleRate)))},
+						Speakers: s.spans(from, speech+pad)}
+					if s.turn > from && s.turn < speech+pad {
+						fin.Turns = []float64{s.turn}
+					}
 					r.events = append(r.events, st.Push(fin)...)
 					li++
 				}
@@ -318,5 +340,46 @@ func TestUndecodedLinesStayVisible(t *testing.T) {
 	}
 	if k := st.Due(); k != None {
 		t.Errorf("still due %v", k)
+	}
+}
+
+// One line in which the floor passes from the clinician to the patient without a pause:
+// every committed piece gets the attributed speaker, and the words after the turn go into
+// a segment of their own, so no segment holds both speakers' words.
+func TestTurnsSplitALineBySpeaker(t *testing.T) {
+	s := newScript(2, 1.2, func(int) int { return 16 })
+	first := s.lines[0]
+	s.turn = (first[7].end + first[8].start) / 2 // words w1–w8 the clinician's, w9–w16 the patient's
+	r := s.play(t, DefaultConfig())
+	got, _ := r.committed(t)
+	if strings.Join(got, " ") != strings.Join(s.all(), " ") {
+		t.Fatalf("committed\n%s\nwant\n%s", strings.Join(got, " "), strings.Join(s.all(), " "))
+	}
+	speakerOf := map[string]domain.Speaker{}
+	for _, l := range s.lines {
+		for _, w := range l {
+			speakerOf[w.text] = domain.SpeakerClinician
+			if w.start > s.turn {
+				speakerOf[w.text] = domain.SpeakerPatient
+			}
+		}
+	}
+	segs := map[string]domain.Speaker{}
+	for _, ev := range r.events {
+		if ev.Kind != domain.EventCommitted {
+			continue
+		}
+		for _, w := range strings.Fields(ev.Segment.Text) {
+			if want := speakerOf[w]; ev.Segment.Speaker != want {
+				t.Errorf("%s in piece %q of %s committed as %q, want %q", w, ev.Segment.Text, ev.Segment.ID, ev.Segment.Speaker, want)
+			}
+			if sp, ok := segs[ev.Segment.ID]; ok && sp != speakerOf[w] {
+				t.Errorf("segment %s holds words of both speakers (%s)", ev.Segment.ID, w)
+			}
+			segs[ev.Segment.ID] = speakerOf[w]
+		}
+	}
+	if segs["u0-0"] != domain.SpeakerClinician || segs["u0-1"] != domain.SpeakerPatient {
+		t.Errorf("segments of the first line: %v, want u0-0 the clinician's and u0-1 the patient's", segs)
 	}
 }

@@ -118,7 +118,7 @@ func TestOnRecordingMapsPackedTimesToTheRecording(t *testing.T) {
 }
 
 // A packed window decodes to segments on the recording's timeline, each with the speaker
-// of the channels under it; a run no decoded text covers stays as an untranscribed
+// attributed to the runs under it; a run no decoded text covers stays as an untranscribed
 // segment with its own speaker.
 func TestPackedWindowSegmentsOnTheRecording(t *testing.T) {
 	p := NewPacker(30)
@@ -132,6 +132,7 @@ func TestPackedWindowSegmentsOnTheRecording(t *testing.T) {
 			s := float32(math.Sin(float64(j) * 0.05))
 			u.Channels[loud][j], u.Channels[quiet][j] = 0.5*s, 0.02*s
 		}
+		u.Speakers = pairSpans(u, loud)
 		p.Add(u)
 	}
 	u, _ := p.Flush()
@@ -164,14 +165,25 @@ func TestPackedWindowSegmentsOnTheRecording(t *testing.T) {
 	}
 }
 
-// speakerRun is a run whose speaker is loud on channel loud of two.
+// speakerRun is a run whose speaker is loud on channel loud of two, attributed so.
 func speakerRun(seq int, start, seconds float64, loud int) domain.Utterance {
 	u := run(seq, start, seconds, 2)
 	for j := range u.Channels[0] {
 		s := float32(math.Sin(float64(j) * 0.05))
 		u.Channels[loud][j], u.Channels[1-loud][j] = 0.5*s, 0.02*s
 	}
+	u.Speakers = pairSpans(u, loud)
 	return u
+}
+
+// pairSpans is what a microphone pair's attribution (package diarize) says of a run
+// loud on channel loud: all of it the clinician's (channel 0) or the patient's.
+func pairSpans(u domain.Utterance, loud int) []domain.SpeakerSpan {
+	sp := domain.SpeakerClinician
+	if loud == 1 {
+		sp = domain.SpeakerPatient
+	}
+	return []domain.SpeakerSpan{{Interval: u.Interval, Speaker: sp}}
 }
 
 func timedTok(text string, from, to float64) domain.DecodedToken {

@@ -10,13 +10,14 @@ import (
 
 // Committed is what a stream committed.
 type Committed struct {
-	Lines  []domain.Segment // each line, its pieces joined
+	Lines  []domain.Segment // each line (each segment a turn made of it), its pieces joined
 	Pieces []string         // each committed piece's text, in order
 	Later  int              // pieces that extended a line already started
 }
 
 // Read checks the committed events — a piece only extends the line in progress, never a
-// complete one, lines come in order, every line is completed — and returns what was
+// complete one (a turn may start a new segment of it), lines come in order, every line is
+// completed — and returns what was
 // committed, or the first broken rule.
 func Read(events []domain.LiveEvent) (Committed, error) {
 	var c Committed
@@ -30,6 +31,8 @@ func Read(events []domain.LiveEvent) (Committed, error) {
 			return c, fmt.Errorf("a piece of line %d continues line %d", ev.Utterance, open)
 		case ev.Continues:
 			c.Later++
+		case ev.Utterance == open:
+			// A turn inside the line: the words after it are a segment of their own.
 		case ev.Utterance <= last:
 			return c, fmt.Errorf("line %d started after line %d", ev.Utterance, last)
 		default:
