@@ -14,6 +14,7 @@ import (
 	"scribe/internal/app"
 	"scribe/internal/config"
 	"scribe/internal/corpus"
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 )
 
@@ -334,8 +335,8 @@ func TestSpeechRunsMergeOverlapsAndShortPauses(t *testing.T) {
 // join into one, pooled from the counts: all errors over all reference words.
 func TestJoinAccuracyPoolsFromCounts(t *testing.T) {
 	a := &AccuracyReport{Model: "m", Settings: "scribe", Measured: "2026-12-05", Files: []FileAccuracy{
-		{File: "x", Mode: ModeFile, Channels: "stereo", Condition: "clean", RefWords: 100, Errors: 20, SpeakerAccuracy: 1, SpeakerSeconds: 10, VADHitS: 9, VADHypS: 10, VADRefS: 9},
-		{File: "y", Mode: ModeFile, Channels: "stereo", Condition: "clean", RefWords: 300, Errors: 30, SpeakerAccuracy: 0.5, SpeakerSeconds: 10, VADHitS: 9, VADHypS: 9, VADRefS: 12}}}
+		{File: "x", Mode: ModeFile, Channels: "stereo", Condition: "clean", Cleanup: true, RefWords: 100, Errors: 20, Speaker: diarize.Accuracy{SpeechSeconds: 10, Correct: 10}, VADHitS: 9, VADHypS: 10, VADRefS: 9},
+		{File: "y", Mode: ModeFile, Channels: "stereo", Condition: "clean", Cleanup: true, RefWords: 300, Errors: 30, Speaker: diarize.Accuracy{SpeechSeconds: 10, Correct: 5, Wrong: 5}, VADHitS: 9, VADHypS: 9, VADRefS: 12}}}
 	b := &AccuracyReport{Model: "m", WhisperCLIArgs: "-bs 5", Files: []FileAccuracy{
 		{File: "x", Mode: ModeWhisperCLI, Channels: "mono", Condition: "clean", RefWords: 100, Errors: 10}}}
 	var parts []*AccuracyReport

@@ -175,12 +175,13 @@ func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offse
 	if p.deps.NewAttributor != nil {
 		attr = p.deps.NewAttributor(ctx, nch)
 	}
+	lb := newLabeller(attr)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // the reader: owned by this call, stopped by cancel or EOF
 		defer wg.Done()
 		err := fe.Run(ctx, src, func(us []domain.Utterance, pos frontend.Position) error {
-			return in.put(ctx, label(attr, us, packed), pos.Read)
+			return in.put(ctx, lb.label(us, packed), pos.Read)
 		})
 		in.finish(err)
 		if err != nil {
@@ -209,24 +210,50 @@ func (p *Pipeline) Transcribe(ctx context.Context, src domain.AudioSource, offse
 	return parent.Err()
 }
 
-// label gives the segmenter's utterances their speakers. A growing utterance carries
-// only its new audio, which is labelled without learning; a finished one is labelled
-// whole and learnt from, and says where the turns fall. File mode (finalsOnly) decodes
-// finished utterances only and drops the rest.
-func label(attr Attributor, us []domain.Utterance, finalsOnly bool) []domain.Utterance {
+// labeller gives the segmenter's utterances their speakers. A finished utterance is
+// labelled whole and learnt from, and says where its turns fall. A growing one carries
+// only its new audio, so the utterance heard so far is kept here and labelled again,
+// without learning, every labelEvery of new audio: an attribution judges speech in
+// context (a second of voice, a stretch of channel dominance), not a tenth of a second.
+type labeller struct {
+	attr  Attributor
+	seq   int         // the growing utterance held, -1 for none
+	start float64     // where it starts
+	chans [][]float32 // its audio so far
+	fresh int         // samples added since it was last labelled
+}
+
+// labelEvery is the new audio (seconds) between two labellings of a growing utterance.
+const labelEvery = 0.5
+
+func newLabeller(attr Attributor) *labeller { return &labeller{attr: attr, seq: -1} }
+
+// label labels us in place. File mode (finalsOnly) decodes finished utterances only and
+// drops the rest.
+func (b *labeller) label(us []domain.Utterance, finalsOnly bool) []domain.Utterance {
 	out := us[:0]
 	for _, u := range us {
 		if finalsOnly && !u.Final {
 			continue
 		}
 		switch {
-		case attr == nil:
+		case b.attr == nil:
 		case u.Final:
-			u.Speakers, u.Turns = attr.Attribute(u, true)
-		default:
-			part := u
-			part.Start = u.AudioStart()
-			u.Speakers, _ = attr.Attribute(part, false)
+			u.Speakers, u.Turns = b.attr.Attribute(u, true)
+			b.seq, b.chans = -1, nil
+		case len(u.Channels) > 0:
+			if u.Seq != b.seq {
+				b.seq, b.start, b.chans, b.fresh = u.Seq, u.AudioStart(), make([][]float32, len(u.Channels)), 0
+			}
+			for i, c := range u.Channels {
+				b.chans[i] = append(b.chans[i], c...)
+			}
+			if b.fresh += len(u.Channels[0]); b.fresh >= int(labelEvery*domain.SampleRate) {
+				b.fresh = 0
+				so := u
+				so.Interval.Start, so.Channels = b.start, b.chans
+				u.Speakers, _ = b.attr.Attribute(so, false)
+			}
 		}
 		out = append(out, u)
 	}

@@ -14,12 +14,12 @@
 // line is committed, and the next words start a new line.
 //
 // Speakers come from the room's attribution (package diarize), which labels each
-// utterance as it is heard (Utterance.Speakers): a committed piece gets the speaker with
-// the most time under it (diarize.Decide), and a line's last piece decides for the whole
-// of its segment. Where the floor passes between speakers without a pause (in the labels
-// heard so far, diarize.TurnCuts, and as the attribution finds it once the VAD closes the
-// line, Utterance.Turns), the words not yet committed are split there into segments of
-// their own.
+// utterance as it is heard, again as it grows (Utterance.Speakers): a committed piece
+// gets the speaker with the most time under it (diarize.Decide), and a line's last piece
+// decides for the whole of its segment. Where the floor passes between speakers without
+// a pause (in the labels heard so far, diarize.TurnCuts, and as the attribution finds it
+// once the VAD closes the line, Utterance.Turns), the words not yet committed are split
+// there into segments of their own.
 //
 // The package is pure Go and single-threaded: one goroutine owns a Stream and feeds it
 // the segmenter's output (Push), asks what to decode (Due, Job) and hands back what the
@@ -549,10 +549,11 @@ func (s *Stream) Undecoded() []domain.LiveEvent {
 	return evs
 }
 
-// label keeps u's speaker spans: a growing utterance's label its new audio; a finished
-// one's replace them, learnt from the whole utterance.
+// label keeps u's speaker spans: they label the whole utterance as heard so far (a
+// finished one's learnt from all of it) and replace what was said of it before. A
+// growing utterance without spans leaves them as they are.
 func (s *Stream) label(u domain.Utterance) {
-	if u.Final {
+	if u.Final || len(u.Speakers) > 0 {
 		kept := s.speakers[:0]
 		for _, sp := range s.speakers {
 			if sp.End <= u.Start || sp.Start >= u.End {

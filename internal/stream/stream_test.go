@@ -27,7 +27,7 @@ type script struct {
 	// until it has heard the next line's speech (as tiny.en does jfk.wav's first phrase).
 	wrongEnds bool
 	// turn > 0: the clinician speaks until then, the patient after, and the attribution
-	// labels the audio so (a finished line says where the turn falls).
+	// labels each utterance so as it grows (a finished line says where the turn falls).
 	turn float64
 }
 
@@ -144,7 +144,7 @@ func (s *script) play(t *testing.T, cfg Config) run {
 					}
 				}
 				u := domain.Utterance{Seq: li, Interval: domain.Interval{Start: from, End: now},
-					Channels: [][]float32{make([]float32, n)}, SpeechEnd: heard, Speakers: s.spans(start, now)}
+					Channels: [][]float32{make([]float32, n)}, SpeechEnd: heard, Speakers: s.spans(from, now)}
 				r.events = append(r.events, st.Push(u)...)
 				emitted = now
 				if now >= speech+minSilence {
