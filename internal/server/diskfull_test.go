@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -317,4 +318,59 @@ func TestDiskFullMarksAudioThatCouldNotBeTranscribed(t *testing.T) {
 		t.Errorf("gap marker %+v after %+v; the session holds %.2f s of audio", gap, prev, v.AudioSeconds)
 	}
 	t.Logf("gap marker %.2f–%.2f s (%s)", gap.Start, gap.End, gap.Flags)
+}
+
+// piecesTranscriber commits each line of the fake transcriber in three pieces, as the
+// streaming policy commits words while the speaker is still talking (the first piece
+// starts the line, the others continue it, the last completes it), and counts the lines
+// completed.
+type piecesTranscriber struct{ lines *atomic.Int64 }
+
+func (p piecesTranscriber) Transcribe(ctx context.Context, src domain.AudioSource, offset float64, emit func(domain.LiveEvent)) error {
+	return fakeTranscriber{segSeconds: 1}.Transcribe(ctx, src, offset, func(ev domain.LiveEvent) {
+		if ev.Kind != domain.EventCommitted {
+			emit(ev)
+			return
+		}
+		s := ev.Segment
+		step := (s.End - s.Start) / 3
+		for k := range 3 {
+			piece := domain.LiveEvent{Kind: domain.EventCommitted, Utterance: ev.Utterance, Continues: k > 0, Segment: domain.Segment{
+				Start: s.Start + float64(k)*step, End: s.Start + float64(k+1)*step, Speaker: s.Speaker,
+				Text: fmt.Sprintf("line %d part %d.", ev.Utterance, k)}}
+			if k == 2 {
+				piece.Audio = &domain.Utterance{Seq: ev.Utterance}
+				p.lines.Add(1)
+			}
+			emit(piece)
+		}
+	})
+}
+
+// Lines committed in pieces while the disk fills: a piece the disk refuses is held, the
+// pieces after it join it, and once space returns each line is stored as one segment with
+// all its words in order — the stored part of a line extended, not repeated.
+func TestDiskFullKeepsGrowingLinesWhole(t *testing.T) {
+	lines := &atomic.Int64{}
+	e, dir, _ := diskFullEnv(t, piecesTranscriber{lines: lines}, nil)
+	a := e.user("a", store.RoleClinician)
+	room := e.room("Room A", store.SourceWAV, map[string]string{"path": writeTone(t, t.TempDir(), 440, 40)}, a.ID)
+	c := e.login("a")
+	s, live, stored, filler := recordUntilDiskFull(t, e, dir, c, room.ID)
+	if !live.saw("storage") {
+		t.Fatalf("no state message says storage is failing; the clinician saw: %q", live.reasons())
+	}
+	os.Remove(filler)
+	ctx := context.Background()
+	waitFor(t, 30*time.Second, "every line stored once the disk takes it", func() bool {
+		v, _ := e.srv.Store().Consultation(ctx, s.ID)
+		return v.State == store.StatePaused && int64(len(stored())) == lines.Load()
+	})
+	for i, g := range stored() {
+		want := fmt.Sprintf("line %d part 0. line %d part 1. line %d part 2.", i, i, i)
+		if g.Text != want {
+			t.Errorf("segment %d: %q, want %q", i, g.Text, want)
+		}
+	}
+	t.Logf("%d lines committed in pieces, stored whole", lines.Load())
 }
