@@ -375,16 +375,22 @@ func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) [
 		if coveredBy(r.Interval, out) {
 			continue
 		}
-		seg := domain.Segment{Start: r.Start, End: r.End, Flags: []domain.Flag{domain.FlagUntranscribed}}
-		e.attribute(&seg, u, r.At, r.At+r.Duration())
-		at := len(out) // in time order among the decoded segments, which keep theirs
-		for i, s := range out {
-			if s.Start > seg.Start {
-				at = i
-				break
+		// A run both people spoke in without a pause is kept as one gap per turn, each
+		// with its own speaker.
+		from := r.Start
+		for _, t := range append(turnsIn(u.Turns, r.Interval), r.End) {
+			seg := domain.Segment{Start: from, End: t, Flags: []domain.Flag{domain.FlagUntranscribed}}
+			e.attribute(&seg, u, r.At+from-r.Start, r.At+t-r.Start)
+			at := len(out) // in time order among the decoded segments, which keep theirs
+			for i, s := range out {
+				if s.Start > seg.Start {
+					at = i
+					break
+				}
 			}
+			out = slices.Insert(out, at, seg)
+			from = t
 		}
-		out = slices.Insert(out, at, seg)
 	}
 	if u.Cut {
 		out[len(out)-1].Flags = append(out[len(out)-1].Flags, domain.FlagTruncated)
@@ -393,6 +399,18 @@ func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) [
 		out[i].ID = fmt.Sprintf("u%d-%d", u.Seq, i)
 	}
 	return out
+}
+
+// turnsIn are the turns inside iv, in order.
+func turnsIn(turns []float64, iv domain.Interval) []float64 {
+	var in []float64
+	for _, t := range turns {
+		if t > iv.Start && t < iv.End {
+			in = append(in, t)
+		}
+	}
+	slices.Sort(in)
+	return in
 }
 
 // coveredBy reports whether any segment with text overlaps iv.

@@ -125,10 +125,8 @@ func turnCuts(u domain.Utterance) []float64 {
 			}
 			last = sp
 		}
-		for _, t := range u.Turns {
-			if t > r.Start && t < r.End {
-				cuts = append(cuts, r.At+t-r.Start)
-			}
+		for _, t := range turnsIn(u.Turns, r.Interval) {
+			cuts = append(cuts, r.At+t-r.Start)
 		}
 	}
 	slices.Sort(cuts)

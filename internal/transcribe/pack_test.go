@@ -243,3 +243,27 @@ func TestSplitAtKeepsUntimedSegmentsWhole(t *testing.T) {
 		t.Errorf("two cuts, an empty part between: %+v", got)
 	}
 }
+
+// A run in which the floor passed without a pause, decoded to nothing, stays visible as
+// one untranscribed gap per turn, each with its own speaker, not one gap under whoever
+// spoke more.
+func TestUntranscribedRunSplitAtTurns(t *testing.T) {
+	p := NewPacker(30)
+	u := run(0, 10, 4, 1)
+	u.Speakers = []domain.SpeakerSpan{
+		{Interval: domain.Interval{Start: 10, End: 12.5}, Speaker: domain.SpeakerClinician},
+		{Interval: domain.Interval{Start: 12.5, End: 14}, Speaker: domain.SpeakerPatient}}
+	u.Turns = []float64{12.5}
+	p.Add(u)
+	w, _ := p.Flush()
+	d := &scriptedDecoder{out: []domain.DecodedSegment{{Start: 0, End: 4, Text: " [BLANK_AUDIO]"}}}
+	segs, _, err := engine(t, d).Transcribe(context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) != 2 || segs[0].Start != 10 || segs[0].End != 12.5 || segs[0].Speaker != domain.SpeakerClinician ||
+		segs[1].Start != 12.5 || segs[1].End != 14 || segs[1].Speaker != domain.SpeakerPatient ||
+		!segs[0].HasFlag(domain.FlagUntranscribed) || !segs[1].HasFlag(domain.FlagUntranscribed) || segs[0].ID == segs[1].ID {
+		t.Errorf("segments %+v: want 10–12.5 s the clinician's and 12.5–14 s the patient's, both untranscribed", segs)
+	}
+}
