@@ -14,6 +14,7 @@ import (
 	"scribe/internal/app"
 	"scribe/internal/config"
 	"scribe/internal/corpus"
+	"scribe/internal/diarize"
 	"scribe/internal/domain"
 )
 
@@ -313,8 +314,10 @@ func TestSpeechRunsMergeOverlapsAndShortPauses(t *testing.T) {
 // join into one, pooled from the counts: all errors over all reference words.
 func TestJoinAccuracyPoolsFromCounts(t *testing.T) {
 	a := &AccuracyReport{Model: "m", Settings: "scribe", Measured: "2026-12-05", Files: []FileAccuracy{
-		{File: "x", Mode: ModeFile, Channels: "stereo", Condition: "clean", RefWords: 100, Errors: 20, SpeakerAccuracy: 1, SpeakerSeconds: 10, VADHitS: 9, VADHypS: 10, VADRefS: 9},
-		{File: "y", Mode: ModeFile, Channels: "stereo", Condition: "clean", RefWords: 300, Errors: 30, SpeakerAccuracy: 0.5, SpeakerSeconds: 10, VADHitS: 9, VADHypS: 9, VADRefS: 12}}}
+		{File: "x", Mode: ModeFile, Channels: "stereo", Condition: "clean", Cleanup: true, RefWords: 100, Errors: 20,
+			Speaker: diarize.Accuracy{SpeechSeconds: 10, Correct: 10}, WDERWords: 90, WDERWrong: 0, VADHitS: 9, VADHypS: 10, VADRefS: 9},
+		{File: "y", Mode: ModeFile, Channels: "stereo", Condition: "clean", Cleanup: true, RefWords: 300, Errors: 30,
+			Speaker: diarize.Accuracy{SpeechSeconds: 12, Correct: 5, Wrong: 5, UnknownSeconds: 2}, WDERWords: 270, WDERWrong: 36, VADHitS: 9, VADHypS: 9, VADRefS: 12}}}
 	b := &AccuracyReport{Model: "m", WhisperCLIArgs: "-bs 5", Files: []FileAccuracy{
 		{File: "x", Mode: ModeWhisperCLI, Channels: "mono", Condition: "clean", RefWords: 100, Errors: 10}}}
 	var parts []*AccuracyReport
@@ -337,10 +340,11 @@ func TestJoinAccuracyPoolsFromCounts(t *testing.T) {
 		t.Fatalf("%+v", j)
 	}
 	f, cli := j.Pools[0], j.Pools[1]
-	if f.WER != 0.125 || f.Errors != 50 || *f.SpeakerAccuracy != 0.75 || *f.VADPrecision != 18.0/19 || *f.VADRecall != 18.0/21 || j.WER != 0.125 {
+	if f.WER != 0.125 || f.Errors != 50 || *f.SpeakerAccuracy != 0.75 || *f.SpeakerUnknown != 2.0/22 || *f.WDER != 0.1 ||
+		*f.VADPrecision != 18.0/19 || *f.VADRecall != 18.0/21 || j.WER != 0.125 || j.SpeakerAccuracy != 0.75 {
 		t.Errorf("file pool %+v", f)
 	}
-	if cli.WER != 0.1 || cli.SpeakerAccuracy != nil || cli.VADRecall != nil {
+	if cli.WER != 0.1 || cli.SpeakerAccuracy != nil || cli.WDER != nil || cli.VADRecall != nil {
 		t.Errorf("whisper-cli pool %+v", cli)
 	}
 	if _, err := JoinAccuracy([]*AccuracyReport{a, {Model: "other"}}); err == nil {

@@ -319,7 +319,8 @@ func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) [
 	dur := u.Seconds()
 	var out []domain.Segment
 	var parts []domain.DecodedSegment
-	if cuts := turnCuts(u); len(cuts) > 0 {
+	cuts := turnCuts(u)
+	if len(cuts) > 0 {
 		for _, d := range decoded {
 			parts = append(parts, splitAt(d, cuts)...)
 		}
@@ -338,7 +339,7 @@ func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) [
 		e.attribute(&seg, u, s, en)
 		out = append(out, seg)
 	}
-	for _, r := range runsOf(u) {
+	for _, r := range splitRuns(runsOf(u), cuts) {
 		if coveredBy(r.Interval, out) {
 			continue
 		}

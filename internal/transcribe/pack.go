@@ -95,6 +95,27 @@ func runsOf(u domain.Utterance) []domain.Run {
 	return []domain.Run{{Interval: u.Interval}}
 }
 
+// splitRuns cuts runs at the turn cuts inside them (times in the utterance's audio), so a
+// run that decodes to nothing is marked untranscribed turn by turn, each with its speaker.
+func splitRuns(runs []domain.Run, cuts []float64) []domain.Run {
+	if len(cuts) == 0 {
+		return runs
+	}
+	var out []domain.Run
+	for _, r := range runs {
+		for _, c := range cuts {
+			if c <= r.At || c >= r.At+r.Duration() {
+				continue
+			}
+			d := c - r.At
+			out = append(out, domain.Run{At: r.At, Interval: domain.Interval{Start: r.Start, End: r.Start + d}})
+			r = domain.Run{At: c, Interval: domain.Interval{Start: r.Start + d, End: r.End}}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
 // Untranscribed is what an utterance whose decode failed leaves for the reviewer: each
 // of its runs as an empty segment flagged untranscribed (the speech is real).
 func Untranscribed(u domain.Utterance) []domain.Segment {

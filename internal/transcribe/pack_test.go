@@ -118,21 +118,16 @@ func TestOnRecordingMapsPackedTimesToTheRecording(t *testing.T) {
 }
 
 // A packed window decodes to segments on the recording's timeline, each with the speaker
-// of the channels under it; a run no decoded text covers stays as an untranscribed
-// segment with its own speaker.
+// the room's attribution found under it; a run no decoded text covers stays as an
+// untranscribed segment with its own speaker.
 func TestPackedWindowSegmentsOnTheRecording(t *testing.T) {
 	p := NewPacker(30)
 	for i, r := range []struct{ start, secs float64 }{{10, 2}, {20, 3}, {40, 2}} {
-		u := run(i, r.start, r.secs, 2)
-		loud, quiet := 0, 1 // runs 0 and 1 the clinician (channel 0), run 2 the patient
+		sp := domain.SpeakerClinician // runs 0 and 1 the clinician, run 2 the patient
 		if i == 2 {
-			loud, quiet = 1, 0
+			sp = domain.SpeakerPatient
 		}
-		for j := range u.Channels[loud] {
-			s := float32(math.Sin(float64(j) * 0.05))
-			u.Channels[loud][j], u.Channels[quiet][j] = 0.5*s, 0.02*s
-		}
-		p.Add(u)
+		p.Add(speakerRun(i, r.start, r.secs, sp))
 	}
 	u, _ := p.Flush()
 	d := &scriptedDecoder{out: []domain.DecodedSegment{
@@ -164,13 +159,10 @@ func TestPackedWindowSegmentsOnTheRecording(t *testing.T) {
 	}
 }
 
-// speakerRun is a run whose speaker is loud on channel loud of two.
-func speakerRun(seq int, start, seconds float64, loud int) domain.Utterance {
+// speakerRun is a run attributed to one speaker, as the pipeline's attributor leaves it.
+func speakerRun(seq int, start, seconds float64, sp domain.Speaker) domain.Utterance {
 	u := run(seq, start, seconds, 2)
-	for j := range u.Channels[0] {
-		s := float32(math.Sin(float64(j) * 0.05))
-		u.Channels[loud][j], u.Channels[1-loud][j] = 0.5*s, 0.02*s
-	}
+	u.Speakers = []domain.SpeakerSpan{{Interval: u.Interval, Speaker: sp}}
 	return u
 }
 
@@ -178,14 +170,14 @@ func timedTok(text string, from, to float64) domain.DecodedToken {
 	return domain.DecodedToken{Text: text, LogProb: -0.1, Start: from, End: to}
 }
 
-// Whisper's segments follow sentences, not turns: in a packed stereo window a segment
+// Whisper's segments follow sentences, not turns: in a packed window a segment
 // that runs from the clinician's turn into the patient's is split where the floor passed,
 // by token times, so each part gets its own speaker.
 func TestPackedSegmentsSplitAtTurns(t *testing.T) {
 	p := NewPacker(30)
-	p.Add(speakerRun(0, 10, 2, 0)) // clinician
-	p.Add(speakerRun(1, 20, 2, 1)) // patient
-	p.Add(speakerRun(2, 30, 2, 1)) // patient again: no cut
+	p.Add(speakerRun(0, 10, 2, domain.SpeakerClinician))
+	p.Add(speakerRun(1, 20, 2, domain.SpeakerPatient))
+	p.Add(speakerRun(2, 30, 2, domain.SpeakerPatient)) // patient again: no cut
 	u, _ := p.Flush()
 	d := &scriptedDecoder{out: []domain.DecodedSegment{{Start: 0, End: 6, Text: " How long? Two weeks. Maybe three.", Tokens: []domain.DecodedToken{
 		timedTok(" How", 0.1, 0.5), timedTok(" long?", 0.5, 1.6), timedTok(" Two", 1.9, 2.5), timedTok(" weeks.", 2.5, 3.4),
@@ -195,7 +187,7 @@ func TestPackedSegmentsSplitAtTurns(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !d.got[0].TokenTimestamps {
-		t.Error("token times not asked for a packed stereo window")
+		t.Error("token times not asked for a packed window with two speakers")
 	}
 	if len(segs) != 2 {
 		t.Fatalf("want the segment split in two at the turn, got %+v", segs)
@@ -207,14 +199,45 @@ func TestPackedSegmentsSplitAtTurns(t *testing.T) {
 		t.Errorf("second part %+v: want patient, 20–32 s", s)
 	}
 
-	// Mono has no turns to cut at, and no token times are asked for.
+	// Without speaker spans there are no turns to cut at, and no token times are asked for.
 	m := NewPacker(30)
 	m.Add(run(0, 10, 2, 1))
 	m.Add(run(1, 20, 2, 1))
 	mu, _ := m.Flush()
 	segs, _, _ = engine(t, d).Transcribe(context.Background(), mu)
 	if len(segs) != 1 || d.got[1].TokenTimestamps {
-		t.Errorf("mono window: %+v, token times %v", segs, d.got[1].TokenTimestamps)
+		t.Errorf("window without speakers: %+v, token times %v", segs, d.got[1].TokenTimestamps)
+	}
+}
+
+// A run in which the floor passed without a pause (a turn the attribution found) and
+// that decodes to nothing is marked untranscribed turn by turn, each part with its own
+// speaker, as it would be decoded turn by turn outside a packed window.
+func TestPackedSilentRunSplitAtItsTurn(t *testing.T) {
+	p := NewPacker(30)
+	p.Add(speakerRun(0, 10, 2, domain.SpeakerPatient))
+	u := run(1, 20, 4, 2)
+	u.Speakers = []domain.SpeakerSpan{{Interval: domain.Interval{Start: 20, End: 21.5}, Speaker: domain.SpeakerClinician},
+		{Interval: domain.Interval{Start: 21.5, End: 24}, Speaker: domain.SpeakerPatient}}
+	u.Turns = []float64{21.5}
+	p.Add(u)
+	w, _ := p.Flush()
+	d := &scriptedDecoder{out: []domain.DecodedSegment{{Start: 0, End: 2, Text: " Hello.", Tokens: []domain.DecodedToken{timedTok(" Hello.", 0.2, 1.5)}}}}
+	segs, _, err := engine(t, d).Transcribe(context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) != 3 {
+		t.Fatalf("want the text and the silent run in two turns, got %+v", segs)
+	}
+	want := []struct {
+		start, end float64
+		sp         domain.Speaker
+	}{{10, 12, domain.SpeakerPatient}, {20, 21.5, domain.SpeakerClinician}, {21.5, 24, domain.SpeakerPatient}}
+	for i, w := range want {
+		if s := segs[i]; math.Abs(s.Start-w.start) > 1e-9 || math.Abs(s.End-w.end) > 1e-9 || s.Speaker != w.sp || (i > 0) != s.HasFlag(domain.FlagUntranscribed) {
+			t.Errorf("segment %d %+v: want %.1f–%.1f s, %s", i, s, w.start, w.end, w.sp)
+		}
 	}
 }
 
