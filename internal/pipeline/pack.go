@@ -31,7 +31,7 @@ func (p *Pipeline) decodePacked(ctx context.Context, offset float64, finals <-ch
 				}
 				return nil
 			}
-			if u, ok := pk.Add(h.u); ok {
+			for _, u := range pk.Add(h.u) {
 				if err := commit(u); err != nil {
 					return err
 				}

@@ -213,7 +213,7 @@ func (e *Engine) observe(s Scheduled) {
 // two speakers; a provisional one whole.
 func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
 	if !u.Final || len(u.Runs) > 0 {
-		// A packed utterance is decoded whole; its turns split segments by token times.
+		// A packed utterance holds one speaker (Packer): it is decoded whole.
 		return e.runPart(ctx, d, u)
 	}
 	var out []domain.Segment
@@ -267,6 +267,7 @@ func splitTurns(u domain.Utterance) []domain.Utterance {
 			p.Channels[ch] = x[from:to]
 		}
 		p.Cut = u.Cut && i == len(cuts)
+		p.Turns = nil
 		parts = append(parts, p)
 		from = to
 	}
@@ -297,9 +298,6 @@ func (e *Engine) runPart(ctx context.Context, d Decoder, u domain.Utterance) ([]
 		SuppressNonSpeech: true,
 	}
 	opts.MaxTokens = MaxTokensFor(float64(len(mono)) / domain.SampleRate)
-	// A packed window may hold both speakers: token times let segments be split where
-	// the floor passes (turnCuts).
-	opts.TokenTimestamps = len(turnCuts(u)) > 0
 	if e.cfg.ShrinkAudioCtx {
 		opts.AudioCtx = AudioCtxFor(float64(len(samples))/domain.SampleRate, e.cfg.ModelAudioCtx)
 	}
@@ -318,14 +316,6 @@ func (e *Engine) runPart(ctx context.Context, d Decoder, u domain.Utterance) ([]
 func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) []domain.Segment {
 	dur := u.Seconds()
 	var out []domain.Segment
-	var parts []domain.DecodedSegment
-	cuts := turnCuts(u)
-	if len(cuts) > 0 {
-		for _, d := range decoded {
-			parts = append(parts, splitAt(d, cuts)...)
-		}
-		decoded = parts
-	}
 	for _, d := range decoded {
 		seg := guard(d, e.cfg.Thresholds)
 		if seg.Text == "" {
@@ -339,7 +329,7 @@ func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) [
 		e.attribute(&seg, u, s, en)
 		out = append(out, seg)
 	}
-	for _, r := range splitRuns(runsOf(u), cuts) {
+	for _, r := range runsOf(u) {
 		if coveredBy(r.Interval, out) {
 			continue
 		}

@@ -3,6 +3,7 @@ package transcribe
 import (
 	"context"
 	"math"
+	"slices"
 	"testing"
 
 	"scribe/internal/domain"
@@ -26,11 +27,7 @@ func run(seq int, start, seconds float64, chans int) domain.Utterance {
 func TestPackerFillsWindowsInOrder(t *testing.T) {
 	p := NewPacker(30)
 	var got []domain.Utterance
-	add := func(u domain.Utterance) {
-		if w, ok := p.Add(u); ok {
-			got = append(got, w)
-		}
-	}
+	add := func(u domain.Utterance) { got = append(got, p.Add(u)...) }
 	add(run(0, 1, 12, 2))
 	add(run(1, 14.5, 10, 2))
 	if len(got) != 0 {
@@ -117,17 +114,13 @@ func TestOnRecordingMapsPackedTimesToTheRecording(t *testing.T) {
 	}
 }
 
-// A packed window decodes to segments on the recording's timeline, each with the speaker
-// the room's attribution found under it; a run no decoded text covers stays as an
-// untranscribed segment with its own speaker.
+// A packed window decodes to segments on the recording's timeline, with the speaker
+// the room's attribution found; a run no decoded text covers stays as an untranscribed
+// segment.
 func TestPackedWindowSegmentsOnTheRecording(t *testing.T) {
 	p := NewPacker(30)
 	for i, r := range []struct{ start, secs float64 }{{10, 2}, {20, 3}, {40, 2}} {
-		sp := domain.SpeakerClinician // runs 0 and 1 the clinician, run 2 the patient
-		if i == 2 {
-			sp = domain.SpeakerPatient
-		}
-		p.Add(speakerRun(i, r.start, r.secs, sp))
+		p.Add(speakerRun(i, r.start, r.secs, domain.SpeakerClinician))
 	}
 	u, _ := p.Flush()
 	d := &scriptedDecoder{out: []domain.DecodedSegment{
@@ -147,8 +140,8 @@ func TestPackedWindowSegmentsOnTheRecording(t *testing.T) {
 	if s := segs[0]; s.Start != 10 || s.End != 21.5 || s.Text != "How long has it hurt?" || s.Speaker != domain.SpeakerClinician {
 		t.Errorf("text segment %+v: want 10–21.5 s, clinician", s)
 	}
-	if s := segs[1]; s.Start != 40 || s.End != 42 || s.Text != "" || !s.HasFlag(domain.FlagUntranscribed) || s.Speaker != domain.SpeakerPatient {
-		t.Errorf("unheard run %+v: want 40–42 s untranscribed, patient", s)
+	if s := segs[1]; s.Start != 40 || s.End != 42 || s.Text != "" || !s.HasFlag(domain.FlagUntranscribed) || s.Speaker != domain.SpeakerClinician {
+		t.Errorf("unheard run %+v: want 40–42 s untranscribed, clinician", s)
 	}
 	if segs[0].ID == segs[1].ID {
 		t.Errorf("segment ids repeat: %q", segs[0].ID)
@@ -166,91 +159,47 @@ func speakerRun(seq int, start, seconds float64, sp domain.Speaker) domain.Utter
 	return u
 }
 
-func timedTok(text string, from, to float64) domain.DecodedToken {
-	return domain.DecodedToken{Text: text, LogProb: -0.1, Start: from, End: to}
-}
-
-// Whisper's segments follow sentences, not turns: in a packed window a segment
-// that runs from the clinician's turn into the patient's is split where the floor passed,
-// by token times, so each part gets its own speaker.
-func TestPackedSegmentsSplitAtTurns(t *testing.T) {
+// A window holds one speaker: a change of speaker, as the room's attribution gives it,
+// starts a new window, and an utterance in which the floor passed without a pause is cut
+// at its turn, each part going to its speaker's window. Whisper's segments follow
+// sentences, not turns: a window mixing speakers put words on the wrong one.
+func TestPackerKeepsOneSpeakerPerWindow(t *testing.T) {
 	p := NewPacker(30)
-	p.Add(speakerRun(0, 10, 2, domain.SpeakerClinician))
-	p.Add(speakerRun(1, 20, 2, domain.SpeakerPatient))
-	p.Add(speakerRun(2, 30, 2, domain.SpeakerPatient)) // patient again: no cut
-	u, _ := p.Flush()
-	d := &scriptedDecoder{out: []domain.DecodedSegment{{Start: 0, End: 6, Text: " How long? Two weeks. Maybe three.", Tokens: []domain.DecodedToken{
-		timedTok(" How", 0.1, 0.5), timedTok(" long?", 0.5, 1.6), timedTok(" Two", 1.9, 2.5), timedTok(" weeks.", 2.5, 3.4),
-		timedTok(" Maybe", 4.1, 4.6), timedTok(" three.", 4.6, 5.5)}}}}
-	segs, _, err := engine(t, d).Transcribe(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !d.got[0].TokenTimestamps {
-		t.Error("token times not asked for a packed window with two speakers")
-	}
-	if len(segs) != 2 {
-		t.Fatalf("want the segment split in two at the turn, got %+v", segs)
-	}
-	if s := segs[0]; s.Text != "How long?" || s.Speaker != domain.SpeakerClinician || s.Start != 10 || s.End != 12 {
-		t.Errorf("first part %+v: want clinician, 10–12 s", s)
-	}
-	if s := segs[1]; s.Text != "Two weeks. Maybe three." || s.Speaker != domain.SpeakerPatient || s.Start != 20 || s.End != 32 {
-		t.Errorf("second part %+v: want patient, 20–32 s", s)
-	}
-
-	// Without speaker spans there are no turns to cut at, and no token times are asked for.
-	m := NewPacker(30)
-	m.Add(run(0, 10, 2, 1))
-	m.Add(run(1, 20, 2, 1))
-	mu, _ := m.Flush()
-	segs, _, _ = engine(t, d).Transcribe(context.Background(), mu)
-	if len(segs) != 1 || d.got[1].TokenTimestamps {
-		t.Errorf("window without speakers: %+v, token times %v", segs, d.got[1].TokenTimestamps)
-	}
-}
-
-// A run in which the floor passed without a pause (a turn the attribution found) and
-// that decodes to nothing is marked untranscribed turn by turn, each part with its own
-// speaker, as it would be decoded turn by turn outside a packed window.
-func TestPackedSilentRunSplitAtItsTurn(t *testing.T) {
-	p := NewPacker(30)
-	p.Add(speakerRun(0, 10, 2, domain.SpeakerPatient))
-	u := run(1, 20, 4, 2)
-	u.Speakers = []domain.SpeakerSpan{{Interval: domain.Interval{Start: 20, End: 21.5}, Speaker: domain.SpeakerClinician},
-		{Interval: domain.Interval{Start: 21.5, End: 24}, Speaker: domain.SpeakerPatient}}
-	u.Turns = []float64{21.5}
-	p.Add(u)
-	w, _ := p.Flush()
-	d := &scriptedDecoder{out: []domain.DecodedSegment{{Start: 0, End: 2, Text: " Hello.", Tokens: []domain.DecodedToken{timedTok(" Hello.", 0.2, 1.5)}}}}
-	segs, _, err := engine(t, d).Transcribe(context.Background(), w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(segs) != 3 {
-		t.Fatalf("want the text and the silent run in two turns, got %+v", segs)
+	var got []domain.Utterance
+	got = append(got, p.Add(speakerRun(0, 10, 2, domain.SpeakerClinician))...)
+	got = append(got, p.Add(speakerRun(1, 13, 2, domain.SpeakerClinician))...)
+	got = append(got, p.Add(speakerRun(2, 20, 2, domain.SpeakerPatient))...)
+	turn := run(3, 24, 4, 2) // the patient, then the clinician without a pause
+	turn.Speakers = []domain.SpeakerSpan{{Interval: domain.Interval{Start: 24, End: 25.5}, Speaker: domain.SpeakerPatient},
+		{Interval: domain.Interval{Start: 25.5, End: 28}, Speaker: domain.SpeakerClinician}}
+	turn.Turns = []float64{25.5}
+	got = append(got, p.Add(turn)...)
+	got = append(got, p.Add(run(4, 30, 2, 2))...) // nobody attributed: a window of its own
+	if w, ok := p.Flush(); ok {
+		got = append(got, w)
 	}
 	want := []struct {
-		start, end float64
-		sp         domain.Speaker
-	}{{10, 12, domain.SpeakerPatient}, {20, 21.5, domain.SpeakerClinician}, {21.5, 24, domain.SpeakerPatient}}
+		sp   domain.Speaker
+		runs []domain.Interval
+	}{
+		{domain.SpeakerClinician, []domain.Interval{{Start: 10, End: 12}, {Start: 13, End: 15}}},
+		{domain.SpeakerPatient, []domain.Interval{{Start: 20, End: 22}, {Start: 24, End: 25.5}}},
+		{domain.SpeakerClinician, []domain.Interval{{Start: 25.5, End: 28}}},
+		{domain.SpeakerUnknown, []domain.Interval{{Start: 30, End: 32}}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("want %d windows, got %d: %+v", len(want), len(got), got)
+	}
 	for i, w := range want {
-		if s := segs[i]; math.Abs(s.Start-w.start) > 1e-9 || math.Abs(s.End-w.end) > 1e-9 || s.Speaker != w.sp || (i > 0) != s.HasFlag(domain.FlagUntranscribed) {
-			t.Errorf("segment %d %+v: want %.1f–%.1f s, %s", i, s, w.start, w.end, w.sp)
+		g := got[i]
+		if speakerOf(g) != w.sp || len(g.Turns) != 0 || !slices.Equal(g.Speech(), w.runs) {
+			t.Errorf("window %d: %s, turns %v, runs %v; want %s, runs %v", i, speakerOf(g), g.Turns, g.Speech(), w.sp, w.runs)
 		}
 	}
-}
-
-func TestSplitAtKeepsUntimedSegmentsWhole(t *testing.T) {
-	d := domain.DecodedSegment{Start: 0, End: 4, Text: " a b", Tokens: []domain.DecodedToken{{Text: " a"}, {Text: " b"}}}
-	if got := splitAt(d, []float64{2}); len(got) != 1 || got[0].Text != d.Text {
-		t.Errorf("untimed tokens: %+v", got)
+	if got[1].Seconds() != 3.5 {
+		t.Errorf("the patient's window holds %.2f s of audio, want 2 + 1.5", got[1].Seconds())
 	}
-	d.Tokens = []domain.DecodedToken{timedTok(" a", 0, 1), timedTok(" b", 3, 4)}
-	if got := splitAt(d, []float64{5}); len(got) != 1 {
-		t.Errorf("cut outside the segment: %+v", got)
-	}
-	if got := splitAt(d, []float64{1.5, 2.5}); len(got) != 2 || got[0].Text != " a" || got[1].Text != " b" || got[0].End != 1.5 || got[1].Start != 2.5 {
-		t.Errorf("two cuts, an empty part between: %+v", got)
+	if !Joinable(got[0], speakerRun(9, 40, 1, domain.SpeakerClinician)) || Joinable(got[0], got[1]) || Joinable(got[0], turn) {
+		t.Error("Joinable disagrees with the windows")
 	}
 }
