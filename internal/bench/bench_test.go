@@ -111,38 +111,17 @@ func TestExcerptRotatesAudioAndTruth(t *testing.T) {
 	}
 }
 
-// An utterance's delay runs to the first committed text reaching its end: a line still
-// short of it does not count, the same line grown past it does.
-func TestDelaysUseFirstCoveringCommit(t *testing.T) {
+func TestDelaysUseLastOverlappingCommit(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	truth := []corpus.TruthUtterance{{Start: 1, End: 3}, {Start: 5, End: 6}, {Start: 9, End: 10}}
 	events := []emitted{
-		{seg: domain.Segment{ID: "s1", Start: 0.8, End: 2}, at: t0.Add(3200 * time.Millisecond)},
-		{seg: domain.Segment{ID: "s1", Start: 0.8, End: 3.2}, at: t0.Add(3500 * time.Millisecond)},
-		{seg: domain.Segment{ID: "s1", Start: 0.8, End: 4}, at: t0.Add(4500 * time.Millisecond)},
-		{seg: domain.Segment{ID: "s2", Start: 4.8, End: 6.2}, at: t0.Add(7 * time.Second)},
+		{seg: domain.Segment{Start: 0.8, End: 2}, at: t0.Add(3200 * time.Millisecond)},
+		{seg: domain.Segment{Start: 2, End: 3.2}, at: t0.Add(3500 * time.Millisecond)},
+		{seg: domain.Segment{Start: 4.8, End: 6.2}, at: t0.Add(7 * time.Second)},
 	}
 	d, missed := Delays(truth, events, func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) })
 	if missed != 1 || len(d) != 2 || math.Abs(d[0]-0.5) > 1e-9 || math.Abs(d[1]-1) > 1e-9 {
 		t.Errorf("delays %v, missed %d", d, missed)
-	}
-}
-
-// The text lag is sampled while someone speaks: 0 once the text shown reaches the audio.
-func TestTextLagSamplesSpeechInProgress(t *testing.T) {
-	t0 := time.Unix(1000, 0)
-	spoken := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
-	truth := []corpus.TruthUtterance{{Start: 0, End: 2}}
-	events := []emitted{
-		{seg: domain.Segment{Start: 0, End: 0.8, Text: "a"}, at: spoken(1.25)},
-		{seg: domain.Segment{Start: 0, End: 2, Text: "a b"}, at: spoken(1.75)},
-	}
-	lag := TextLag(truth, events, spoken)
-	if len(lag) != 15 || lag[0] != 0.5 || math.Abs(lag[7]-1.2) > 1e-9 || math.Abs(lag[8]-0.5) > 1e-9 || lag[13] != 0 {
-		t.Errorf("lag %v", lag)
-	}
-	if finalText(events) != "a b" {
-		t.Errorf("final text %q", finalText(events))
 	}
 }
 
@@ -335,8 +314,10 @@ func TestSpeechRunsMergeOverlapsAndShortPauses(t *testing.T) {
 // join into one, pooled from the counts: all errors over all reference words.
 func TestJoinAccuracyPoolsFromCounts(t *testing.T) {
 	a := &AccuracyReport{Model: "m", Settings: "scribe", Measured: "2026-12-05", Files: []FileAccuracy{
-		{File: "x", Mode: ModeFile, Channels: "stereo", Condition: "clean", Cleanup: true, RefWords: 100, Errors: 20, Speaker: diarize.Accuracy{SpeechSeconds: 10, Correct: 10}, VADHitS: 9, VADHypS: 10, VADRefS: 9},
-		{File: "y", Mode: ModeFile, Channels: "stereo", Condition: "clean", Cleanup: true, RefWords: 300, Errors: 30, Speaker: diarize.Accuracy{SpeechSeconds: 10, Correct: 5, Wrong: 5}, VADHitS: 9, VADHypS: 9, VADRefS: 12}}}
+		{File: "x", Mode: ModeFile, Channels: "stereo", Condition: "clean", Cleanup: true, RefWords: 100, Errors: 20,
+			Speaker: diarize.Accuracy{SpeechSeconds: 10, Correct: 10}, WDERWords: 90, WDERWrong: 0, VADHitS: 9, VADHypS: 10, VADRefS: 9},
+		{File: "y", Mode: ModeFile, Channels: "stereo", Condition: "clean", Cleanup: true, RefWords: 300, Errors: 30,
+			Speaker: diarize.Accuracy{SpeechSeconds: 12, Correct: 5, Wrong: 5, UnknownSeconds: 2}, WDERWords: 270, WDERWrong: 36, VADHitS: 9, VADHypS: 9, VADRefS: 12}}}
 	b := &AccuracyReport{Model: "m", WhisperCLIArgs: "-bs 5", Files: []FileAccuracy{
 		{File: "x", Mode: ModeWhisperCLI, Channels: "mono", Condition: "clean", RefWords: 100, Errors: 10}}}
 	var parts []*AccuracyReport
@@ -359,10 +340,11 @@ func TestJoinAccuracyPoolsFromCounts(t *testing.T) {
 		t.Fatalf("%+v", j)
 	}
 	f, cli := j.Pools[0], j.Pools[1]
-	if f.WER != 0.125 || f.Errors != 50 || *f.SpeakerAccuracy != 0.75 || *f.VADPrecision != 18.0/19 || *f.VADRecall != 18.0/21 || j.WER != 0.125 {
+	if f.WER != 0.125 || f.Errors != 50 || *f.SpeakerAccuracy != 0.75 || *f.SpeakerUnknown != 2.0/22 || *f.WDER != 0.1 ||
+		*f.VADPrecision != 18.0/19 || *f.VADRecall != 18.0/21 || j.WER != 0.125 || j.SpeakerAccuracy != 0.75 {
 		t.Errorf("file pool %+v", f)
 	}
-	if cli.WER != 0.1 || cli.SpeakerAccuracy != nil || cli.VADRecall != nil {
+	if cli.WER != 0.1 || cli.SpeakerAccuracy != nil || cli.WDER != nil || cli.VADRecall != nil {
 		t.Errorf("whisper-cli pool %+v", cli)
 	}
 	if _, err := JoinAccuracy([]*AccuracyReport{a, {Model: "other"}}); err == nil {

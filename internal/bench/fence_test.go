@@ -16,23 +16,33 @@ import (
 // fenceCeilings are the WER ceilings of the PriMock57 regression fence, per rendered
 // consultation (the first 30 s, clean, scribe's default voices, stereo), in file mode with
 // the real tiny.en and 2 threads. Each is the WER measured when the fence was set (README,
-// "Measured accuracy": pooled 27.4 %, per file 14–40 %; `go test -v` logs each file's)
-// plus 0.10, rounded up to 0.05: a regression fence, not a target.
+// "Measured accuracy": pooled 34.1 %, per file 19–48 % and one outlier; `go test -v` logs
+// each file's) plus 0.10, rounded up to 0.05: a regression fence, not a target.
+// day1_consultation03 (0.77) ends on an utterance cut off at 30 s, which tiny.en decodes
+// alone into a loop of invented sentences (flagged for the reviewer, not removed).
+// The fence was first set at 27.4 % pooled when file mode packed both speakers into one
+// window; one speaker per window (transcribe.Packer) cost those 6.7 points and brought
+// the words on the wrong speaker from 33 % to 1.5 % (fenceWDERCeiling).
 // Lower a ceiling when a change improves a file; never raise one without a measurement
 // that says why.
 var fenceCeilings = map[string]float64{
-	"day1_consultation01-30s": 0.50, "day1_consultation02-30s": 0.35, "day1_consultation03-30s": 0.35,
-	"day1_consultation04-30s": 0.40, "day1_consultation05-30s": 0.25,
-	"day2_consultation01-30s": 0.45, "day2_consultation02-30s": 0.30, "day2_consultation03-30s": 0.40,
+	"day1_consultation01-30s": 0.60, "day1_consultation02-30s": 0.40, "day1_consultation03-30s": 0.90,
+	"day1_consultation04-30s": 0.50, "day1_consultation05-30s": 0.35,
+	"day2_consultation01-30s": 0.40, "day2_consultation02-30s": 0.40, "day2_consultation03-30s": 0.45,
 	"day2_consultation04-30s": 0.45, "day2_consultation05-30s": 0.45,
-	"day3_consultation01-30s": 0.40, "day3_consultation02-30s": 0.50, "day3_consultation03-30s": 0.35,
-	"day3_consultation04-30s": 0.40, "day3_consultation05-30s": 0.40,
-	"day4_consultation01-30s": 0.35, "day4_consultation02-30s": 0.35, "day4_consultation03-30s": 0.45,
-	"day4_consultation04-30s": 0.35, "day4_consultation05-30s": 0.45,
+	"day3_consultation01-30s": 0.40, "day3_consultation02-30s": 0.45, "day3_consultation03-30s": 0.45,
+	"day3_consultation04-30s": 0.50, "day3_consultation05-30s": 0.40,
+	"day4_consultation01-30s": 0.35, "day4_consultation02-30s": 0.50, "day4_consultation03-30s": 0.40,
+	"day4_consultation04-30s": 0.30, "day4_consultation05-30s": 0.45,
 }
 
-// fencePooledCeiling bounds the WER pooled over all fence files (measured 0.274, + 0.03).
-const fencePooledCeiling = 0.31
+// fencePooledCeiling bounds the WER pooled over all fence files (measured 0.341, + 0.03).
+const fencePooledCeiling = 0.37
+
+// fenceWDERCeiling bounds the word-level diarization error pooled over the fence files
+// (microphone pair): the share of words given to the wrong speaker or to none (measured
+// 0.015). Packing windows that mixed speakers once put 0.33 of the words on the wrong one.
+const fenceWDERCeiling = 0.05
 
 // The PriMock57 regression fence: the first 30 s of consultations 01–05 of days 1–4
 // (scripts/make-test-audio), transcribed in file mode with the real tiny.en, stay under
@@ -84,9 +94,13 @@ func TestPriMockWERFence(t *testing.T) {
 			t.Errorf("%s: WER %.3f above its ceiling %.2f", f.File, f.WERValue, ceiling)
 		}
 	}
-	t.Logf("pooled WER %.3f, ceiling %.2f; speaker accuracy %.3f; VAD precision %.3f, recall %.3f",
-		rep.WER, fencePooledCeiling, rep.SpeakerAccuracy, rep.VADPrecision, rep.VADRecall)
+	p := rep.Pools[0]
+	t.Logf("pooled WER %.3f, ceiling %.2f; WDER %.3f, ceiling %.2f; speaker accuracy %.3f; VAD precision %.3f, recall %.3f",
+		rep.WER, fencePooledCeiling, deref(p.WDER), fenceWDERCeiling, rep.SpeakerAccuracy, rep.VADPrecision, rep.VADRecall)
 	if rep.WER > fencePooledCeiling {
 		t.Errorf("pooled WER %.3f above its ceiling %.2f", rep.WER, fencePooledCeiling)
+	}
+	if len(rep.Pools) != 1 || p.WDER == nil || *p.WDER > fenceWDERCeiling {
+		t.Errorf("pooled WDER %.3f above its ceiling %.2f (%d pools)", deref(p.WDER), fenceWDERCeiling, len(rep.Pools))
 	}
 }

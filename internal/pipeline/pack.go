@@ -26,7 +26,7 @@ func (p *Pipeline) decodePacked(ctx context.Context, in *inbox, offset float64, 
 	for {
 		us, _, done := in.take()
 		for _, u := range us {
-			if w, ok := pk.Add(u); ok {
+			for _, w := range pk.Add(u) {
 				if err := commit(w); err != nil {
 					return err
 				}

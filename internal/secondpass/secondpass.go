@@ -6,7 +6,7 @@
 // only to segments the clinician has not edited.
 //
 // Like file mode, the second pass decodes consecutive utterances of a session packed
-// into one window of up to 30 s (transcribe.Packer) rather than one by one: whisper
+// into one window of up to 30 s of one speaker (transcribe.Packer) rather than one by one: whisper
 // loses words on short utterances heard alone. The refined text is handed back per
 // utterance wherever whisper's segments keep to one utterance; utterances a segment runs
 // across are refined together, so no word is doubled or lost between them.
@@ -258,10 +258,12 @@ func (s *Service) packLocked(j *job) *job {
 	}
 	n := size(j.u)
 	k := 0
-	for k < len(s.queue) && s.queue[k].run == j.run && s.queue[k].offset == j.offset &&
-		len(s.queue[k].u.Channels) == len(j.u.Channels) && n+size(s.queue[k].u) <= limit {
-		n += size(s.queue[k].u)
-		k++
+	// One speaker per window (transcribe.Joinable): a window mixing speakers puts words
+	// on the wrong one.
+	for last := j.u; k < len(s.queue) && s.queue[k].run == j.run && s.queue[k].offset == j.offset &&
+		transcribe.Joinable(last, s.queue[k].u) && n+size(s.queue[k].u) <= limit; k++ {
+		last = s.queue[k].u
+		n += size(last)
 	}
 	if k == 0 {
 		return j

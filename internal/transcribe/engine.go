@@ -234,7 +234,7 @@ func (e *Engine) observe(s Scheduled) {
 // two speakers; a provisional one whole.
 func (e *Engine) run(ctx context.Context, d Decoder, u domain.Utterance) ([]domain.Segment, time.Duration, error) {
 	if !u.Final || len(u.Runs) > 0 {
-		// A packed utterance is decoded whole; its turns split segments by token times.
+		// A packed utterance holds one speaker (Packer): it is decoded whole.
 		return e.runPart(ctx, d, u)
 	}
 	var out []domain.Segment
@@ -288,6 +288,7 @@ func splitTurns(u domain.Utterance) []domain.Utterance {
 			p.Channels[ch] = x[from:to]
 		}
 		p.Cut = u.Cut && i == len(cuts)
+		p.Turns = nil
 		parts = append(parts, p)
 		from = to
 	}
@@ -333,9 +334,6 @@ func (e *Engine) runPart(ctx context.Context, d Decoder, u domain.Utterance) ([]
 	}
 	samples := padded(mono)
 	opts := e.options(float64(len(mono))/domain.SampleRate, u.Context)
-	// A packed window may hold both speakers: token times let segments be split where
-	// the floor passes (turnCuts).
-	opts.TokenTimestamps = len(turnCuts(u)) > 0
 	start := time.Now()
 	decoded, err := d.Decode(ctx, samples, opts)
 	took := time.Since(start)
@@ -351,13 +349,6 @@ func (e *Engine) runPart(ctx context.Context, d Decoder, u domain.Utterance) ([]
 func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) []domain.Segment {
 	dur := u.Seconds()
 	var out []domain.Segment
-	var parts []domain.DecodedSegment
-	if cuts := turnCuts(u); len(cuts) > 0 {
-		for _, d := range decoded {
-			parts = append(parts, splitAt(d, cuts)...)
-		}
-		decoded = parts
-	}
 	for _, d := range decoded {
 		seg := guard(d, e.cfg.Thresholds)
 		if seg.Text == "" {
@@ -375,22 +366,16 @@ func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) [
 		if coveredBy(r.Interval, out) {
 			continue
 		}
-		// A run both people spoke in without a pause is kept as one gap per turn, each
-		// with its own speaker.
-		from := r.Start
-		for _, t := range append(turnsIn(u.Turns, r.Interval), r.End) {
-			seg := domain.Segment{Start: from, End: t, Flags: []domain.Flag{domain.FlagUntranscribed}}
-			e.attribute(&seg, u, r.At+from-r.Start, r.At+t-r.Start)
-			at := len(out) // in time order among the decoded segments, which keep theirs
-			for i, s := range out {
-				if s.Start > seg.Start {
-					at = i
-					break
-				}
+		seg := domain.Segment{Start: r.Start, End: r.End, Flags: []domain.Flag{domain.FlagUntranscribed}}
+		e.attribute(&seg, u, r.At, r.At+r.Duration())
+		at := len(out) // in time order among the decoded segments, which keep theirs
+		for i, s := range out {
+			if s.Start > seg.Start {
+				at = i
+				break
 			}
-			out = slices.Insert(out, at, seg)
-			from = t
 		}
+		out = slices.Insert(out, at, seg)
 	}
 	if u.Cut {
 		out[len(out)-1].Flags = append(out[len(out)-1].Flags, domain.FlagTruncated)
@@ -399,18 +384,6 @@ func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) [
 		out[i].ID = fmt.Sprintf("u%d-%d", u.Seq, i)
 	}
 	return out
-}
-
-// turnsIn are the turns inside iv, in order.
-func turnsIn(turns []float64, iv domain.Interval) []float64 {
-	var in []float64
-	for _, t := range turns {
-		if t > iv.Start && t < iv.End {
-			in = append(in, t)
-		}
-	}
-	slices.Sort(in)
-	return in
 }
 
 // coveredBy reports whether any segment with text overlaps iv.

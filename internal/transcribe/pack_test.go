@@ -3,6 +3,7 @@ package transcribe
 import (
 	"context"
 	"math"
+	"slices"
 	"testing"
 
 	"scribe/internal/domain"
@@ -26,11 +27,7 @@ func run(seq int, start, seconds float64, chans int) domain.Utterance {
 func TestPackerFillsWindowsInOrder(t *testing.T) {
 	p := NewPacker(30)
 	var got []domain.Utterance
-	add := func(u domain.Utterance) {
-		if w, ok := p.Add(u); ok {
-			got = append(got, w)
-		}
-	}
+	add := func(u domain.Utterance) { got = append(got, p.Add(u)...) }
 	add(run(0, 1, 12, 2))
 	add(run(1, 14.5, 10, 2))
 	if len(got) != 0 {
@@ -117,23 +114,13 @@ func TestOnRecordingMapsPackedTimesToTheRecording(t *testing.T) {
 	}
 }
 
-// A packed window decodes to segments on the recording's timeline, each with the speaker
-// attributed to the runs under it; a run no decoded text covers stays as an untranscribed
-// segment with its own speaker.
+// A packed window decodes to segments on the recording's timeline, with the speaker
+// the room's attribution found; a run no decoded text covers stays as an untranscribed
+// segment.
 func TestPackedWindowSegmentsOnTheRecording(t *testing.T) {
 	p := NewPacker(30)
 	for i, r := range []struct{ start, secs float64 }{{10, 2}, {20, 3}, {40, 2}} {
-		u := run(i, r.start, r.secs, 2)
-		loud, quiet := 0, 1 // runs 0 and 1 the clinician (channel 0), run 2 the patient
-		if i == 2 {
-			loud, quiet = 1, 0
-		}
-		for j := range u.Channels[loud] {
-			s := float32(math.Sin(float64(j) * 0.05))
-			u.Channels[loud][j], u.Channels[quiet][j] = 0.5*s, 0.02*s
-		}
-		u.Speakers = pairSpans(u, loud)
-		p.Add(u)
+		p.Add(speakerRun(i, r.start, r.secs, domain.SpeakerClinician))
 	}
 	u, _ := p.Flush()
 	d := &scriptedDecoder{out: []domain.DecodedSegment{
@@ -153,8 +140,8 @@ func TestPackedWindowSegmentsOnTheRecording(t *testing.T) {
 	if s := segs[0]; s.Start != 10 || s.End != 21.5 || s.Text != "How long has it hurt?" || s.Speaker != domain.SpeakerClinician {
 		t.Errorf("text segment %+v: want 10–21.5 s, clinician", s)
 	}
-	if s := segs[1]; s.Start != 40 || s.End != 42 || s.Text != "" || !s.HasFlag(domain.FlagUntranscribed) || s.Speaker != domain.SpeakerPatient {
-		t.Errorf("unheard run %+v: want 40–42 s untranscribed, patient", s)
+	if s := segs[1]; s.Start != 40 || s.End != 42 || s.Text != "" || !s.HasFlag(domain.FlagUntranscribed) || s.Speaker != domain.SpeakerClinician {
+		t.Errorf("unheard run %+v: want 40–42 s untranscribed, clinician", s)
 	}
 	if segs[0].ID == segs[1].ID {
 		t.Errorf("segment ids repeat: %q", segs[0].ID)
@@ -165,105 +152,54 @@ func TestPackedWindowSegmentsOnTheRecording(t *testing.T) {
 	}
 }
 
-// speakerRun is a run whose speaker is loud on channel loud of two, attributed so.
-func speakerRun(seq int, start, seconds float64, loud int) domain.Utterance {
+// speakerRun is a run attributed to one speaker, as the pipeline's attributor leaves it.
+func speakerRun(seq int, start, seconds float64, sp domain.Speaker) domain.Utterance {
 	u := run(seq, start, seconds, 2)
-	for j := range u.Channels[0] {
-		s := float32(math.Sin(float64(j) * 0.05))
-		u.Channels[loud][j], u.Channels[1-loud][j] = 0.5*s, 0.02*s
-	}
-	u.Speakers = pairSpans(u, loud)
+	u.Speakers = []domain.SpeakerSpan{{Interval: u.Interval, Speaker: sp}}
 	return u
 }
 
-// pairSpans is what a microphone pair's attribution (package diarize) says of a run
-// loud on channel loud: all of it the clinician's (channel 0) or the patient's.
-func pairSpans(u domain.Utterance, loud int) []domain.SpeakerSpan {
-	sp := domain.SpeakerClinician
-	if loud == 1 {
-		sp = domain.SpeakerPatient
-	}
-	return []domain.SpeakerSpan{{Interval: u.Interval, Speaker: sp}}
-}
-
-func timedTok(text string, from, to float64) domain.DecodedToken {
-	return domain.DecodedToken{Text: text, LogProb: -0.1, Start: from, End: to}
-}
-
-// Whisper's segments follow sentences, not turns: in a packed stereo window a segment
-// that runs from the clinician's turn into the patient's is split where the floor passed,
-// by token times, so each part gets its own speaker.
-func TestPackedSegmentsSplitAtTurns(t *testing.T) {
+// A window holds one speaker: a change of speaker, as the room's attribution gives it,
+// starts a new window, and an utterance in which the floor passed without a pause is cut
+// at its turn, each part going to its speaker's window. Whisper's segments follow
+// sentences, not turns: a window mixing speakers put words on the wrong one.
+func TestPackerKeepsOneSpeakerPerWindow(t *testing.T) {
 	p := NewPacker(30)
-	p.Add(speakerRun(0, 10, 2, 0)) // clinician
-	p.Add(speakerRun(1, 20, 2, 1)) // patient
-	p.Add(speakerRun(2, 30, 2, 1)) // patient again: no cut
-	u, _ := p.Flush()
-	d := &scriptedDecoder{out: []domain.DecodedSegment{{Start: 0, End: 6, Text: " How long? Two weeks. Maybe three.", Tokens: []domain.DecodedToken{
-		timedTok(" How", 0.1, 0.5), timedTok(" long?", 0.5, 1.6), timedTok(" Two", 1.9, 2.5), timedTok(" weeks.", 2.5, 3.4),
-		timedTok(" Maybe", 4.1, 4.6), timedTok(" three.", 4.6, 5.5)}}}}
-	segs, _, err := engine(t, d).Transcribe(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
+	var got []domain.Utterance
+	got = append(got, p.Add(speakerRun(0, 10, 2, domain.SpeakerClinician))...)
+	got = append(got, p.Add(speakerRun(1, 13, 2, domain.SpeakerClinician))...)
+	got = append(got, p.Add(speakerRun(2, 20, 2, domain.SpeakerPatient))...)
+	turn := run(3, 24, 4, 2) // the patient, then the clinician without a pause
+	turn.Speakers = []domain.SpeakerSpan{{Interval: domain.Interval{Start: 24, End: 25.5}, Speaker: domain.SpeakerPatient},
+		{Interval: domain.Interval{Start: 25.5, End: 28}, Speaker: domain.SpeakerClinician}}
+	turn.Turns = []float64{25.5}
+	got = append(got, p.Add(turn)...)
+	got = append(got, p.Add(run(4, 30, 2, 2))...) // nobody attributed: a window of its own
+	if w, ok := p.Flush(); ok {
+		got = append(got, w)
 	}
-	if !d.got[0].TokenTimestamps {
-		t.Error("token times not asked for a packed stereo window")
+	want := []struct {
+		sp   domain.Speaker
+		runs []domain.Interval
+	}{
+		{domain.SpeakerClinician, []domain.Interval{{Start: 10, End: 12}, {Start: 13, End: 15}}},
+		{domain.SpeakerPatient, []domain.Interval{{Start: 20, End: 22}, {Start: 24, End: 25.5}}},
+		{domain.SpeakerClinician, []domain.Interval{{Start: 25.5, End: 28}}},
+		{domain.SpeakerUnknown, []domain.Interval{{Start: 30, End: 32}}},
 	}
-	if len(segs) != 2 {
-		t.Fatalf("want the segment split in two at the turn, got %+v", segs)
+	if len(got) != len(want) {
+		t.Fatalf("want %d windows, got %d: %+v", len(want), len(got), got)
 	}
-	if s := segs[0]; s.Text != "How long?" || s.Speaker != domain.SpeakerClinician || s.Start != 10 || s.End != 12 {
-		t.Errorf("first part %+v: want clinician, 10–12 s", s)
+	for i, w := range want {
+		g := got[i]
+		if speakerOf(g) != w.sp || len(g.Turns) != 0 || !slices.Equal(g.Speech(), w.runs) {
+			t.Errorf("window %d: %s, turns %v, runs %v; want %s, runs %v", i, speakerOf(g), g.Turns, g.Speech(), w.sp, w.runs)
+		}
 	}
-	if s := segs[1]; s.Text != "Two weeks. Maybe three." || s.Speaker != domain.SpeakerPatient || s.Start != 20 || s.End != 32 {
-		t.Errorf("second part %+v: want patient, 20–32 s", s)
+	if got[1].Seconds() != 3.5 {
+		t.Errorf("the patient's window holds %.2f s of audio, want 2 + 1.5", got[1].Seconds())
 	}
-
-	// Mono has no turns to cut at, and no token times are asked for.
-	m := NewPacker(30)
-	m.Add(run(0, 10, 2, 1))
-	m.Add(run(1, 20, 2, 1))
-	mu, _ := m.Flush()
-	segs, _, _ = engine(t, d).Transcribe(context.Background(), mu)
-	if len(segs) != 1 || d.got[1].TokenTimestamps {
-		t.Errorf("mono window: %+v, token times %v", segs, d.got[1].TokenTimestamps)
-	}
-}
-
-func TestSplitAtKeepsUntimedSegmentsWhole(t *testing.T) {
-	d := domain.DecodedSegment{Start: 0, End: 4, Text: " a b", Tokens: []domain.DecodedToken{{Text: " a"}, {Text: " b"}}}
-	if got := splitAt(d, []float64{2}); len(got) != 1 || got[0].Text != d.Text {
-		t.Errorf("untimed tokens: %+v", got)
-	}
-	d.Tokens = []domain.DecodedToken{timedTok(" a", 0, 1), timedTok(" b", 3, 4)}
-	if got := splitAt(d, []float64{5}); len(got) != 1 {
-		t.Errorf("cut outside the segment: %+v", got)
-	}
-	if got := splitAt(d, []float64{1.5, 2.5}); len(got) != 2 || got[0].Text != " a" || got[1].Text != " b" || got[0].End != 1.5 || got[1].Start != 2.5 {
-		t.Errorf("two cuts, an empty part between: %+v", got)
-	}
-}
-
-// A run in which the floor passed without a pause, decoded to nothing, stays visible as
-// one untranscribed gap per turn, each with its own speaker, not one gap under whoever
-// spoke more.
-func TestUntranscribedRunSplitAtTurns(t *testing.T) {
-	p := NewPacker(30)
-	u := run(0, 10, 4, 1)
-	u.Speakers = []domain.SpeakerSpan{
-		{Interval: domain.Interval{Start: 10, End: 12.5}, Speaker: domain.SpeakerClinician},
-		{Interval: domain.Interval{Start: 12.5, End: 14}, Speaker: domain.SpeakerPatient}}
-	u.Turns = []float64{12.5}
-	p.Add(u)
-	w, _ := p.Flush()
-	d := &scriptedDecoder{out: []domain.DecodedSegment{{Start: 0, End: 4, Text: " [BLANK_AUDIO]"}}}
-	segs, _, err := engine(t, d).Transcribe(context.Background(), w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(segs) != 2 || segs[0].Start != 10 || segs[0].End != 12.5 || segs[0].Speaker != domain.SpeakerClinician ||
-		segs[1].Start != 12.5 || segs[1].End != 14 || segs[1].Speaker != domain.SpeakerPatient ||
-		!segs[0].HasFlag(domain.FlagUntranscribed) || !segs[1].HasFlag(domain.FlagUntranscribed) || segs[0].ID == segs[1].ID {
-		t.Errorf("segments %+v: want 10–12.5 s the clinician's and 12.5–14 s the patient's, both untranscribed", segs)
+	if !Joinable(got[0], speakerRun(9, 40, 1, domain.SpeakerClinician)) || Joinable(got[0], got[1]) || Joinable(got[0], turn) {
+		t.Error("Joinable disagrees with the windows")
 	}
 }
