@@ -14,23 +14,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"scribe/internal/config"
 	"scribe/internal/domain"
 	"scribe/internal/testmodels"
 	"scribe/internal/textdiff"
 )
-
-// liveJFKReference is the reference text of ../shared/audio/jfk.wav (../shared/README.md).
-const liveJFKReference = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
-
-func liveJFK(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(config.SharedDir(), "audio", "jfk.wav")
-	if _, err := os.Stat(p); err != nil {
-		t.Skip("../shared/audio/jfk.wav not available")
-	}
-	return p
-}
 
 // liveSeen is what a review page received over the live socket.
 type liveSeen struct {
@@ -118,7 +105,7 @@ func (s liveSeen) text() string {
 // Every word is right; committed text is only ever extended, never rewritten.
 func TestDemoTranscribesRealWordsLive(t *testing.T) {
 	model := testmodels.Real(t, "tiny.en")
-	jfk := liveJFK(t)
+	jfk := jfkPath(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "scribe.yaml")
 	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("data_dir: %s\nlisten: 127.0.0.1:0\nmodels: {whisper: %s, workers: 1, threads: 2}\ndemo: {wavs: [%s]}\n",
@@ -166,7 +153,7 @@ func TestDemoTranscribesRealWordsLive(t *testing.T) {
 		}
 	}
 	got := strings.Join(parts, " ")
-	if r := textdiff.WER(liveJFKReference, got); r.WER != 0 {
+	if r := textdiff.WER(jfkReference, got); r.WER != 0 {
 		t.Errorf("live demo room: WER %.3f: %q", r.WER, got)
 	}
 	select {
