@@ -374,15 +374,8 @@ func (s *scheduler) release(d Decoder) {
 	}()
 	switch {
 	case len(s.ring) > 0:
-		name := s.ring[0]
-		s.ring = s.ring[1:]
-		rs := s.rooms[name]
-		req := rs.queue[0]
-		rs.queue = rs.queue[1:]
+		rs, req := s.next(&s.ring, func(rs *roomState) *[]*request { return &rs.queue })
 		rs.Waiting = len(rs.queue)
-		if len(rs.queue) > 0 {
-			s.ring = append(s.ring, name) // back of the line: other rooms go first
-		}
 		s.waiting--
 		wait := time.Since(req.queued)
 		rs.Served++
@@ -390,15 +383,9 @@ func (s *scheduler) release(d Decoder) {
 		rs.MaxWait = max(rs.MaxWait, wait)
 		req.ready <- d
 	case len(s.stepRing) > 0:
-		name := s.stepRing[0]
-		s.stepRing = s.stepRing[1:]
-		rs := s.rooms[name]
-		req := rs.steps[0]
-		rs.steps = rs.steps[1:]
+		rs, req := s.next(&s.stepRing, func(rs *roomState) *[]*request { return &rs.steps })
+		name := rs.Room
 		rs.StepsWaiting = len(rs.steps)
-		if len(rs.steps) > 0 {
-			s.stepRing = append(s.stepRing, name)
-		}
 		s.stepsWait--
 		rs.Steps++
 		rs.MaxStepWait = max(rs.MaxStepWait, time.Since(req.queued))
@@ -407,6 +394,21 @@ func (s *scheduler) release(d Decoder) {
 	default:
 		s.free = append(s.free, d)
 	}
+}
+
+// next takes the first request of the first room in ring, moving the room to the back
+// of the line if it has more waiting (other rooms go first).
+func (s *scheduler) next(ring *[]string, queueOf func(*roomState) *[]*request) (*roomState, *request) {
+	name := (*ring)[0]
+	*ring = (*ring)[1:]
+	rs := s.rooms[name]
+	q := queueOf(rs)
+	req := (*q)[0]
+	*q = (*q)[1:]
+	if len(*q) > 0 {
+		*ring = append(*ring, name)
+	}
+	return rs, req
 }
 
 // remove takes a cancelled request out of its room's queue; false if it was already served.
