@@ -340,6 +340,10 @@ type DecodeOptions struct {
 	// TokenTimestamps asks for each token's start and end (DecodedToken.Start, End): the
 	// streaming commit policy places words on the timeline with them.
 	TokenTimestamps bool
+	// OneWindow keeps the words after the decoder's last timestamp in audio of at most
+	// 30 s instead of decoding the audio from that timestamp again (a second pass of the
+	// encoder): the live policy decodes its buffer again a step later anyway.
+	OneWindow bool
 }
 
 // DecodedToken is one text token with its probability and, when asked for

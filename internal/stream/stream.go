@@ -359,7 +359,8 @@ const reach = 0.6
 // committed words whose audio it heard, and the fresh words are those after the best
 // match — among equally good matches, the one ending nearest the committed words' end,
 // and never past it by more than reach. Any repeat of the last committed words is dropped
-// too (the same words, decoded again a little later).
+// too (the same words, decoded again a little later), and so is an echo of the prompt
+// (unecho).
 func (s *Stream) fresh(h hypothesis) []Word {
 	ws := h.words
 	var ctx []Word // committed words the decoder heard again
@@ -367,6 +368,11 @@ func (s *Stream) fresh(h hypothesis) []Word {
 		if w.End > h.start+jitter {
 			ctx = append(ctx, w)
 		}
+	}
+	from := max(h.start, s.doneTo) // where the audio not yet committed begins
+	if len(ctx) == 0 {
+		// No committed audio to align an echo of the prompt with.
+		ws = s.unecho(ws, from)
 	}
 	limit := 0 // the hypothesis's words that may be committed ones
 	for limit < len(ws) && ws[limit].End <= s.doneTo+reach {
@@ -378,11 +384,11 @@ func (s *Stream) fresh(h hypothesis) []Word {
 			p++
 		}
 	} else {
-		// row[j]: edit distance between ctx and ws[:j].
+		// row[j]: edit distance between ctx and a run of words ending at ws[j-1]. Words
+		// before that run cost nothing: they were decoded before the committed audio the
+		// buffer holds (an echo of the prompt, or the end of a word the trim cut), so they
+		// are not new either.
 		row := make([]int, limit+1)
-		for j := range row {
-			row[j] = j
-		}
 		for i := range ctx {
 			prev := row[0]
 			row[0] = i + 1
@@ -407,11 +413,51 @@ func (s *Stream) fresh(h hypothesis) []Word {
 				p = j
 			}
 		}
+		// Words the alignment ends inside the committed words' audio were heard there:
+		// a re-decoding that the text alignment did not recognise, not new words.
+		for p < limit && ws[p].End < s.doneTo-jitter {
+			p++
+		}
 	}
 	ws = ws[p:]
 	for n := 1; n <= min(5, len(s.committed), len(ws)); n++ {
 		if sameWords(s.committed[len(s.committed)-n:], ws[:n]) {
 			return ws[n:]
+		}
+	}
+	return ws
+}
+
+// Whisper sometimes begins a decode by echoing its prompt, the committed text before the
+// audio, garbled: a few words it did not hear, then the prompt's last words again (seen
+// with real tiny.en once a full buffer had been trimmed to the committed words' end). With
+// committed audio in the buffer the echo is aligned with it and dropped (fresh); without,
+// unecho looks for it. echoWords bounds where the echo may end in the hypothesis,
+// echoReach how far past the new audio's start; echoMin is the fewest committed words it
+// must repeat to be taken for an echo rather than speech.
+const (
+	echoWords = 12
+	echoReach = 2.0
+	echoMin   = 3
+)
+
+// unecho drops an echo of the prompt from the start of ws, a hypothesis whose audio holds
+// no committed speech and starts at from: the longest run (echoMin to 5 words) of the last
+// committed words — ending at the last, or one or two before it (a trim may leave the last
+// committed word's end in the buffer, and so out of the prompt) — found again among ws's
+// first echoWords words and ending within echoReach of from, with everything before it.
+// The cost: a speaker who repeats three or more of the last committed words within two
+// seconds of a new line's start (a read-back after a long pause) loses the repeat, as
+// one who repeats them as the first words always has (fresh).
+func (s *Stream) unecho(ws []Word, from float64) []Word {
+	for n := min(5, len(s.committed)); n >= echoMin; n-- {
+		for e := len(s.committed); e >= max(n, len(s.committed)-2); e-- {
+			tail := s.committed[e-n : e]
+			for q := 0; q+n <= min(echoWords, len(ws)) && ws[q+n-1].End <= from+echoReach; q++ {
+				if sameWords(tail, ws[q:q+n]) {
+					return ws[q+n:]
+				}
+			}
 		}
 	}
 	return ws

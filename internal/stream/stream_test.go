@@ -26,6 +26,15 @@ type script struct {
 	// wrongEnds makes the decoder get a line's last word wrong, the same way every time,
 	// until it has heard the next line's speech (as tiny.en does jfk.wav's first phrase).
 	wrongEnds bool
+	// echo makes the decoder, once it is given a prompt, begin by saying a word that was
+	// not said and the prompt's last three words again, squeezed into the first 0.3 s of
+	// the audio: Whisper echoing its preceding text (seen with real tiny.en).
+	echo bool
+	// garble makes the decoder hear the committed words whose audio the buffer still
+	// holds as other words, two for each (as tiny.en heard "to my day" again as "to date,
+	// I'm gonna"), aligned inside their audio.
+	garble bool
+	st     *Stream // the stream being played, for garble
 	// turn > 0: the clinician speaks until then, the patient after, and the attribution
 	// labels each utterance so as it grows (a finished line says where the turn falls).
 	turn float64
@@ -101,11 +110,28 @@ func (s *script) decode(j Job) []domain.DecodedSegment {
 				continue
 			case a < 0: // cut by a trim: heard in part, decoded all the same
 			}
+			if s.garble && w.end <= s.st.doneTo {
+				toks = append(toks, domain.DecodedToken{Text: " g" + text, At: at - 0.35, LogProb: -0.1})
+				text, at = "h"+text, at-0.25
+			}
 			if s.wrongEnds && wi == len(l)-1 && li+1 < len(s.lines) && j.end < s.lines[li+1][0].start+0.15 {
 				text += "-wrong"
 			}
 			toks = append(toks, domain.DecodedToken{Text: " " + text, At: at, LogProb: -0.1})
 		}
+	}
+	if prompt := strings.Fields(j.Context); s.echo && len(prompt) >= 3 {
+		// Aligned before the first word heard: the alignment is monotonic.
+		first := 0.3
+		if len(toks) > 0 {
+			first = min(first, max(toks[0].At, 0))
+		}
+		echo := append([]string{"uh"}, prompt[len(prompt)-3:]...)
+		var pre []domain.DecodedToken
+		for i, w := range echo {
+			pre = append(pre, domain.DecodedToken{Text: " " + w, At: first * float64(i) / float64(len(echo)), LogProb: -0.1})
+		}
+		toks = append(pre, toks...)
 	}
 	return []domain.DecodedSegment{{Tokens: toks}}
 }
@@ -126,6 +152,7 @@ func (s *script) play(t *testing.T, cfg Config) run {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.st = st
 	var r run
 	const tick, pad, minSilence = 0.1, 0.2, 0.6
 	end := s.lines[len(s.lines)-1][len(s.lines[len(s.lines)-1])-1].end + 3
@@ -222,6 +249,43 @@ func TestAgreementCommitsEveryWordOnceAcrossTrims(t *testing.T) {
 			t.Errorf("grace %.0f: buffer reached %.1f s", grace, r.maxBuf)
 		}
 		t.Logf("grace %.0f: %d words, %d decodes, buffer ≤ %.1f s", grace, len(got), r.decodes, r.maxBuf)
+	}
+}
+
+// Whisper may begin a decode by echoing its prompt, the committed text just before the
+// audio. With context kept in the buffer the echo comes before the re-decoded committed
+// words and is dropped with them; without it (a buffer trimmed to the committed words'
+// end, as a full buffer is), the echo is all the decoder says before the new words, and
+// must be recognised as the committed words again — not committed a second time.
+func TestPromptEchoIsNotCommittedAgain(t *testing.T) {
+	s := newScript(4, 0.9, func(i int) int { return 20 + 3*i })
+	for _, c := range []float64{4, 0} {
+		s.rnd = rand.New(rand.NewSource(7))
+		s.echo = false
+		cfg := DefaultConfig()
+		cfg.Context = c
+		plain, _ := s.play(t, cfg).committed(t)
+		if strings.Join(plain, " ") != strings.Join(s.all(), " ") {
+			t.Fatalf("context %.0f s, no echo: committed\n%s\nwant\n%s", c, strings.Join(plain, " "), strings.Join(s.all(), " "))
+		}
+		s.rnd = rand.New(rand.NewSource(7))
+		s.echo = true
+		got, lines := s.play(t, cfg).committed(t)
+		if strings.Join(got, " ") != strings.Join(s.all(), " ") || lines != len(s.lines) {
+			t.Errorf("context %.0f s, the decoder echoing its prompt: %d lines committed\n%s\nwant\n%s", c, lines, strings.Join(got, " "), strings.Join(s.all(), " "))
+		}
+	}
+}
+
+// The committed words at the start of the buffer, decoded again as other words (so the
+// text alignment cannot match them up), are not new: the alignment puts them inside the
+// committed words' audio.
+func TestCommittedAudioDecodedAsOtherWordsIsNotNew(t *testing.T) {
+	s := newScript(4, 0.9, func(i int) int { return 20 + 3*i })
+	s.garble = true
+	got, lines := s.play(t, DefaultConfig()).committed(t)
+	if strings.Join(got, " ") != strings.Join(s.all(), " ") || lines != len(s.lines) {
+		t.Errorf("%d lines committed\n%s\nwant\n%s", lines, strings.Join(got, " "), strings.Join(s.all(), " "))
 	}
 }
 

@@ -175,6 +175,7 @@ func (e *Engine) Hypothesis(ctx context.Context, final bool, prepare func() (sam
 	seconds := float64(len(samples)) / domain.SampleRate
 	opts := e.options(seconds, prompt)
 	opts.TokenTimestamps = true
+	opts.OneWindow = true
 	start := time.Now()
 	segs, err := d.Decode(work, padded(samples), opts)
 	took := time.Since(start)

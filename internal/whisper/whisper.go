@@ -282,9 +282,68 @@ func (s *State) Decode(ctx context.Context, samples []float32, p domain.DecodeOp
 		cp.initial_prompt = cprompt
 	}
 
+	if !s.m.dtw {
+		if err := s.full(ctx, cp, samples); err != nil {
+			return nil, err
+		}
+		return s.segments(p), nil
+	}
+	// A model with DTW alignment: libwhisper's own seek through the audio may leave a
+	// window of 100–150 ms at the end, and aligning a segment decoded there aborts the
+	// process (WHISPER_ASSERT filter_width < a->ne[2]: the alignment's 7-wide median
+	// filter needs more than 7 audio frames of 20 ms). So each call is given one window
+	// of at most 30 s and asked for a single segment, which stops libwhisper after it; the
+	// segments are split at the timestamp tokens here, and the audio after the last one is
+	// decoded again as a window of its own — as libwhisper's seek does — only when at
+	// least a second of it is left.
+	cp.single_segment = true
+	var out []domain.DecodedSegment
+	for off := 0; off < len(samples); {
+		win := samples[off:min(len(samples), off+windowSamples)]
+		if len(win) < minWindowSamples {
+			win = append(append(make([]float32, 0, minWindowSamples), win...), make([]float32, minWindowSamples-len(win))...)
+		}
+		if err := s.full(ctx, cp, win); err != nil {
+			return nil, err
+		}
+		n := min(len(samples)-off, windowSamples)
+		segs, used := splitWindow(s.windowTokens(p), float64(n)/SampleRate, p.OneWindow && off+n == len(samples))
+		shift := float64(off) / SampleRate
+		for _, sg := range segs {
+			sg.Start += shift
+			sg.End += shift
+			for k := range sg.Tokens {
+				sg.Tokens[k].Start += shift
+				sg.Tokens[k].End += shift
+				if sg.Tokens[k].At >= 0 {
+					sg.Tokens[k].At += shift
+				}
+			}
+			out = append(out, sg)
+		}
+		off += max(int(used*SampleRate+0.5), 1)
+	}
+	return out, nil
+}
+
+// windowSamples is libwhisper's window, 30 s; minWindowSamples the shortest audio handed
+// to it with DTW alignment (shorter is padded with silence); minRedecode the least audio
+// after a window's last timestamp that is decoded again as a window of its own (older
+// libwhisper's rule: "if only 1 second left, then stop"), and minProgress how far into the
+// window that timestamp must be (so a window is never decoded again from nearly where it
+// began).
+const (
+	windowSamples    = 30 * SampleRate
+	minWindowSamples = SampleRate
+	minRedecode      = 1.0
+	minProgress      = 0.5
+)
+
+// full runs libwhisper over samples, abortable through ctx.
+func (s *State) full(ctx context.Context, cp C.struct_whisper_full_params, samples []float32) error {
 	flag := C.scribe_new_flag()
 	if flag == nil {
-		return nil, errors.New("whisper: out of memory")
+		return errors.New("whisper: out of memory")
 	}
 	defer C.free(unsafe.Pointer(flag))
 	C.scribe_set_abort(&cp, flag)
@@ -296,12 +355,35 @@ func (s *State) Decode(ctx context.Context, samples []float32, p domain.DecodeOp
 	rc := C.whisper_full_with_state(s.m.ctx, s.st, cp, (*C.float)(unsafe.Pointer(&samples[0])), C.int(len(samples)))
 	pinner.Unpin()
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("%w: %w", ErrAborted, ctx.Err())
+		return fmt.Errorf("%w: %w", ErrAborted, ctx.Err())
 	}
 	if rc != 0 {
-		return nil, fmt.Errorf("whisper: decoding failed (code %d)", int(rc))
+		return fmt.Errorf("whisper: decoding failed (code %d)", int(rc))
 	}
+	return nil
+}
 
+// token converts token j of segment i of the last decode.
+func (s *State) token(p domain.DecodeOptions, ci, cj C.int, data C.whisper_token_data) domain.DecodedToken {
+	tok := domain.DecodedToken{
+		ID:      int(data.id),
+		Text:    C.GoString(C.whisper_full_get_token_text_from_state(s.m.ctx, s.st, ci, cj)),
+		P:       float32(data.p),
+		LogProb: float32(data.plog),
+		At:      -1,
+	}
+	if p.TokenTimestamps {
+		// centiseconds, like segment times
+		tok.Start, tok.End = float64(data.t0)/100, float64(data.t1)/100
+		if s.m.dtw {
+			tok.At = float64(data.t_dtw) / 100
+		}
+	}
+	return tok
+}
+
+// segments are the last decode's segments as libwhisper split them.
+func (s *State) segments(p domain.DecodeOptions) []domain.DecodedSegment {
 	eot := C.whisper_token_eot(s.m.ctx)
 	n := int(C.whisper_full_n_segments_from_state(s.st))
 	segs := make([]domain.DecodedSegment, 0, n)
@@ -321,25 +403,78 @@ func (s *State) Decode(ctx context.Context, samples []float32, p domain.DecodeOp
 			if data.id >= eot { // special and timestamp tokens
 				continue
 			}
-			tok := domain.DecodedToken{
-				ID:      int(data.id),
-				Text:    C.GoString(C.whisper_full_get_token_text_from_state(s.m.ctx, s.st, ci, cj)),
-				P:       float32(data.p),
-				LogProb: float32(data.plog),
-				At:      -1,
-			}
-			if p.TokenTimestamps {
-				// centiseconds, like segment times
-				tok.Start, tok.End = float64(data.t0)/100, float64(data.t1)/100
-				if s.m.dtw {
-					tok.At = float64(data.t_dtw) / 100
-				}
-			}
-			seg.Tokens = append(seg.Tokens, tok)
+			seg.Tokens = append(seg.Tokens, s.token(p, ci, cj, data))
 		}
 		segs = append(segs, seg)
 	}
-	return segs, nil
+	return segs
+}
+
+// windowToken is one token of a single-segment decode: text, or a timestamp.
+type windowToken struct {
+	stamp    bool
+	at       float64 // a timestamp's time, seconds from the window's start
+	tok      domain.DecodedToken
+	noSpeech float64
+}
+
+// windowTokens are the last (single-segment) decode's text and timestamp tokens, in order.
+func (s *State) windowTokens(p domain.DecodeOptions) []windowToken {
+	eot := C.whisper_token_eot(s.m.ctx)
+	beg := C.whisper_token_beg(s.m.ctx)
+	var out []windowToken
+	for i := range int(C.whisper_full_n_segments_from_state(s.st)) {
+		ci := C.int(i)
+		ns := float64(C.whisper_full_get_segment_no_speech_prob_from_state(s.st, ci))
+		for j := range int(C.whisper_full_n_tokens_from_state(s.st, ci)) {
+			cj := C.int(j)
+			data := C.whisper_full_get_token_data_from_state(s.st, ci, cj)
+			switch {
+			case data.id >= beg:
+				out = append(out, windowToken{stamp: true, at: float64(data.id-beg) * 0.02, noSpeech: ns})
+			case data.id < eot:
+				out = append(out, windowToken{tok: s.token(p, ci, cj, data), noSpeech: ns})
+			}
+		}
+	}
+	return out
+}
+
+// splitWindow splits the tokens of one window of seconds of audio, decoded as a single
+// segment, into segments at its timestamp tokens, as libwhisper does, and says how much of
+// the window they account for. Words after the last timestamp are kept, with the window's
+// end as theirs, unless a second or more of audio follows that timestamp: then, as
+// libwhisper's seek does, they are dropped and the audio from that timestamp on is left
+// to be decoded again as a window of its own (used is the timestamp; at least
+// minProgress in). So is the audio after a last timestamp with no words after it, which
+// the decoder may have ended early. keepTail (the window is the audio's last, and the
+// caller asked for DecodeOptions.OneWindow) keeps them whatever follows.
+func splitWindow(toks []windowToken, seconds float64, keepTail bool) (segs []domain.DecodedSegment, used float64) {
+	var cur domain.DecodedSegment
+	var text []byte
+	last := -1.0 // the last timestamp
+	closeAt := func(end float64) {
+		if len(cur.Tokens) > 0 {
+			cur.End, cur.Text = min(end, seconds), string(text)
+			segs = append(segs, cur)
+		}
+		cur, text = domain.DecodedSegment{Start: min(end, seconds)}, text[:0:0]
+	}
+	for _, t := range toks {
+		if t.stamp {
+			closeAt(t.at)
+			last = t.at
+			continue
+		}
+		cur.Tokens = append(cur.Tokens, t.tok)
+		cur.NoSpeechProb = t.noSpeech
+		text = append(text, t.tok.Text...)
+	}
+	if !keepTail && last >= minProgress && seconds-last >= minRedecode {
+		return segs, last
+	}
+	closeAt(seconds)
+	return segs, seconds
 }
 
 // EncodeTime runs only the encoder over samples (one full window, as every decode with the

@@ -3,15 +3,18 @@ package whisper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"scribe/internal/audio"
 	"scribe/internal/domain"
+	"scribe/internal/testmodels"
 	"scribe/internal/vad"
 )
 
@@ -239,5 +242,114 @@ func TestBadModelFilesGiveClearErrors(t *testing.T) {
 		if _, err := LoadModel(p); !errors.Is(err, ErrModel) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// One window decoded as a single segment is split at its timestamp tokens, and the audio
+// left after the last timestamp is decoded again as a window of its own only when a second
+// or more of it is left: libwhisper's own seek would decode a 100–150 ms remainder, and
+// aligning a segment decoded there (DTW) aborts the process.
+func TestSplitWindowNeverLeavesAShortWindow(t *testing.T) {
+	word := func(s string) windowToken {
+		return windowToken{tok: domain.DecodedToken{Text: s, At: -1}, noSpeech: 0.1}
+	}
+	stamp := func(at float64) windowToken { return windowToken{stamp: true, at: at} }
+	cases := []struct {
+		name    string
+		toks    []windowToken
+		seconds float64
+		texts   []string
+		used    float64
+	}{
+		{"closed 0.12 s before the end: nothing is left to decode", []windowToken{stamp(0), word(" Ask"), word(" not."), stamp(2), stamp(2), word(" What"), stamp(9.88)}, 10,
+			[]string{" Ask not.", " What"}, 10},
+		{"words after the last timestamp, 0.12 s left: kept, to the window's end", []windowToken{stamp(0), word(" Ask"), stamp(9.88), word(" not")}, 10,
+			[]string{" Ask", " not"}, 10},
+		{"words after the last timestamp, 4 s left: decoded again from it", []windowToken{stamp(0), word(" Ask"), stamp(6), word(" not")}, 10,
+			[]string{" Ask"}, 6},
+		{"the decoder stopped with 4 s left: decoded again from its last timestamp", []windowToken{stamp(0), word(" Ask"), stamp(6)}, 10,
+			[]string{" Ask"}, 6},
+		{"no timestamps: one segment, the whole window", []windowToken{word(" Ask"), word(" not")}, 10,
+			[]string{" Ask not"}, 10},
+		{"a last timestamp too near the start to decode again from", []windowToken{stamp(0), word(" Ask"), stamp(0.2), word(" not")}, 10,
+			[]string{" Ask", " not"}, 10},
+	}
+	for _, c := range cases {
+		segs, used := splitWindow(c.toks, c.seconds, false)
+		var texts []string
+		for _, s := range segs {
+			texts = append(texts, s.Text)
+			if s.End < s.Start || s.End > c.seconds || len(s.Tokens) == 0 || s.NoSpeechProb != 0.1 {
+				t.Errorf("%s: bad segment %+v", c.name, s)
+			}
+		}
+		if fmt.Sprint(texts) != fmt.Sprint(c.texts) || used != c.used {
+			t.Errorf("%s: segments %q, used %.2f s; want %q, %.2f s", c.name, texts, used, c.texts, c.used)
+		}
+		if left := c.seconds - used; left > 0 && left < minRedecode {
+			t.Errorf("%s: %.2f s left to decode as a window of its own", c.name, left)
+		}
+		// One window asked for: every word kept, nothing decoded again.
+		segs, used = splitWindow(c.toks, c.seconds, true)
+		words := 0
+		for _, s := range segs {
+			words += len(s.Tokens)
+		}
+		if want := countWords(c.toks); used != c.seconds || words != want {
+			t.Errorf("%s, one window: %d of %d words kept, used %.2f s", c.name, words, want, used)
+		}
+	}
+}
+
+func countWords(toks []windowToken) (n int) {
+	for _, t := range toks {
+		if !t.stamp {
+			n++
+		}
+	}
+	return n
+}
+
+// With real tiny.en and DTW alignment, audio longer than one window is decoded window by
+// window: jfk.wav three times over (36 s) comes out three times, each word aligned inside
+// the audio and in order.
+func TestDTWDecodeCoversAudioLongerThanAWindow(t *testing.T) {
+	m, err := LoadModelWith(testmodels.Real(t, "tiny.en"), ModelOptions{DTW: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	st, err := m.NewState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	one := jfk(t)
+	var samples []float32
+	for range 3 {
+		samples = append(samples, one...)
+		samples = append(samples, make([]float32, domain.SampleRate)...)
+	}
+	segs, err := st.Decode(context.Background(), samples, domain.DecodeOptions{Threads: 2, TokenTimestamps: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	last := 0.0
+	for _, s := range segs {
+		text.WriteString(s.Text)
+		for _, tk := range s.Tokens {
+			if tk.At < last-0.5 || tk.At > float64(len(samples))/domain.SampleRate {
+				t.Errorf("token %q aligned at %.2f s (the one before at %.2f s)", tk.Text, tk.At, last)
+			}
+			last = max(last, tk.At)
+		}
+	}
+	got := strings.ToLower(text.String())
+	if n := strings.Count(got, "fellow americans"); n != 3 {
+		t.Errorf("%d × \"fellow Americans\" in %q, want 3", n, got)
+	}
+	if n := strings.Count(got, "for your country"); n != 3 {
+		t.Errorf("%d × \"for your country\" in %q, want 3", n, got)
 	}
 }
