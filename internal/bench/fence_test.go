@@ -15,18 +15,20 @@ import (
 
 // fenceCeilings are the WER ceilings of the PriMock57 regression fence, per rendered
 // consultation (the first 30 s, clean, scribe's default voices, stereo), in file mode with
-// the real tiny.en and 2 threads. Each is the WER measured when the fence was set (README,
-// "Measured accuracy": pooled 34.1 %, per file 19–48 % and one outlier; `go test -v` logs
-// each file's) plus 0.10, rounded up to 0.05: a regression fence, not a target.
-// day1_consultation03 (0.77) ends on an utterance cut off at 30 s, which tiny.en decodes
-// alone into a loop of invented sentences (flagged for the reviewer, not removed).
+// the real tiny.en and 2 threads. Each is the WER measured when the fence was set (pooled
+// 34.1 %, per file 19–48 % and one outlier; `go test -v` logs each file's) plus 0.10,
+// rounded up to 0.05: a regression fence, not a target. Re-measured at 965dadf (one
+// window per libwhisper call): pooled 31.6 %, per file 19–40 %, and the ceilings of the
+// two files that improved most lowered. day1_consultation03 ends on an utterance cut
+// off at 30 s, which tiny.en once decoded into a loop of invented sentences (0.77, at
+// 1e56b07; 0.39–0.44 in three runs since): its ceiling stays above that run's swing.
 // The fence was first set at 27.4 % pooled when file mode packed both speakers into one
 // window; one speaker per window (transcribe.Packer) cost those 6.7 points and brought
 // the words on the wrong speaker from 33 % to 1.5 % (fenceWDERCeiling).
 // Lower a ceiling when a change improves a file; never raise one without a measurement
 // that says why.
 var fenceCeilings = map[string]float64{
-	"day1_consultation01-30s": 0.60, "day1_consultation02-30s": 0.40, "day1_consultation03-30s": 0.90,
+	"day1_consultation01-30s": 0.50, "day1_consultation02-30s": 0.40, "day1_consultation03-30s": 0.60,
 	"day1_consultation04-30s": 0.50, "day1_consultation05-30s": 0.35,
 	"day2_consultation01-30s": 0.40, "day2_consultation02-30s": 0.40, "day2_consultation03-30s": 0.45,
 	"day2_consultation04-30s": 0.45, "day2_consultation05-30s": 0.45,
@@ -36,8 +38,9 @@ var fenceCeilings = map[string]float64{
 	"day4_consultation04-30s": 0.30, "day4_consultation05-30s": 0.45,
 }
 
-// fencePooledCeiling bounds the WER pooled over all fence files (measured 0.341, + 0.03).
-const fencePooledCeiling = 0.37
+// fencePooledCeiling bounds the WER pooled over all fence files (measured 0.316 at
+// 965dadf, + 0.03; 0.341 when first set).
+const fencePooledCeiling = 0.35
 
 // fenceWDERCeiling bounds the word-level diarization error pooled over the fence files
 // (microphone pair): the share of words given to the wrong speaker or to none (measured
