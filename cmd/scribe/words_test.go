@@ -41,16 +41,6 @@ func transcribeJSON(t *testing.T, file, model, vad string) domain.Transcript {
 	return tr
 }
 
-func transcriptText(segs []domain.Segment) string {
-	var parts []string
-	for _, s := range segs {
-		if s.Text != "" {
-			parts = append(parts, s.Text)
-		}
-	}
-	return strings.Join(parts, " ")
-}
-
 // The converted real tiny.en gives the reference sentence, word for word after
 // normalisation (case, punctuation), through `scribe transcribe` and through whisper.cpp's
 // own whisper-cli on the same file: the converter is right, and the pipeline (clean-up,
@@ -60,7 +50,7 @@ func TestJFKRealWordsThroughTranscribeAndWhisperCLI(t *testing.T) {
 	vad := testmodels.VAD(t)
 	jfk := jfkPath(t)
 	tr := transcribeJSON(t, jfk, model, vad)
-	got := transcriptText(tr.Segments)
+	got := domain.Text(tr.Segments)
 	if r := textdiff.WER(jfkReference, got); r.WER != 0 {
 		t.Errorf("scribe transcribe: WER %.3f (%d errors): %q", r.WER, r.Errors(), got)
 	}

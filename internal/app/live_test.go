@@ -83,16 +83,6 @@ func (r liveRun) committed(t testing.TB) streamtest.Committed {
 	return c
 }
 
-func linesText(segs []domain.Segment) string {
-	var parts []string
-	for _, s := range segs {
-		if s.Text != "" {
-			parts = append(parts, s.Text)
-		}
-	}
-	return strings.Join(parts, " ")
-}
-
 // seam finds a word committed twice across two committed pieces: the last n ≥ 2 words of
 // one piece again at the start of the next, which the reference does not repeat.
 func seam(pieces []string, ref string) string {
@@ -158,7 +148,7 @@ func TestStreamingCommitsEachWordOnceRealWeights(t *testing.T) {
 			}
 			got := r.committed(t)
 			lines, pieces, later := got.Lines, got.Pieces, got.Later
-			live := linesText(lines)
+			live := domain.Text(lines)
 			// The baseline decodes each line once, as the VAD closes it, after the text
 			// before it (transcription.file_window 0): the same lines and context without
 			// steps, agreement or trims. (Packed file mode's 30 s windows are a different
@@ -169,7 +159,7 @@ func TestStreamingCommitsEachWordOnceRealWeights(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			file := linesText(tr.Segments)
+			file := domain.Text(tr.Segments)
 			count := func(hyp string) (dels, ins int, wer float64) {
 				al := textdiff.Align(textdiff.Normalise(c.ref, textdiff.DefaultOptions), textdiff.Normalise(hyp, textdiff.DefaultOptions))
 				_, _, dels, ins = al.Counts()
@@ -208,7 +198,7 @@ func TestStopCommitsWhatWasHeardRealWeights(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	got := strings.ToLower(linesText(r.committed(t).Lines))
+	got := strings.ToLower(domain.Text(r.committed(t).Lines))
 	for _, want := range []string{"fellow", "not"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("committed %q: %q, said before Stop, is missing", got, want)
@@ -300,14 +290,14 @@ func TestLoadLengthensStepsRealWeights(t *testing.T) {
 			mean += s / float64(len(spacing))
 		}
 		w, _ := peak.Load(fmt.Sprintf("busy-%d", i))
-		t.Logf("room %d: %d lines, %d steps, decodes %.2f s of new audio apart on average (step %.1f s), at most %v waiting: %q", i, len(lines), steps, mean, step, w, linesText(lines))
+		t.Logf("room %d: %d lines, %d steps, decodes %.2f s of new audio apart on average (step %.1f s), at most %v waiting: %q", i, len(lines), steps, mean, step, w, domain.Text(lines))
 		if w != nil && w.(int) > 1 {
 			t.Errorf("room %d had %d decodes waiting at once", i, w)
 		}
 		if len(spacing) == 0 || mean < 2*step {
 			t.Errorf("room %d: decodes %.2f s apart under a load of %d rooms at twice real time", i, mean, rooms)
 		}
-		if r := textdiff.WER(jfkReference, linesText(lines)); r.WER > 0.3 {
+		if r := textdiff.WER(jfkReference, domain.Text(lines)); r.WER > 0.3 {
 			t.Errorf("room %d: WER %.2f under load", i, r.WER)
 		}
 	}

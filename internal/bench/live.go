@@ -348,7 +348,7 @@ func RunLive(ctx context.Context, rt *app.Runtime, opt LiveOptions) (*LiveReport
 			if err != nil {
 				return nil, fmt.Errorf("bench live: file transcription: %w", err)
 			}
-			fileWER[key] = textdiff.WER(ref, segmentsText(tr.Segments)).WER
+			fileWER[key] = textdiff.WER(ref, domain.Text(tr.Segments)).WER
 		}
 		rd.FileWER = fileWER[key]
 		if rd.FileWER > 0 {
@@ -473,16 +473,6 @@ func finalText(events []emitted) string {
 	for _, id := range order {
 		if t := last[id]; t != "" {
 			parts = append(parts, t)
-		}
-	}
-	return strings.Join(parts, " ")
-}
-
-func segmentsText(segs []domain.Segment) string {
-	var parts []string
-	for _, s := range segs {
-		if s.Text != "" {
-			parts = append(parts, s.Text)
 		}
 	}
 	return strings.Join(parts, " ")

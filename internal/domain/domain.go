@@ -222,6 +222,17 @@ func (s *Segment) Extend(piece Segment) {
 	}
 }
 
+// Text is the text of segs in order, one space between segments, empty ones skipped.
+func Text(segs []Segment) string {
+	parts := make([]string, 0, len(segs))
+	for _, s := range segs {
+		if s.Text != "" {
+			parts = append(parts, s.Text)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
 // HasFlag reports whether f is among the segment's flags.
 func (s Segment) HasFlag(f Flag) bool {
 	for _, g := range s.Flags {

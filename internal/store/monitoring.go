@@ -53,16 +53,6 @@ func stripWords(a textdiff.Alignment) textdiff.Alignment {
 	return textdiff.Alignment{Ops: a.Ops}
 }
 
-// noteText joins segment texts in order: the note-level comparison is blind to how the
-// clinician split or merged lines, which SummariseSession (matching by id) is not.
-func noteText(segs []domain.Segment) string {
-	parts := make([]string, 0, len(segs))
-	for _, g := range segs {
-		parts = append(parts, g.Text)
-	}
-	return strings.Join(parts, " ")
-}
-
 // RecordSessionMetrics computes and stores the monitoring figures of an approved session
 // from the machine draft (what the pipeline committed, kept unchanged in machine_text)
 // and the approved segments. Running it again recomputes the same figures.
@@ -95,7 +85,9 @@ func (s *Store) RecordSessionMetrics(ctx context.Context, sessionID string) (Ses
 	}
 	reviewFlags = len(flags)
 	sum := textdiff.SummariseSession(draft, approved, c.StoppedAt, c.ApprovedAt)
-	note := textdiff.EditRate(noteText(draft), noteText(approved))
+	// The whole note's text: blind to how the clinician split or merged lines, which
+	// SummariseSession (matching by id) is not.
+	note := textdiff.EditRate(domain.Text(draft), domain.Text(approved))
 	machineFlags := 0
 	for _, g := range approved {
 		for _, f := range g.Flags {

@@ -369,10 +369,10 @@ func (s *Stream) fresh(h hypothesis) []Word {
 			ctx = append(ctx, w)
 		}
 	}
-	from := max(h.start, s.doneTo) // where the audio not yet committed begins
 	if len(ctx) == 0 {
-		// No committed audio to align an echo of the prompt with.
-		ws = s.unecho(ws, from)
+		// No committed audio to align an echo of the prompt with; the audio not yet
+		// committed begins where the buffer or the committed words end.
+		ws = s.unecho(ws, max(h.start, s.doneTo))
 	}
 	limit := 0 // the hypothesis's words that may be committed ones
 	for limit < len(ws) && ws[limit].End <= s.doneTo+reach {

@@ -209,7 +209,12 @@ func (s *scheduler) acquire(ctx context.Context, room string) (Decoder, time.Dur
 	s.waiting++
 	s.preemptLocked()
 	s.mu.Unlock()
+	return s.await(ctx, req)
+}
 
+// await waits for the decoder handed to queued request req, or for ctx to end, when req
+// leaves the queue (a decoder handed over just as ctx ended is passed on).
+func (s *scheduler) await(ctx context.Context, req *request) (Decoder, time.Duration, error) {
 	select {
 	case d := <-req.ready:
 		return d, time.Since(req.queued), nil
@@ -218,7 +223,6 @@ func (s *scheduler) acquire(ctx context.Context, room string) (Decoder, time.Dur
 		removed := s.remove(req)
 		s.mu.Unlock()
 		if !removed {
-			// The decoder was handed over just as ctx ended: pass it on.
 			s.release(<-req.ready)
 		}
 		return nil, 0, ctx.Err()
@@ -278,21 +282,13 @@ func (s *scheduler) acquireStep(ctx context.Context, room string) (d Decoder, wo
 	s.stepsWait++
 	s.mu.Unlock()
 
-	select {
-	case d := <-req.ready:
-		s.mu.Lock()
-		work, preempted = req.work, req.preempted
-		s.mu.Unlock()
-		return d, work, preempted, time.Since(req.queued), nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		removed := s.remove(req)
-		s.mu.Unlock()
-		if !removed {
-			s.release(<-req.ready)
-		}
-		return nil, nil, nil, 0, ctx.Err()
+	if d, wait, err = s.await(ctx, req); err != nil {
+		return nil, nil, nil, 0, err
 	}
+	s.mu.Lock()
+	work, preempted = req.work, req.preempted
+	s.mu.Unlock()
+	return d, work, preempted, wait, nil
 }
 
 // lendLocked lends a free decoder to the provisional or idle-time work h describes:
