@@ -177,8 +177,10 @@ func TestStreamingCommitsEachWordOnceRealWeights(t *testing.T) {
 			}
 			// A word lost or doubled across a buffer trim shows as a deletion or insertion
 			// the once-per-line decode does not make. Tiny.en's own wavering (a word heard
-			// differently with more or less context) costs a few.
-			slack := 1 + len(strings.Fields(c.ref))/60
+			// differently with more or less context) costs a few: in 31 runs of the
+			// consultation (178 words) under load, live deleted 8 to 13 words where the
+			// once-per-line decode deleted 9; a line lost whole deleted 32.
+			slack := 1 + len(strings.Fields(c.ref))/30
 			if ld > fd+slack || li > fi+slack {
 				t.Errorf("live deleted %d and inserted %d words, lines decoded once each %d and %d (slack %d)", ld, li, fd, fi, slack)
 			}

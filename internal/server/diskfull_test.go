@@ -78,13 +78,26 @@ func (c countingTranscriber) Transcribe(ctx context.Context, src domain.AudioSou
 	})
 }
 
-// stallingTranscriber is the fake transcriber, except that once its source ends it
-// never commits what it holds: it waits to be cancelled, like a decoder stuck on the last
-// utterance. Audio it had read is then never transcribed.
+// stallingTranscriber is the fake transcriber a line behind — each committed line is
+// published when the next one is made — except that once its source ends it never
+// commits what it holds: it waits to be cancelled, like a decoder stuck on the last
+// utterance. At least its last line's audio is then never transcribed. (Without the line
+// it keeps back, the fake holds nothing when the source closes just after a line ends,
+// and there is nothing for a gap marker to cover.)
 type stallingTranscriber struct{ fakeTranscriber }
 
 func (s stallingTranscriber) Transcribe(ctx context.Context, src domain.AudioSource, offset float64, emit func(domain.LiveEvent)) error {
-	return s.fakeTranscriber.Transcribe(ctx, stallAtEOF{src, ctx}, offset, emit)
+	var behind *domain.LiveEvent
+	return s.fakeTranscriber.Transcribe(ctx, stallAtEOF{src, ctx}, offset, func(ev domain.LiveEvent) {
+		if ev.Kind != domain.EventCommitted {
+			emit(ev)
+			return
+		}
+		if behind != nil {
+			emit(*behind)
+		}
+		behind = &ev
+	})
 }
 
 type stallAtEOF struct {

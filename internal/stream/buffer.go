@@ -111,8 +111,13 @@ func (b *buffer) dropBefore(k int) {
 	if k == 0 {
 		return
 	}
+	b.spans = b.spansFrom(k)
 	b.mix = append(b.mix[:0], b.mix[k:]...)
-	spans := b.spans[:0]
+}
+
+// spansFrom is the spans of the buffer's audio from sample k on, indexed from there.
+func (b *buffer) spansFrom(k int) []span {
+	var spans []span
 	for _, s := range b.spans {
 		if s.at+s.n <= k {
 			continue
@@ -126,5 +131,5 @@ func (b *buffer) dropBefore(k int) {
 		s.at -= k
 		spans = append(spans, s)
 	}
-	b.spans = spans
+	return spans
 }

@@ -144,6 +144,8 @@ type line struct {
 	shown      string    // the provisional text last published
 	speechEnd  float64   // where the line's speech heard so far ends
 	mustHear   float64   // once due: the decode that commits it must have heard this far (-1 before)
+	again      bool      // to be decoded once more: a decode left its speech without words (hole)
+	redone     bool      // decoded once more: its words are committed from that decode
 }
 
 // Stream is one live stream's commit state. Not safe for concurrent use.
@@ -159,6 +161,7 @@ type Stream struct {
 	trimTo    float64              // stream time up to which everything is committed (words or complete lines)
 	hyps      []hypothesis
 	cutHyp    bool    // the newest hypothesis had a repetition loop cut
+	redo      bool    // the due line's speech has a hole: decode it again, from the line's uncommitted start
 	decoded   float64 // stream time the newest hypothesis's audio reached
 	speechTo  float64 // end of the last speech heard
 	speech    float64 // seconds of speech heard so far
@@ -257,6 +260,9 @@ func (s *Stream) Full() bool { return s.buf.endTime()-s.buf.startTime() >= s.cfg
 
 // Due says whether a decode should run now, and of what kind.
 func (s *Stream) Due() Kind {
+	if s.redo {
+		return Close
+	}
 	if len(s.lines) > 0 && s.due(s.lines[0]) && s.decoded < s.lines[0].mustHear {
 		return Close // due, and no decode has heard all it must
 	}
@@ -280,29 +286,49 @@ type Job struct {
 	end     float64 // stream time the audio reaches
 	heard   float64 // seconds of speech heard
 	spans   []span
+	again   bool // decodes again a line the last decode left a hole in
 }
 
 // End is the stream time the job's audio reaches.
 func (j Job) End() float64 { return j.end }
 
+// start is the stream time of the job's first sample.
+func (j Job) start() float64 {
+	if len(j.spans) == 0 {
+		return 0
+	}
+	return float64(j.spans[0].from) / domain.SampleRate
+}
+
 // Seconds is the length of the job's audio.
 func (j Job) Seconds() float64 { return float64(len(j.Samples)) / domain.SampleRate }
 
-// Job makes the decode Due asked for, from the buffer as it is now.
+// Job makes the decode Due asked for, from the buffer as it is now. A decode again of a
+// line whose speech the last one left without words (hole) is given the buffer from
+// where the line's uncommitted speech begins: given a buffer that began inside the line
+// before, Whisper has been seen to decode that line's last phrase and stop (real tiny.en,
+// 15 s of a consultation decoded as one word); from the line's own start it heard it all.
 func (s *Stream) Job(k Kind) Job {
-	return Job{
+	from := 0
+	if s.redo && len(s.lines) > 0 {
+		if i := s.buf.index(max(s.lines[0].start, s.doneTo)); i < s.buf.len() {
+			from = i
+		}
+	}
+	j := Job{
 		Kind:    k,
-		Samples: append([]float32(nil), s.buf.mix...),
-		Context: s.context(),
+		Samples: append([]float32(nil), s.buf.mix[from:]...),
 		end:     s.buf.endTime(),
 		heard:   s.speech,
-		spans:   append([]span(nil), s.buf.spans...),
+		spans:   s.buf.spansFrom(from),
+		again:   s.redo,
 	}
+	j.Context = s.context(j.start())
+	return j
 }
 
-// context is the tail of the committed text whose audio has left the buffer.
-func (s *Stream) context() string {
-	start := s.buf.startTime()
+// context is the tail of the committed text whose audio ends before start.
+func (s *Stream) context(start float64) string {
 	var texts []string
 	for _, w := range s.committed {
 		if w.End <= start {
@@ -317,6 +343,12 @@ func (s *Stream) context() string {
 // provisional text of the line in progress.
 func (s *Stream) Apply(job Job, segs []domain.DecodedSegment) []domain.LiveEvent {
 	s.decodes++
+	if job.again {
+		s.redo = false
+		if len(s.lines) > 0 && s.lines[0].again {
+			s.lines[0].redone = true
+		}
+	}
 	words, cut := decodedWords(segs)
 	tb := buffer{spans: job.spans}
 	for i := range words {
@@ -324,11 +356,7 @@ func (s *Stream) Apply(job Job, segs []domain.DecodedSegment) []domain.LiveEvent
 		w.Start, w.End = min(tb.streamTime(w.Start), job.end), min(tb.streamTime(w.End), job.end)
 	}
 	s.decoded = max(s.decoded, job.end)
-	start := 0.0
-	if len(job.spans) > 0 {
-		start = float64(job.spans[0].from) / domain.SampleRate
-	}
-	s.hyps = append(s.hyps, hypothesis{words: words, start: start, heard: job.heard})
+	s.hyps = append(s.hyps, hypothesis{words: words, start: job.start(), heard: job.heard})
 	s.cutHyp = cut
 	if keep := 4 * s.cfg.Agreement; len(s.hyps) > keep {
 		s.hyps = s.hyps[len(s.hyps)-keep:]
@@ -542,7 +570,8 @@ func (s *Stream) stable(h []Word, end float64) int {
 
 // commitStable commits the stable words of the newest hypothesis, line by line. A closed
 // line is complete when the stable words run on into the next line: decodes that heard
-// what followed agree on where it ends. (Otherwise its grace runs out: forceDue.)
+// what followed agree on where it ends (and leave no hole in its speech: else it is
+// decoded again first, as in forceDue). Otherwise its grace runs out: forceDue.
 func (s *Stream) commitStable(end float64) []domain.LiveEvent {
 	if len(s.hyps) == 0 {
 		return nil
@@ -558,6 +587,9 @@ func (s *Stream) commitStable(end float64) []domain.LiveEvent {
 		if take == 0 && !complete {
 			break
 		}
+		if complete && s.decodeAgain(l, h[:k]) {
+			break
+		}
 		evs = append(evs, s.commit(l, h[:take], complete)...)
 		h, n = h[take:], n-take
 		if !complete {
@@ -569,12 +601,18 @@ func (s *Stream) commitStable(end float64) []domain.LiveEvent {
 }
 
 // forceDue commits, stable or not, every closed line whose grace has run out and whose
-// end the newest hypothesis has heard.
+// end the newest hypothesis has heard — unless that hypothesis left a stretch of the
+// line's speech without words: then the line is decoded once more first (redo), and
+// committed as that decode has it.
 func (s *Stream) forceDue() []domain.LiveEvent {
 	var evs []domain.LiveEvent
-	for len(s.lines) > 0 && s.due(s.lines[0]) && s.decoded >= s.lines[0].mustHear {
-		h := s.newest()
-		evs = append(evs, s.commit(s.lines[0], h[:s.ofLine(0, h)], true)...)
+	for len(s.lines) > 0 && !s.redo && (s.lines[0].redone || s.due(s.lines[0]) && s.decoded >= s.lines[0].mustHear) {
+		l, h := s.lines[0], s.newest()
+		ws := h[:s.ofLine(0, h)]
+		if s.decodeAgain(l, ws) {
+			break
+		}
+		evs = append(evs, s.commit(l, ws, true)...)
 		s.lines = s.lines[1:]
 	}
 	if len(evs) > 0 {
@@ -583,10 +621,43 @@ func (s *Stream) forceDue() []domain.LiveEvent {
 	return evs
 }
 
+// maxHole is the longest stretch of a line's speech a decode may leave without a word
+// before the line is decoded again: words end every 0.2–0.6 s in speech, and a
+// hesitation, a long word and the alignment's error together stay well inside it.
+const maxHole = 2.5
+
+// decodeAgain asks for line l to be decoded once more (redo), and says so, when ws, its
+// words in the newest hypothesis, leave a hole in its speech and it has not been decoded
+// again yet.
+func (s *Stream) decodeAgain(l *line, ws []Word) bool {
+	if l.again || s.hole(l, ws) <= maxHole {
+		return false
+	}
+	l.again, s.redo = true, true
+	return true
+}
+
+// hole is the longest stretch of line l's speech not yet committed in which no word of
+// ws ends.
+func (s *Stream) hole(l *line, ws []Word) float64 {
+	at := max(l.start, s.doneTo)
+	to := l.end
+	if l.speechEnd > 0 {
+		to = min(to, l.speechEnd)
+	}
+	longest := 0.0
+	for _, w := range ws {
+		longest = max(longest, w.End-at)
+		at = max(at, w.End)
+	}
+	return max(longest, to-at)
+}
+
 // Undecoded commits every closed line with what is committed of it so far — nothing,
 // if it was never decoded, flagged untranscribed: the decoder failed, and the speech must
 // stay visible to the reviewer.
 func (s *Stream) Undecoded() []domain.LiveEvent {
+	s.redo = false
 	var evs []domain.LiveEvent
 	for len(s.lines) > 0 && s.lines[0].closed {
 		evs = append(evs, s.commit(s.lines[0], nil, true)...)

@@ -35,6 +35,12 @@ type script struct {
 	// I'm gonna"), aligned inside their audio.
 	garble bool
 	st     *Stream // the stream being played, for garble
+	// deaf is a line (index + 1) the decoder does not hear in audio that begins in an
+	// earlier line (as real tiny.en once decoded 15 s of a consultation that began with
+	// the end of the line before as that line's last word), or at all when deafAlways is
+	// set (speech with no words in it: a cough, a laugh).
+	deaf       int
+	deafAlways bool
 	// turn > 0: the clinician speaks until then, the patient after, and the attribution
 	// labels each utterance so as it grows (a finished line says where the turn falls).
 	turn float64
@@ -98,7 +104,7 @@ func (s *script) decode(j Job) []domain.DecodedSegment {
 	for li, l := range s.lines {
 		for wi, w := range l {
 			a, b := bufferTime(j, w.start), bufferTime(j, w.end)
-			if a < 0 && b < 0 {
+			if a < 0 && b < 0 || li+1 == s.deaf && (j.start() < l[0].start-0.3 || s.deafAlways) {
 				continue
 			}
 			text := w.text
@@ -289,6 +295,38 @@ func TestCommittedAudioDecodedAsOtherWordsIsNotNew(t *testing.T) {
 	}
 }
 
+// A decode that leaves a stretch of a closing line's speech without words (the decoder
+// skipped it) is not committed as it is: the line is decoded once more, from where its
+// uncommitted speech begins. Speech the decoder finds no words in either way is committed
+// as it is (an empty line is flagged untranscribed), after one more decode.
+func TestSpeechLeftWithoutWordsIsDecodedAgain(t *testing.T) {
+	for _, c := range []struct {
+		pause  float64 // before the next line: within the grace, decodes agree on its words
+		always bool
+	}{{2, false}, {0.9, false}, {2, true}, {0.9, true}} {
+		s := newScript(3, c.pause, func(i int) int { return []int{30, 12, 8}[i] })
+		s.deaf, s.deafAlways = 2, c.always
+		r := s.play(t, DefaultConfig())
+		got, lines := r.committed(t)
+		want, wantFlagged := s.all(), 0
+		if c.always {
+			want, wantFlagged = append(append([]string(nil), want[:30]...), want[42:]...), 1
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") || lines != len(s.lines) {
+			t.Errorf("pause %.1f s, deaf always %v: %d lines committed\n%s\nwant\n%s", c.pause, c.always, lines, strings.Join(got, " "), strings.Join(want, " "))
+		}
+		flagged := 0
+		for _, ev := range r.events {
+			if ev.Kind == domain.EventCommitted && ev.Segment.HasFlag(domain.FlagUntranscribed) {
+				flagged++
+			}
+		}
+		if flagged != wantFlagged {
+			t.Errorf("pause %.1f s, deaf always %v: %d lines flagged untranscribed, want %d", c.pause, c.always, flagged, wantFlagged)
+		}
+	}
+}
+
 func TestAgreementCommitsInsideLinesAndTrims(t *testing.T) {
 	s := newScript(3, 2, func(int) int { return 30 }) // 12 s lines
 	st, err := New(DefaultConfig(), 1)
@@ -404,6 +442,25 @@ func TestUndecodedLinesStayVisible(t *testing.T) {
 	}
 	if k := st.Due(); k != None {
 		t.Errorf("still due %v", k)
+	}
+	// A decode that heard none of a 5 s line asks for another; that one failing too
+	// leaves the line visible, and nothing more due.
+	st, _ = New(DefaultConfig(), 1)
+	st.Push(domain.Utterance{Seq: 0, Interval: domain.Interval{Start: 1, End: 6}, SpeechEnd: 5.8, Final: true, Channels: [][]float32{make([]float32, 5*domain.SampleRate)}})
+	st.Advance(10)
+	for _, ev := range st.Apply(st.Job(st.Due()), nil) {
+		if ev.Kind == domain.EventCommitted {
+			t.Fatalf("a decode with no words committed %+v", ev)
+		}
+	}
+	if k := st.Due(); k != Close {
+		t.Fatalf("due %v after a decode with no words, want a close", k)
+	}
+	if evs := st.Undecoded(); len(evs) != 1 || !evs[0].Segment.HasFlag(domain.FlagUntranscribed) {
+		t.Fatalf("events %+v", evs)
+	}
+	if k := st.Due(); k != None {
+		t.Errorf("still due %v after the decode again failed", k)
 	}
 }
 
