@@ -85,8 +85,17 @@ func userOf(r *http.Request) store.User { u, _ := r.Context().Value(userKey).(st
 func (s *Server) handle(h func(w http.ResponseWriter, r *http.Request) error, roles ...store.Role) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		u, err := s.authenticate(r)
-		if err != nil {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "please log in"})
+			return
+		case err != nil && r.Context().Err() != nil:
+			// Shutting down (Run's base context is cancelled) or the client left: the
+			// login could not be checked, which does not end it.
+			s.finish(w, r, errShuttingDown)
+			return
+		case err != nil:
+			s.finish(w, r, fmt.Errorf("check the login: %w", err))
 			return
 		}
 		if len(roles) > 0 {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -401,4 +402,32 @@ func mustURL(s string) *url.URL {
 		panic(err)
 	}
 	return u
+}
+
+// A server that cannot check a login — shutting down, so every request's context is
+// already cancelled — answers 503, not 401: the page would otherwise tell a clinician
+// whose login holds that it had ended (seen in the browser test of a server restart).
+func TestLoginNotEndedByAServerThatCannotCheckIt(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("a", store.RoleClinician)
+	c := e.login("a")
+	stopping := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context()) // as Run's cancelled base context leaves it
+		cancel()
+		e.srv.Handler().ServeHTTP(w, r.WithContext(ctx))
+	}))
+	defer stopping.Close()
+	req, _ := http.NewRequest("GET", stopping.URL+"/api/me", nil)
+	req.AddCookie(&http.Cookie{Name: CookieName, Value: c.cookie(CookieName)})
+	resp, err := stopping.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("GET /api/me on a server shutting down: %d, want 503", resp.StatusCode)
+	}
+	if st, _ := c.errorOf("GET", "/api/me", nil); st != http.StatusOK {
+		t.Errorf("the login did not survive: %d", st)
+	}
 }

@@ -118,6 +118,7 @@ async function probeLogin() {
   try {
     const r = await fetch("/api/me", { credentials: "same-origin" });
     if (r.status === 401) { if (gen === conn.gen) signedOut(); return "out"; }
+    if (r.status >= 500) { connectionLost(); return "down"; } // shutting down or failing: not usable
     connectionBack();
     return "ok";
   } catch (_) {
