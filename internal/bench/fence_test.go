@@ -20,15 +20,16 @@ import (
 // rounded up to 0.05: a regression fence, not a target. Re-measured at 965dadf (one
 // window per libwhisper call): pooled 31.6 %, per file 19–40 %, and the ceilings of the
 // two files that improved most lowered. day1_consultation03 ends on an utterance cut
-// off at 30 s, which tiny.en once decoded into a loop of invented sentences (0.77, at
-// 1e56b07; 0.39–0.44 in three runs since): its ceiling stays above that run's swing.
+// off at 30 s, which tiny.en sometimes decodes into a loop of invented sentences (0.77 at
+// 1e56b07, 0.726 at 8cb5327; 0.39–0.44 in four runs between): its ceiling stays above
+// that swing (lowered to 0.60 at 965dadf, which the 0.726 run broke: back to 0.90).
 // The fence was first set at 27.4 % pooled when file mode packed both speakers into one
 // window; one speaker per window (transcribe.Packer) cost those 6.7 points and brought
 // the words on the wrong speaker from 33 % to 1.5 % (fenceWDERCeiling).
 // Lower a ceiling when a change improves a file; never raise one without a measurement
 // that says why.
 var fenceCeilings = map[string]float64{
-	"day1_consultation01-30s": 0.50, "day1_consultation02-30s": 0.40, "day1_consultation03-30s": 0.60,
+	"day1_consultation01-30s": 0.50, "day1_consultation02-30s": 0.40, "day1_consultation03-30s": 0.90,
 	"day1_consultation04-30s": 0.50, "day1_consultation05-30s": 0.35,
 	"day2_consultation01-30s": 0.40, "day2_consultation02-30s": 0.40, "day2_consultation03-30s": 0.45,
 	"day2_consultation04-30s": 0.45, "day2_consultation05-30s": 0.45,
