@@ -161,7 +161,6 @@ type Stream struct {
 	trimTo    float64              // stream time up to which everything is committed (words or complete lines)
 	hyps      []hypothesis
 	cutHyp    bool    // the newest hypothesis had a repetition loop cut
-	redo      bool    // the due line's speech has a hole: decode it again, from the line's uncommitted start
 	decoded   float64 // stream time the newest hypothesis's audio reached
 	speechTo  float64 // end of the last speech heard
 	speech    float64 // seconds of speech heard so far
@@ -260,7 +259,7 @@ func (s *Stream) Full() bool { return s.buf.endTime()-s.buf.startTime() >= s.cfg
 
 // Due says whether a decode should run now, and of what kind.
 func (s *Stream) Due() Kind {
-	if s.redo {
+	if s.redo() {
 		return Close
 	}
 	if len(s.lines) > 0 && s.due(s.lines[0]) && s.decoded < s.lines[0].mustHear {
@@ -309,8 +308,8 @@ func (j Job) Seconds() float64 { return float64(len(j.Samples)) / domain.SampleR
 // before, Whisper has been seen to decode that line's last phrase and stop (real tiny.en,
 // 15 s of a consultation decoded as one word); from the line's own start it heard it all.
 func (s *Stream) Job(k Kind) Job {
-	from := 0
-	if s.redo && len(s.lines) > 0 {
+	from, again := 0, s.redo()
+	if again {
 		if i := s.buf.index(max(s.lines[0].start, s.doneTo)); i < s.buf.len() {
 			from = i
 		}
@@ -321,7 +320,7 @@ func (s *Stream) Job(k Kind) Job {
 		end:     s.buf.endTime(),
 		heard:   s.speech,
 		spans:   s.buf.spansFrom(from),
-		again:   s.redo,
+		again:   again,
 	}
 	j.Context = s.context(j.start())
 	return j
@@ -343,11 +342,8 @@ func (s *Stream) context(start float64) string {
 // provisional text of the line in progress.
 func (s *Stream) Apply(job Job, segs []domain.DecodedSegment) []domain.LiveEvent {
 	s.decodes++
-	if job.again {
-		s.redo = false
-		if len(s.lines) > 0 && s.lines[0].again {
-			s.lines[0].redone = true
-		}
+	if job.again && s.redo() {
+		s.lines[0].redone = true
 	}
 	words, cut := decodedWords(segs)
 	tb := buffer{spans: job.spans}
@@ -606,7 +602,7 @@ func (s *Stream) commitStable(end float64) []domain.LiveEvent {
 // committed as that decode has it.
 func (s *Stream) forceDue() []domain.LiveEvent {
 	var evs []domain.LiveEvent
-	for len(s.lines) > 0 && !s.redo && (s.lines[0].redone || s.due(s.lines[0]) && s.decoded >= s.lines[0].mustHear) {
+	for len(s.lines) > 0 && !s.redo() && (s.lines[0].redone || s.due(s.lines[0]) && s.decoded >= s.lines[0].mustHear) {
 		l, h := s.lines[0], s.newest()
 		ws := h[:s.ofLine(0, h)]
 		if s.decodeAgain(l, ws) {
@@ -626,15 +622,21 @@ func (s *Stream) forceDue() []domain.LiveEvent {
 // hesitation, a long word and the alignment's error together stay well inside it.
 const maxHole = 2.5
 
-// decodeAgain asks for line l to be decoded once more (redo), and says so, when ws, its
-// words in the newest hypothesis, leave a hole in its speech and it has not been decoded
-// again yet.
+// decodeAgain asks for line l, the oldest, to be decoded once more (redo), and says so,
+// when ws, its words in the newest hypothesis, leave a hole in its speech and it has not
+// been decoded again yet.
 func (s *Stream) decodeAgain(l *line, ws []Word) bool {
 	if l.again || s.hole(l, ws) <= maxHole {
 		return false
 	}
-	l.again, s.redo = true, true
+	l.again = true
 	return true
+}
+
+// redo says the oldest line is to be decoded again (decodeAgain) and that decode has not
+// been applied yet.
+func (s *Stream) redo() bool {
+	return len(s.lines) > 0 && s.lines[0].again && !s.lines[0].redone
 }
 
 // hole is the longest stretch of line l's speech not yet committed in which no word of
@@ -657,7 +659,6 @@ func (s *Stream) hole(l *line, ws []Word) float64 {
 // if it was never decoded, flagged untranscribed: the decoder failed, and the speech must
 // stay visible to the reviewer.
 func (s *Stream) Undecoded() []domain.LiveEvent {
-	s.redo = false
 	var evs []domain.LiveEvent
 	for len(s.lines) > 0 && s.lines[0].closed {
 		evs = append(evs, s.commit(s.lines[0], nil, true)...)
