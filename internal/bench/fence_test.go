@@ -21,8 +21,9 @@ import (
 // window per libwhisper call): pooled 31.6 %, per file 19–40 %, and the ceilings of the
 // two files that improved most lowered. day1_consultation03 ends on an utterance cut
 // off at 30 s, which tiny.en sometimes decodes into a loop of invented sentences (0.77 at
-// 1e56b07, 0.726 at 8cb5327; 0.39–0.44 in four runs between): its ceiling stays above
-// that swing (lowered to 0.60 at 965dadf, which the 0.726 run broke: back to 0.90).
+// 1e56b07, 0.726 at 8cb5327; 0.39–0.44 in three logged runs between, under 0.60 in two
+// more): its ceiling stays above that swing (lowered to 0.60 at 965dadf, which the 0.726
+// run broke: back to 0.90).
 // The fence was first set at 27.4 % pooled when file mode packed both speakers into one
 // window; one speaker per window (transcribe.Packer) cost those 6.7 points and brought
 // the words on the wrong speaker from 33 % to 1.5 % (fenceWDERCeiling).
