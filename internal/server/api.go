@@ -59,13 +59,17 @@ func statusOf(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, err.Error()
 	case errors.Is(err, store.ErrBadCredential):
 		return http.StatusUnauthorized, err.Error()
-	case errors.Is(err, errShuttingDown):
+	case errors.Is(err, errShuttingDown), errors.Is(err, errLoginUnchecked):
 		return http.StatusServiceUnavailable, err.Error()
 	case store.StorageFailure(err):
 		return http.StatusInsufficientStorage, "not saved: the server's disk is full or failing. What was saved before is kept; practice IT must free space on the data disk"
 	}
 	return http.StatusInternalServerError, "internal error"
 }
+
+// errLoginUnchecked answers a request whose login could not be checked before its
+// context ended.
+var errLoginUnchecked = errors.New("the server could not check your login just now (busy, or shutting down): try again")
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
@@ -90,9 +94,10 @@ func (s *Server) handle(h func(w http.ResponseWriter, r *http.Request) error, ro
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "please log in"})
 			return
 		case err != nil && r.Context().Err() != nil:
-			// Shutting down (Run's base context is cancelled) or the client left: the
-			// login could not be checked, which does not end it.
-			s.finish(w, r, errShuttingDown)
+			// The request's context ended while the login was checked: shutting down (Run's
+			// base context is cancelled), the client gone, or the connection's read deadline
+			// passed on a busy server. That does not end the login.
+			s.finish(w, r, errLoginUnchecked)
 			return
 		case err != nil:
 			s.finish(w, r, fmt.Errorf("check the login: %w", err))

@@ -405,7 +405,8 @@ func mustURL(s string) *url.URL {
 }
 
 // A server that cannot check a login — shutting down, so every request's context is
-// already cancelled — answers 503, not 401: the page would otherwise tell a clinician
+// already cancelled (or the connection's read deadline passed on a busy server, which
+// cancels it too) — answers 503, not 401: the page would otherwise tell a clinician
 // whose login holds that it had ended (seen in the browser test of a server restart).
 func TestLoginNotEndedByAServerThatCannotCheckIt(t *testing.T) {
 	e := newEnv(t, nil)
