@@ -161,6 +161,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if dec.More() {
 		return errf(http.StatusBadRequest, "malformed JSON body: more than one value")
 	}
+	http.NewResponseController(w).SetReadDeadline(time.Time{}) // the body is in (bodyDeadline)
 	return nil
 }
 
@@ -224,7 +225,11 @@ func (s *Server) routes() http.Handler {
 // holding a connection and a handler for as long as it likes.
 func (s *Server) bodyDeadline(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		// Only a request with a body gets the deadline (decode clears it once the body is
+		// read): net/http cancels a request's context when a read of its connection fails,
+		// and the read it makes behind a running handler fails at the deadline — a Stop
+		// still waiting on its pipeline after BodyReadTimeout would lose its context.
+		if r.Body != http.NoBody && !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 			http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout))
 		}
 		next.ServeHTTP(w, r)
