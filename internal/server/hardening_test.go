@@ -315,6 +315,56 @@ func TestSlowRequestBodyIsTimedOut(t *testing.T) {
 	}
 }
 
+// A Stop whose pipeline takes longer than the body read timeout to commit its last line
+// keeps its request: the timeout is for a body still arriving, and a Stop has none.
+// (net/http cancels a request's context when its read of the connection behind a
+// running handler fails, and a read deadline left on the connection makes it fail.)
+func TestSlowStopIsNotCutOffByTheBodyReadTimeout(t *testing.T) {
+	e := newEnv(t, func(c *Config, d *Deps) {
+		c.BodyReadTimeout = 500 * time.Millisecond
+		d.Transcriber = slowFinishTranscriber{fakeTranscriber{segSeconds: 1}, 2 * time.Second}
+	})
+	a := e.user("a", store.RoleClinician)
+	room := e.room("Slow room", "wav", map[string]string{"path": writeTone(t, e.dir, 300, 60)}, a.ID)
+	c := e.login("a")
+	s := startWAV(t, e, c, room.ID)
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	var v sessionView
+	if st := c.do("POST", "/api/sessions/"+s.ID+"/stop", nil, &v); st != http.StatusOK || v.State != store.StateStopped {
+		t.Fatalf("stop taking %v (body read timeout 0.5 s): status %d, state %q", time.Since(start).Round(10*time.Millisecond), st, v.State)
+	}
+	t.Logf("stop answered after %v", time.Since(start).Round(10*time.Millisecond))
+}
+
+// slowFinishTranscriber is the fake transcriber taking finish to commit once its source
+// ends, like a decoder on a long last line under load.
+type slowFinishTranscriber struct {
+	fakeTranscriber
+	finish time.Duration
+}
+
+func (s slowFinishTranscriber) Transcribe(ctx context.Context, src domain.AudioSource, offset float64, emit func(domain.LiveEvent)) error {
+	return s.fakeTranscriber.Transcribe(ctx, slowEOF{src, s.finish}, offset, emit)
+}
+
+type slowEOF struct {
+	domain.AudioSource
+	finish time.Duration
+}
+
+func (s slowEOF) Read(ctx context.Context) ([][]float32, error) {
+	c, err := s.AudioSource.Read(ctx)
+	if errors.Is(err, io.EOF) {
+		select {
+		case <-time.After(s.finish):
+		case <-ctx.Done():
+			return c, ctx.Err()
+		}
+	}
+	return c, err
+}
+
 // One login cannot hold an unbounded number of websockets, and a session's transcript
 // cannot be grown without bound by added or edited lines.
 func TestWebsocketsPerLoginAndSessionSizeAreBounded(t *testing.T) {
