@@ -161,7 +161,6 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if dec.More() {
 		return errf(http.StatusBadRequest, "malformed JSON body: more than one value")
 	}
-	http.NewResponseController(w).SetReadDeadline(time.Time{}) // the body is in (bodyDeadline)
 	return nil
 }
 
@@ -225,10 +224,11 @@ func (s *Server) routes() http.Handler {
 // holding a connection and a handler for as long as it likes.
 func (s *Server) bodyDeadline(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Only a request with a body gets the deadline (decode clears it once the body is
-		// read): net/http cancels a request's context when a read of its connection fails,
-		// and the read it makes behind a running handler fails at the deadline — a Stop
-		// still waiting on its pipeline after BodyReadTimeout would lose its context.
+		// Only a request with a body gets the deadline. net/http reads the connection
+		// behind a running handler once the request's body is in (at once for a request
+		// without one), clearing the deadline as it starts; a deadline set after that fails
+		// the read, and a failed read cancels the request's context: a Stop still waiting
+		// on its pipeline after BodyReadTimeout lost its context that way.
 		if r.Body != http.NoBody && !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 			http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout))
 		}
