@@ -64,6 +64,24 @@ func realJFK(t *testing.T) (*Runtime, [][]float32) {
 	return rt, jfk.To16k().Channels
 }
 
+// consultation01 is the rendered consultation's first 60 s (mono, 16 kHz) and its truth;
+// ok is false when scripts/make-test-audio has not rendered it.
+func consultation01(t *testing.T) (truth corpus.Truth, chans [][]float32, ok bool) {
+	t.Helper()
+	b, err := os.ReadFile("../../testdata/audio/day1_consultation01-60s.truth.json")
+	if err != nil {
+		return truth, nil, false
+	}
+	if err := json.Unmarshal(b, &truth); err != nil {
+		t.Fatal(err)
+	}
+	clip, err := audio.ReadFile("../../testdata/audio/day1_consultation01-60s.mono.wav")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return truth, clip.To16k().Channels, true
+}
+
 func clipSource(t testing.TB, chans [][]float32, pace float64) *source.Clip {
 	t.Helper()
 	src, err := source.NewClip(chans, 100*time.Millisecond, pace)
@@ -117,15 +135,7 @@ func TestStreamingCommitsEachWordOnceRealWeights(t *testing.T) {
 		chans     [][]float32
 		pace      float64
 	}{{"jfk", jfkReference, jfk, 1}}
-	if b, err := os.ReadFile("../../testdata/audio/day1_consultation01-60s.truth.json"); err == nil {
-		var truth corpus.Truth
-		if err := json.Unmarshal(b, &truth); err != nil {
-			t.Fatal(err)
-		}
-		clip, err := audio.ReadFile("../../testdata/audio/day1_consultation01-60s.mono.wav")
-		if err != nil {
-			t.Fatal(err)
-		}
+	if truth, chans, ok := consultation01(t); ok {
 		var ref []string
 		for _, u := range truth.Utterances {
 			if u.End <= truth.Duration-0.5 { // the last one is cut by the excerpt
@@ -136,7 +146,7 @@ func TestStreamingCommitsEachWordOnceRealWeights(t *testing.T) {
 			name, ref string
 			chans     [][]float32
 			pace      float64
-		}{"consultation", strings.Join(ref, " "), clip.To16k().Channels, 2})
+		}{"consultation", strings.Join(ref, " "), chans, 2})
 	} else {
 		t.Log("rendered consultation missing (scripts/make-test-audio): jfk only")
 	}

@@ -6,6 +6,7 @@ package domain
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -380,6 +381,21 @@ type DecodedSegment struct {
 	Text         string
 	NoSpeechProb float64
 	Tokens       []DecodedToken
+}
+
+// Shifted is s with its times and its tokens' d seconds later: the decode of audio that
+// began d seconds into the audio the caller places it in.
+func (s DecodedSegment) Shifted(d float64) DecodedSegment {
+	s.Start, s.End = s.Start+d, s.End+d
+	s.Tokens = slices.Clone(s.Tokens)
+	for k := range s.Tokens {
+		s.Tokens[k].Start += d
+		s.Tokens[k].End += d
+		if s.Tokens[k].At >= 0 {
+			s.Tokens[k].At += d
+		}
+	}
+	return s
 }
 
 // AvgLogProb is the mean log-probability of the segment's tokens (0 when none).

@@ -3,6 +3,7 @@ package secondpass
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 type scriptedLive struct {
 	n     int
 	first func()
+	text  string // each utterance's first-pass text; "" for "first <n>"
 }
 
 func (l scriptedLive) Transcribe(_ context.Context, _ domain.AudioSource, _ float64, emit func(domain.LiveEvent)) error {
@@ -23,12 +25,19 @@ func (l scriptedLive) Transcribe(_ context.Context, _ domain.AudioSource, _ floa
 		iv := domain.Interval{Start: float64(3 * i), End: float64(3*i + 2)}
 		u := domain.Utterance{Seq: i, Interval: iv, Final: true, Channels: [][]float32{make([]float32, 2*domain.SampleRate)}}
 		emit(domain.LiveEvent{Kind: domain.EventCommitted, Utterance: i, Audio: &u,
-			Segment: domain.Segment{ID: fmt.Sprintf("u%d-0", i), Start: iv.Start + 100, End: iv.End + 100, Text: fmt.Sprintf("first %d", i)}})
+			Segment: domain.Segment{ID: fmt.Sprintf("u%d-0", i), Start: iv.Start + 100, End: iv.End + 100, Text: l.textOf(i)}})
 		if i == 0 {
 			l.first()
 		}
 	}
 	return nil
+}
+
+func (l scriptedLive) textOf(i int) string {
+	if l.text != "" {
+		return l.text
+	}
+	return fmt.Sprintf("first %d", i)
 }
 
 // windowRefiner answers a packed window of utterances 1–3 with one segment inside
@@ -78,33 +87,16 @@ func TestQueuedUtterancesAreRefinedPacked(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	var mu sync.Mutex
-	var refined []domain.LiveEvent
-	if err := s.Transcribe(context.Background(), nil, 100, func(ev domain.LiveEvent) {
-		if ev.Kind == domain.EventRefined {
-			mu.Lock()
-			refined = append(refined, ev)
-			mu.Unlock()
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
+	events := transcribeRefined(t, s)
 	// Utterances 1–3 queued while the worker held utterance 0 at the gate.
 	close(g.open)
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Stats().Refined < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("refinements not done: %+v", s.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitStats(t, s, func(st Stats) bool { return st.Refined >= 4 })
 	ref.mu.Lock()
 	defer ref.mu.Unlock()
 	if len(ref.got) != 2 || len(ref.got[0].Runs) != 0 || len(ref.got[1].Runs) != 3 {
 		t.Fatalf("decodes: %d, want utterance 0 alone then 1–3 in one window", len(ref.got))
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	refined := events()
 	want := []struct {
 		utt      int
 		replaces []string
@@ -132,5 +124,58 @@ func TestQueuedUtterancesAreRefinedPacked(t *testing.T) {
 		if ev.Utterance != w.utt || fmt.Sprint(rep) != fmt.Sprint(w.replaces) || fmt.Sprint(txt) != fmt.Sprint(w.text) {
 			t.Errorf("event %d: utterance %d replaces %v with %v; want %d, %v, %v", i, ev.Utterance, rep, txt, w.utt, w.replaces, w.text)
 		}
+	}
+}
+
+// A refinement with less than half the words the first pass heard (the larger model
+// stopping early, as the real tiny.en was seen to on a packed window) does not replace
+// them: the first-pass text stands, and the second pass counts it as kept.
+func TestRefinementLosingWordsLeavesTheFirstPass(t *testing.T) {
+	g := gate{open: make(chan struct{})}
+	close(g.open)
+	live := scriptedLive{n: 1, first: func() {}, text: "I've had diarrhoea for the last three days"}
+	s, err := New(Config{}, live, &windowRefiner{}, g) // refines it to "second alone"
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	events := transcribeRefined(t, s)
+	waitStats(t, s, func(st Stats) bool { return st.Kept+st.Refined >= 1 })
+	if st, refined := s.Stats(), events(); st.Kept != 1 || st.Refined != 0 || len(refined) != 0 {
+		t.Fatalf("an 8-word line refined to 2 words: stats %+v, refined events %+v; want it kept", st, refined)
+	}
+}
+
+// transcribeRefined runs s's live transcription (at 100 s into the session) and returns
+// what gives the refined events it has emitted so far.
+func transcribeRefined(t *testing.T, s *Service) func() []domain.LiveEvent {
+	t.Helper()
+	var mu sync.Mutex
+	var refined []domain.LiveEvent
+	if err := s.Transcribe(context.Background(), nil, 100, func(ev domain.LiveEvent) {
+		if ev.Kind == domain.EventRefined {
+			mu.Lock()
+			refined = append(refined, ev)
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return func() []domain.LiveEvent {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(refined)
+	}
+}
+
+// waitStats waits up to 10 s for s's counters to satisfy done.
+func waitStats(t *testing.T, s *Service, done func(Stats) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !done(s.Stats()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("refinements not done: %+v", s.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

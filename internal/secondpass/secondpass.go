@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +59,7 @@ type Stats struct {
 	Queued    int `json:"queued"`    // waiting now
 	Refined   int `json:"refined"`   // decoded and sent to the session
 	Dropped   int `json:"dropped"`   // refused because the queue was full, or preempted too often
+	Kept      int `json:"kept"`      // refined to less than half their first-pass words: the first pass stands (lostWords)
 	Cancelled int `json:"cancelled"` // their session's transcription was abandoned
 	Preempted int `json:"preempted"` // decodes interrupted by live work (then retried)
 	Failed    int `json:"failed"`
@@ -324,17 +326,48 @@ func (s *Service) refine(j *job) {
 		segs[i].ID = ""
 		segs[i].Flags = append(segs[i].Flags, domain.FlagSecondPass)
 	}
+	refined, kept := 0, 0
 	for _, g := range groups(j, segs) {
+		if lostWords(g.first, g.refined) {
+			s.cfg.Logger.Warn("the second pass heard less than half the first pass's words; the first-pass text stands",
+				"utterance", g.seq, "first_words", wordCount(g.first), "second_words", wordCount(g.refined))
+			kept += g.n
+			continue
+		}
 		j.run.emit(domain.LiveEvent{Kind: domain.EventRefined, Utterance: g.seq, Replaces: g.first, Refined: g.refined})
+		refined += g.n
 	}
 	s.mu.Lock()
-	s.stats.Refined += j.utterances()
+	s.stats.Refined += refined
+	s.stats.Kept += kept
 	s.mu.Unlock()
+}
+
+// minCheckedWords is the fewest first-pass words lostWords judges: a short line may
+// rightly lose a misheard word or two to the larger model.
+const minCheckedWords = 6
+
+// lostWords reports whether refined holds less than half the words of first: the larger
+// model stopped early or skipped speech. Its text would replace words the first pass
+// heard (and the live policy held to its hole check), so the first pass stands; where the
+// first pass invented words on noise, its guards flagged them for the reviewer.
+func lostWords(first, refined []domain.Segment) bool {
+	n := wordCount(first)
+	return n >= minCheckedWords && 2*wordCount(refined) < n
+}
+
+func wordCount(segs []domain.Segment) int {
+	n := 0
+	for _, s := range segs {
+		n += len(strings.Fields(s.Text))
+	}
+	return n
 }
 
 // group is what one refined event replaces: one or more neighbouring utterances.
 type group struct {
 	seq     int // the first utterance's number
+	n       int // how many utterances
 	first   []domain.Segment
 	refined []domain.Segment
 }
@@ -345,7 +378,7 @@ type group struct {
 func groups(j *job, segs []domain.Segment) []group {
 	n := j.utterances()
 	if n == 1 {
-		return []group{{seq: j.seqs[0], first: j.first[0], refined: segs}}
+		return []group{{seq: j.seqs[0], n: 1, first: j.first[0], refined: segs}}
 	}
 	spans := j.u.Speech() // one per utterance, stream timeline
 	// link[i]: utterance i is refined together with utterance i+1.
@@ -381,6 +414,7 @@ func groups(j *job, segs []domain.Segment) []group {
 		from := i
 		for ; ; i++ {
 			g.first = append(g.first, j.first[i]...)
+			g.n++
 			if !link[i] {
 				break
 			}

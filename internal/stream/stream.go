@@ -617,16 +617,11 @@ func (s *Stream) forceDue() []domain.LiveEvent {
 	return evs
 }
 
-// maxHole is the longest stretch of a line's speech a decode may leave without a word
-// before the line is decoded again: words end every 0.2–0.6 s in speech, and a
-// hesitation, a long word and the alignment's error together stay well inside it.
-const maxHole = 2.5
-
 // decodeAgain asks for line l, the oldest, to be decoded once more (redo), and says so,
 // when ws, its words in the newest hypothesis, leave a hole in its speech and it has not
 // been decoded again yet.
 func (s *Stream) decodeAgain(l *line, ws []Word) bool {
-	if l.again || s.hole(l, ws) <= maxHole {
+	if l.again || s.hole(l, ws) <= transcribe.MaxHole {
 		return false
 	}
 	l.again = true

@@ -2,7 +2,6 @@ package stream
 
 import (
 	"strings"
-	"unicode"
 
 	"scribe/internal/domain"
 	"scribe/internal/transcribe"
@@ -65,7 +64,7 @@ func decodedWords(segs []domain.DecodedSegment) (words []Word, cut bool) {
 			if end < 0 { // no alignment heads for this model: the timestamp tokens' guess
 				end = t.End
 			}
-			if hasWord(t.Text) || a.w.End == 0 {
+			if transcribe.HasWord(t.Text) || a.w.End == 0 {
 				// A punctuation mark is aligned wherever attention rests, often in the
 				// silence after the sentence: it does not move the word's end.
 				a.w.End = max(a.w.Start, end, a.w.End)
@@ -123,11 +122,6 @@ func decodedWords(segs []domain.DecodedSegment) (words []Word, cut bool) {
 		kept = append(kept, words[i])
 	}
 	return kept, true
-}
-
-// hasWord says whether token text has a letter or digit in it (not only punctuation).
-func hasWord(text string) bool {
-	return strings.IndexFunc(text, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }) >= 0
 }
 
 // joinWords is the text of words, separated by spaces.

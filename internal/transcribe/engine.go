@@ -333,15 +333,56 @@ func (e *Engine) runPart(ctx context.Context, d Decoder, u domain.Utterance) ([]
 	if len(mono) == 0 {
 		return nil, 0, nil
 	}
-	samples := padded(mono)
-	opts := e.options(float64(len(mono))/domain.SampleRate, u.Context)
 	start := time.Now()
-	decoded, err := d.Decode(ctx, samples, opts)
+	decoded, err := e.decodeAll(ctx, d, mono, u.Context)
 	took := time.Since(start)
 	if err != nil {
 		return nil, took, fmt.Errorf("transcribe: utterance %d: %w", u.Seq, err)
 	}
 	return e.segments(u, decoded), took, nil
+}
+
+// decodeAll decodes mono, speech after the text context, and makes sure the decoder did
+// not stop early: when the words it aligned leave MaxHole or more of the audio without one
+// (see hole), the audio from the end of the last word before that stretch is decoded once
+// more, after the text before it, and whichever of the two decodes has more words there
+// is kept. A segment that ends its words before the stretch no longer claims it, so
+// speech still without words is flagged untranscribed (segments).
+func (e *Engine) decodeAll(ctx context.Context, d Decoder, mono []float32, context string) ([]domain.DecodedSegment, error) {
+	seconds := float64(len(mono)) / domain.SampleRate
+	opts := e.options(seconds, context)
+	opts.TokenTimestamps = true // the alignment (DTW) the hole is found by
+	decoded, err := d.Decode(ctx, padded(mono), opts)
+	if err != nil {
+		return nil, err
+	}
+	from, length, ok := hole(decoded, seconds)
+	if !ok || length < MaxHole || from == 0 {
+		// No hole, or no word before it: the same audio again would decode the same.
+		return decoded, nil
+	}
+	before, had := splitDecoded(decoded, from)
+	cut := int(from * domain.SampleRate)
+	prior := []string{}
+	if context != "" {
+		prior = append(prior, context)
+	}
+	for _, s := range before {
+		prior = append(prior, strings.TrimSpace(s.Text))
+	}
+	ropts := e.options(seconds-from, ContextTail(prior))
+	ropts.TokenTimestamps = true
+	again, err := d.Decode(ctx, padded(mono[cut:]), ropts)
+	if err != nil {
+		return nil, err
+	}
+	if words(again) <= had {
+		return endClaims(decoded, from), nil
+	}
+	for _, s := range again {
+		before = append(before, s.Shifted(from))
+	}
+	return before, nil
 }
 
 // segments converts decoded output to transcript segments on the recording's timeline

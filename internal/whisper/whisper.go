@@ -310,16 +310,7 @@ func (s *State) Decode(ctx context.Context, samples []float32, p domain.DecodeOp
 		segs, used := splitWindow(s.windowTokens(p), float64(n)/SampleRate, p.OneWindow && off+n == len(samples))
 		shift := float64(off) / SampleRate
 		for _, sg := range segs {
-			sg.Start += shift
-			sg.End += shift
-			for k := range sg.Tokens {
-				sg.Tokens[k].Start += shift
-				sg.Tokens[k].End += shift
-				if sg.Tokens[k].At >= 0 {
-					sg.Tokens[k].At += shift
-				}
-			}
-			out = append(out, sg)
+			out = append(out, sg.Shifted(shift))
 		}
 		off += max(int(used*SampleRate+0.5), 1)
 	}
