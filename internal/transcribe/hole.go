@@ -79,13 +79,17 @@ func splitDecoded(segs []domain.DecodedSegment, from float64) (before []domain.D
 		}
 		if after || keep.End > from {
 			keep.Text = text.String()
+			// Never empty: segments reads an empty span as the whole utterance's.
 			keep.Start = min(keep.Start, from)
-			keep.End = max(keep.Start, min(keep.End, from))
+			keep.End = max(keep.Start+minSpan, min(keep.End, from))
 		}
 		before = append(before, keep)
 	}
 	return before, wordsAfter
 }
+
+// minSpan is the shortest span a cut segment is given: whisper's timestamp step.
+const minSpan = 0.02
 
 // words counts the word tokens of a decode.
 func words(segs []domain.DecodedSegment) int {

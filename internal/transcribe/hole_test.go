@@ -137,6 +137,16 @@ func TestDecodeWithoutAHoleIsDecodedOnce(t *testing.T) {
 	}
 }
 
+// A segment cut where its last word is aligned keeps a span of its own, however close to
+// its start that word is: an empty span would be read as the whole window's.
+func TestCutSegmentKeepsASpan(t *testing.T) {
+	segs := []domain.DecodedSegment{{Start: 5, End: 14, Text: " Yes. And", Tokens: []domain.DecodedToken{word(" Yes", 5), word(".", -1), word(" And", 13)}}}
+	before, after := splitDecoded(segs, 5)
+	if len(before) != 1 || before[0].Text != " Yes." || before[0].End <= before[0].Start || before[0].End > 5.1 || after != 1 {
+		t.Fatalf("cut at 5 s: %+v, %d words after; want \" Yes.\" over a short span from 5 s and one word after", before, after)
+	}
+}
+
 func texts(segs []domain.Segment) []string {
 	var out []string
 	for _, s := range segs {
