@@ -23,7 +23,9 @@ import (
 // off at 30 s, which tiny.en sometimes decodes into a loop of invented sentences (0.77 at
 // 1e56b07, 0.726 at 8cb5327; 0.39–0.44 in three logged runs between, under 0.60 in two
 // more): its ceiling stays above that swing (lowered to 0.60 at 965dadf, which the 0.726
-// run broke: back to 0.90).
+// run broke: back to 0.90). The swing is the machine's, not the run's or the commit's:
+// one machine gives the same figure every run (threads 1 or 2, ggml's AVX2 or AVX-512
+// CPU backend), and 8cb5327 gave 0.333 on one machine and 0.726 on CI's.
 // The fence was first set at 27.4 % pooled when file mode packed both speakers into one
 // window; one speaker per window (transcribe.Packer) cost those 6.7 points and brought
 // the words on the wrong speaker from 33 % to 1.5 % (fenceWDERCeiling).
