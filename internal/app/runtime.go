@@ -223,6 +223,7 @@ func (rt *Runtime) fileMode() pipeline.Config {
 	pcfg := pipeline.DefaultConfig()
 	pcfg.Provisional = false
 	pcfg.PackSeconds = rt.Config.Transcription.FileWindow
+	pcfg.MixSpeakers = rt.Config.Transcription.FileMixSpeakers
 	return pcfg
 }
 

@@ -470,9 +470,9 @@ func settings(rt *app.Runtime) string {
 		}
 		return "off"
 	}
-	return fmt.Sprintf("high-pass %s, noise suppression %s, AGC %s, file window %gs, shrink audio ctx %s, beam %d, temperature inc %g, threads %d",
+	return fmt.Sprintf("high-pass %s, noise suppression %s, AGC %s, file window %gs, mixed speakers %s, shrink audio ctx %s, beam %d, temperature inc %g, threads %d",
 		on(c.Audio.HighPass), on(c.Audio.NoiseSuppression), on(c.Audio.AGC), c.Transcription.FileWindow,
-		on(c.Transcription.ShrinkAudioCtx), c.Transcription.BeamSize, c.Transcription.TemperatureInc, c.Models.Threads)
+		on(c.Transcription.FileMixSpeakers), on(c.Transcription.ShrinkAudioCtx), c.Transcription.BeamSize, c.Transcription.TemperatureInc, c.Models.Threads)
 }
 
 // poolAccuracy pools files by mode, hearing, condition, voices and clean-up, in the order

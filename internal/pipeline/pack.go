@@ -16,6 +16,7 @@ import (
 // Memory stays bounded by one window plus the inbox's bound on audio read ahead.
 func (p *Pipeline) decodePacked(ctx context.Context, in *inbox, offset float64, emit func(domain.LiveEvent)) error {
 	pk := transcribe.NewPacker(p.cfg.PackSeconds)
+	pk.MixSpeakers = p.cfg.MixSpeakers
 	var said history
 	commit := func(u domain.Utterance) error {
 		u.Context = said.tail()

@@ -56,6 +56,8 @@ type Config struct {
 	// this many seconds and each window is decoded once (pack.go); no provisional text.
 	// The engine must then be a Transcriber.
 	PackSeconds float64
+	// MixSpeakers lets a packed window hold several speakers (transcribe.Packer).
+	MixSpeakers bool
 }
 
 // DefaultConfig streams with provisional text.

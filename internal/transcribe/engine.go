@@ -391,6 +391,7 @@ func (e *Engine) decodeAll(ctx context.Context, d Decoder, mono []float32, conte
 func (e *Engine) segments(u domain.Utterance, decoded []domain.DecodedSegment) []domain.Segment {
 	dur := u.Seconds()
 	var out []domain.Segment
+	decoded = e.atTurns(u, decoded)
 	for _, d := range decoded {
 		seg := guard(d, e.cfg.Thresholds)
 		if seg.Text == "" {
@@ -448,3 +449,67 @@ func (e *Engine) attribute(seg *domain.Segment, u domain.Utterance, from, to flo
 }
 
 func clamp(v, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, v)) }
+
+// alignLate is how much later than it was said DTW aligns a word, as a cut at a turn
+// reads it: measured on the PriMock57 fence files in windows mixing speakers, the words
+// put on the wrong speaker were 3.9 % reading the alignment as it is, 2.2 % reading it
+// 0.2–0.3 s earlier, 3.1 % at 0.4 s and 6.4 % at 0.2 s later.
+const alignLate = 0.25
+
+// atTurns cuts the decoded segments of a window that holds several speakers (Packer's
+// MixSpeakers) where the floor passes between its runs: each word goes with the run its
+// alignment (DTW, read alignLate earlier) falls in, and a segment is cut before the
+// first word of a run with another speaker, at that run's start. A window of one speaker,
+// or tokens without alignment, are left as decoded.
+func (e *Engine) atTurns(u domain.Utterance, decoded []domain.DecodedSegment) []domain.DecodedSegment {
+	speakers := make([]domain.Speaker, len(u.Runs))
+	mixed := false
+	for i, r := range u.Runs {
+		speakers[i], _ = diarize.Decide(u.Speakers, r.Start, r.End)
+		mixed = mixed || speakers[i] != speakers[0]
+	}
+	if !mixed {
+		return decoded
+	}
+	runAt := func(t float64) int {
+		i := 0
+		for j, r := range u.Runs {
+			if r.At <= t {
+				i = j
+			}
+		}
+		return i
+	}
+	var out []domain.DecodedSegment
+	for _, d := range decoded {
+		if _, _, aligned := hole([]domain.DecodedSegment{d}, d.End); !aligned {
+			out = append(out, d)
+			continue
+		}
+		cur := domain.DecodedSegment{Start: d.Start, End: d.End, NoSpeechProb: d.NoSpeechProb}
+		run, cut := -1, false
+		for _, t := range d.Tokens {
+			if HasWord(t.Text) {
+				r := runAt(t.At - alignLate)
+				if run >= 0 && speakers[r] != speakers[run] && len(cur.Tokens) > 0 {
+					at := u.Runs[r].At
+					cur.End = max(cur.Start+minSpan, min(d.End, at))
+					out = append(out, cur)
+					cur = domain.DecodedSegment{Start: cur.End, End: d.End, NoSpeechProb: d.NoSpeechProb}
+					cut = true
+				}
+				run = r
+			}
+			cur.Tokens = append(cur.Tokens, t)
+			cur.Text += t.Text
+		}
+		switch {
+		case !cut:
+			out = append(out, d)
+		case len(cur.Tokens) > 0:
+			cur.End = max(cur.End, cur.Start+minSpan)
+			out = append(out, cur)
+		}
+	}
+	return out
+}

@@ -31,10 +31,13 @@ const DefaultPackSeconds = 30
 // 0.00–0.05 decoding turn by turn). The text before each window still reaches the
 // decoder as context, so a short answer is not decoded blind.
 type Packer struct {
-	max     int // samples per packed utterance
-	seq     int
-	cur     domain.Utterance
-	speaker domain.Speaker // the window's speaker
+	// MixSpeakers lets a window hold several speakers' runs, and the turns are then cut
+	// by the words' alignment (Engine.atTurns): transcription.file_mix_speakers.
+	MixSpeakers bool
+	max         int // samples per packed utterance
+	seq         int
+	cur         domain.Utterance
+	speaker     domain.Speaker // the window's speaker
 }
 
 // NewPacker packs up to seconds of audio per utterance (DefaultPackSeconds when ≤ 0).
@@ -64,7 +67,7 @@ func (p *Packer) Add(u domain.Utterance) []domain.Utterance {
 
 func (p *Packer) add(u domain.Utterance) (packed domain.Utterance, ok bool) {
 	sp := speakerOf(u)
-	if n := p.len(); n > 0 && (n+len(u.Channels[0]) > p.max || len(u.Channels) != len(p.cur.Channels) || sp != p.speaker) {
+	if n := p.len(); n > 0 && (n+len(u.Channels[0]) > p.max || len(u.Channels) != len(p.cur.Channels) || (sp != p.speaker && !p.MixSpeakers)) {
 		packed, ok = p.Flush()
 	}
 	at := float64(p.len()) / domain.SampleRate

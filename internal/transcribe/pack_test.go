@@ -203,3 +203,47 @@ func TestPackerKeepsOneSpeakerPerWindow(t *testing.T) {
 		t.Error("Joinable disagrees with the windows")
 	}
 }
+
+// With MixSpeakers (transcription.file_mix_speakers) one window holds the turns of both
+// speakers, and its decoded segments are cut where the floor passes, by each word's
+// alignment read alignLate earlier: a sentence of whisper's that runs across the turn
+// becomes the clinician's words and the patient's.
+func TestMixedWindowIsCutAtTheTurns(t *testing.T) {
+	p := NewPacker(30)
+	p.MixSpeakers = true
+	var got []domain.Utterance
+	got = append(got, p.Add(speakerRun(0, 10, 2, domain.SpeakerClinician))...)
+	got = append(got, p.Add(speakerRun(1, 13, 3, domain.SpeakerPatient))...)
+	w, ok := p.Flush()
+	if len(got) != 0 || !ok || len(w.Runs) != 2 {
+		t.Fatalf("windows %+v then %+v: want one window of both runs", got, w)
+	}
+	// The window: the clinician 0–2 s, the patient 2–5 s. Whisper's one segment runs
+	// across the turn; "How" is aligned at 2.1 s, late, but said before the turn.
+	d := &scriptedDecoder{out: []domain.DecodedSegment{{Start: 0, End: 5, Text: " And how are you? Fine thanks.",
+		Tokens: []domain.DecodedToken{word(" And", 0.8), word(" how", 1.4), word(" are", 1.7), word(" you", 2.1), word("?", -1), word(" Fine", 3.0), word(" thanks", 3.6), word(".", -1)}}}}
+	segs, _, err := engine(t, d).Transcribe(context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) != 2 {
+		t.Fatalf("segments %+v: want the turn cut", segs)
+	}
+	for i, want := range []struct {
+		text string
+		sp   domain.Speaker
+		iv   domain.Interval
+	}{
+		{"And how are you?", domain.SpeakerClinician, domain.Interval{Start: 10, End: 12}},
+		{"Fine thanks.", domain.SpeakerPatient, domain.Interval{Start: 13, End: 16}},
+	} {
+		if s := segs[i]; s.Text != want.text || s.Speaker != want.sp || s.Start != want.iv.Start || s.End != want.iv.End {
+			t.Errorf("segment %d: %q %s %.2f–%.2f; want %q %s %v", i, s.Text, s.Speaker, s.Start, s.End, want.text, want.sp, want.iv)
+		}
+	}
+	// Without the mix, the same runs are two windows.
+	q := NewPacker(30)
+	if n := len(q.Add(speakerRun(0, 10, 2, domain.SpeakerClinician))) + len(q.Add(speakerRun(1, 13, 3, domain.SpeakerPatient))); n != 1 {
+		t.Errorf("one speaker per window: %d windows closed at the change, want 1", n)
+	}
+}
