@@ -88,7 +88,7 @@ type stallingTranscriber struct{ fakeTranscriber }
 
 func (s stallingTranscriber) Transcribe(ctx context.Context, src domain.AudioSource, offset float64, emit func(domain.LiveEvent)) error {
 	var behind *domain.LiveEvent
-	return s.fakeTranscriber.Transcribe(ctx, stallAtEOF{src, ctx}, offset, func(ev domain.LiveEvent) {
+	return s.fakeTranscriber.Transcribe(ctx, eofAfter{src, -1}, offset, func(ev domain.LiveEvent) {
 		if ev.Kind != domain.EventCommitted {
 			emit(ev)
 			return
@@ -100,16 +100,25 @@ func (s stallingTranscriber) Transcribe(ctx context.Context, src domain.AudioSou
 	})
 }
 
-type stallAtEOF struct {
+// eofAfter holds its source's end back for wait (for good when wait < 0) or until the
+// read's context ends, like a decoder slow or stuck on the last line.
+type eofAfter struct {
 	domain.AudioSource
-	ctx context.Context
+	wait time.Duration
 }
 
-func (s stallAtEOF) Read(ctx context.Context) ([][]float32, error) {
+func (s eofAfter) Read(ctx context.Context) ([][]float32, error) {
 	c, err := s.AudioSource.Read(ctx)
 	if errors.Is(err, io.EOF) {
-		<-s.ctx.Done()
-		return nil, s.ctx.Err()
+		var after <-chan time.Time
+		if s.wait >= 0 {
+			after = time.After(s.wait)
+		}
+		select {
+		case <-after:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return c, err
 }

@@ -345,24 +345,7 @@ type slowFinishTranscriber struct {
 }
 
 func (s slowFinishTranscriber) Transcribe(ctx context.Context, src domain.AudioSource, offset float64, emit func(domain.LiveEvent)) error {
-	return s.fakeTranscriber.Transcribe(ctx, slowEOF{src, s.finish}, offset, emit)
-}
-
-type slowEOF struct {
-	domain.AudioSource
-	finish time.Duration
-}
-
-func (s slowEOF) Read(ctx context.Context) ([][]float32, error) {
-	c, err := s.AudioSource.Read(ctx)
-	if errors.Is(err, io.EOF) {
-		select {
-		case <-time.After(s.finish):
-		case <-ctx.Done():
-			return c, ctx.Err()
-		}
-	}
-	return c, err
+	return s.fakeTranscriber.Transcribe(ctx, eofAfter{src, s.finish}, offset, emit)
 }
 
 // One login cannot hold an unbounded number of websockets, and a session's transcript

@@ -482,7 +482,7 @@ func (e *Engine) atTurns(u domain.Utterance, decoded []domain.DecodedSegment) []
 	}
 	var out []domain.DecodedSegment
 	for _, d := range decoded {
-		if _, _, aligned := hole([]domain.DecodedSegment{d}, d.End); !aligned {
+		if !aligned(d) {
 			out = append(out, d)
 			continue
 		}

@@ -31,14 +31,14 @@ func HasWord(text string) bool {
 // in one segment whose times ran to the window's end, so the answer's 10 s counted as
 // decoded and nothing was flagged.
 func hole(segs []domain.DecodedSegment, seconds float64) (from, length float64, ok bool) {
+	if !aligned(segs...) {
+		return 0, 0, false
+	}
 	at := 0.0
 	for _, s := range segs {
 		for _, t := range s.Tokens {
 			if !HasWord(t.Text) {
 				continue // punctuation is aligned wherever attention rests
-			}
-			if t.At < 0 {
-				return 0, 0, false
 			}
 			if t.At-at > length {
 				from, length = at, t.At-at
@@ -50,6 +50,19 @@ func hole(segs []domain.DecodedSegment, seconds float64) (from, length float64, 
 		from, length = at, seconds-at
 	}
 	return from, length, true
+}
+
+// aligned reports whether every word token of segs carries its alignment to the audio
+// (DTW: DecodedToken.At), as a model loaded with it gives them.
+func aligned(segs ...domain.DecodedSegment) bool {
+	for _, s := range segs {
+		for _, t := range s.Tokens {
+			if HasWord(t.Text) && t.At < 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // splitDecoded cuts a decode at from (seconds): the segments, or the parts of them, whose
