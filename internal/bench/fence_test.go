@@ -23,9 +23,11 @@ import (
 // off at 30 s, which tiny.en sometimes decodes into a loop of invented sentences (0.77 at
 // 1e56b07, 0.726 at 8cb5327; 0.39–0.44 in three logged runs between, under 0.60 in two
 // more): its ceiling stays above that swing (lowered to 0.60 at 965dadf, which the 0.726
-// run broke: back to 0.90). The swing is the machine's, not the run's or the commit's:
-// one machine gives the same figure every run (threads 1 or 2, ggml's AVX2 or AVX-512
-// CPU backend), and 8cb5327 gave 0.333 on one machine and 0.726 on CI's.
+// run broke: back to 0.90). The swing was the render's: espeak-ng seeded the patient
+// voice's breath noise from the clock, so each machine and CI run rendered other audio
+// (renders of one commit a few seconds apart, one machine: 0.333–0.393 in three, 0.738
+// in the fourth; pooled 0.308–0.311 and 0.339; day1_consultation01 0.362–0.483). Renders
+// are the same everywhere since (corpus.speak, -D): 0.357 here, pooled 0.309.
 // The fence was first set at 27.4 % pooled when file mode packed both speakers into one
 // window; one speaker per window (transcribe.Packer) cost those 6.7 points and brought
 // the words on the wrong speaker from 33 % to 1.5 % (fenceWDERCeiling).

@@ -78,7 +78,7 @@ type Rendered struct {
 
 const (
 	// renderVersion is part of the cache key: bump it when the rendering changes.
-	renderVersion = "corpus-render-1"
+	renderVersion = "corpus-render-2"
 	baseSpeedWPM  = 175 // espeak-ng's default speaking rate
 	// maxSpeedWPM is as fast as we push espeak-ng to fit an interval: much faster and
 	// whisper stops understanding it, which would test the wrong thing.
@@ -307,9 +307,12 @@ func fitUtterance(ctx context.Context, espeak, voice, wavPath string, u Utteranc
 }
 
 // speak runs espeak-ng once and returns the audible part of its speech at 16 kHz mono.
-// The text goes in on stdin so that nothing in it can be taken for an option.
+// The text goes in on stdin so that nothing in it can be taken for an option. -D fixes
+// espeak-ng's random seed, which it otherwise takes from the clock: voice variants with
+// breath noise (the patient's +f3) came out different every second, so each render, and
+// each CI run, tested other audio.
 func speak(ctx context.Context, espeak, voice string, speed int, text, wavPath string) ([]float32, error) {
-	cmd := exec.CommandContext(ctx, espeak, "-v", voice, "-s", strconv.Itoa(speed), "-b", "1", "-w", wavPath, "--stdin")
+	cmd := exec.CommandContext(ctx, espeak, "-D", "-v", voice, "-s", strconv.Itoa(speed), "-b", "1", "-w", wavPath, "--stdin")
 	cmd.Stdin = strings.NewReader(text)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -320,7 +323,11 @@ func speak(ctx context.Context, espeak, voice string, speed int, text, wavPath s
 		if errors.Is(err, exec.ErrNotFound) {
 			return nil, fmt.Errorf("%w: %w", ErrNoEspeak, err)
 		}
-		return nil, fmt.Errorf("espeak-ng -v %s: %w: %s", voice, err, strings.TrimSpace(stderr.String()))
+		msg := strings.TrimSpace(stderr.String())
+		if strings.Contains(msg, "invalid option") {
+			msg += " (espeak-ng 1.52 or later is needed: -D makes its speech the same every time)"
+		}
+		return nil, fmt.Errorf("espeak-ng -v %s: %w: %s", voice, err, msg)
 	}
 	clip, err := audio.ReadFile(wavPath)
 	if err != nil {

@@ -313,3 +313,39 @@ func BenchmarkRender60s(b *testing.B) {
 		b.ReportMetric(float64(len(r.Truth.Utterances)), "utterances")
 	}
 }
+
+// TestSpeechIsTheSameAtAnyTime: espeak-ng seeds its random generator (the breath noise
+// of voice variants such as the patient's +f3) from the clock unless told not to, so a
+// render made a second later differed: every machine, and every CI run, tested other
+// audio. The same utterance spoken in two different seconds must be the same samples.
+func TestSpeechIsTheSameAtAnyTime(t *testing.T) {
+	needEspeak(t)
+	dir := t.TempDir()
+	const text = "Oh hey, um, I've just had some diarrhoea for the last three days."
+	var first []float32
+	for i := range 2 {
+		if i > 0 {
+			time.Sleep(1100 * time.Millisecond) // the clock's seconds move on
+		}
+		got, err := speak(context.Background(), "espeak-ng", DefaultVoices[1], baseSpeedWPM, text, dir+"/u.wav")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = got
+			continue
+		}
+		if len(got) != len(first) {
+			t.Fatalf("spoken twice: %d then %d samples", len(first), len(got))
+		}
+		var differ int
+		for j := range got {
+			if got[j] != first[j] {
+				differ++
+			}
+		}
+		if differ > 0 {
+			t.Errorf("spoken twice a second apart, %d of %d samples differ", differ, len(got))
+		}
+	}
+}
