@@ -38,6 +38,10 @@ var (
 	// minSepShare: two directions closer than this share of the largest pair's lag
 	// range are one (a single talker, smeared by reverberation).
 	minSepShare = 0.3
+	// minSepSpread: two directions must also lie this many times further apart than
+	// the frames lie, on average, from their own direction: one talker's reverberant
+	// frames spread wide enough to split in two when no one else has spoken yet.
+	minSepSpread = 2.0
 	// minClusterShare: the smaller direction must hold this share of the learning weight.
 	minClusterShare = 0.06
 	// soloLimit: after this much speech with only one direction found, the set-up cannot
@@ -305,7 +309,8 @@ func (a *array) recluster() {
 		pts[i], ws[i] = o.lags, o.w
 	}
 	cs, shares := twoMedians(pts, ws)
-	if len(cs) == 2 && (dist(cs[0], cs[1]) < minSepShare*a.maxLag || min(shares[0], shares[1]) < minClusterShare) {
+	if len(cs) == 2 && (dist(cs[0], cs[1]) < minSepShare*a.maxLag || dist(cs[0], cs[1]) < minSepSpread*spread(pts, ws, cs) ||
+		min(shares[0], shares[1]) < minClusterShare) {
 		cs = [][]float64{weightedMedian(pts, ws, nil, -1)}
 	}
 	a.centroids, a.names = cs, a.name(cs)

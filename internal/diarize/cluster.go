@@ -7,9 +7,11 @@ import (
 
 // twoMedians splits weighted points into two clusters by k-medians (medians, not means:
 // reverberation throws some frames far off, and they must not drag a centre). It
-// starts from the overall median and the point at the 90th percentile of distance from
-// it, and returns the two centres with each one's share of the weight; with too few
-// points, one centre.
+// starts from the overall median paired with a point far from it, once for each of
+// farStarts, and keeps the split whose points lie closest to their centres: from one
+// start alone (the 90th percentile) a small bunch of misdirected frames could take the
+// second centre while the two people shared the first. It returns the two centres with
+// each one's share of the weight; with too few points, one centre.
 func twoMedians(pts [][]float64, ws []float64) ([][]float64, []float64) {
 	if len(pts) == 0 {
 		return nil, nil
@@ -27,7 +29,34 @@ func twoMedians(pts [][]float64, ws []float64) ([][]float64, []float64) {
 		ds[i] = far{dist(p, all), i}
 	}
 	sort.Slice(ds, func(i, j int) bool { return ds[i].d < ds[j].d })
-	cs := [][]float64{all, append([]float64(nil), pts[ds[int(0.9*float64(len(ds)-1))].i]...)}
+	var best [][]float64
+	var bestAssign []int
+	bestSpread := math.Inf(1)
+	for _, q := range farStarts {
+		cs, assign := kMedians(pts, ws, [][]float64{all, append([]float64(nil), pts[ds[int(q*float64(len(ds)-1))].i]...)})
+		if s := spread(pts, ws, cs); s < bestSpread {
+			best, bestAssign, bestSpread = cs, assign, s
+		}
+	}
+	var wk [2]float64
+	var total float64
+	for i := range pts {
+		wk[bestAssign[i]] += ws[i]
+		total += ws[i]
+	}
+	if total <= 0 {
+		return [][]float64{all}, []float64{1}
+	}
+	return best, []float64{wk[0] / total, wk[1] / total}
+}
+
+// farStarts are the quantiles of distance from the overall median at which twoMedians
+// picks its second starting centre.
+var farStarts = []float64{0.5, 0.75, 0.9}
+
+// kMedians moves the centres cs to the weighted medians of the points nearest each until
+// no point changes centre (at most 20 rounds); it returns them with each point's centre.
+func kMedians(pts [][]float64, ws []float64, cs [][]float64) ([][]float64, []int) {
 	assign := make([]int, len(pts))
 	for range 20 {
 		changed := false
@@ -46,16 +75,7 @@ func twoMedians(pts [][]float64, ws []float64) ([][]float64, []float64) {
 			break
 		}
 	}
-	var wk [2]float64
-	var total float64
-	for i := range pts {
-		wk[assign[i]] += ws[i]
-		total += ws[i]
-	}
-	if total <= 0 {
-		return [][]float64{all}, []float64{1}
-	}
-	return cs, []float64{wk[0] / total, wk[1] / total}
+	return cs, assign
 }
 
 // weightedMedian is the per-dimension weighted median of the points assigned to k (all
