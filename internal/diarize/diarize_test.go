@@ -391,11 +391,12 @@ func TestTwoMediansFindsTheTwoTalkersPastAnOutlierDirection(t *testing.T) {
 }
 
 // TestOneReverberantTalkerIsOneDirection: before anyone else has spoken, one talker's
-// frames in a reverberant room spread over a disc about a lag sample across. Split in
-// two, its halves lay further apart than the separation floor alone asked, so the
-// clinician's first utterance came out as two directions, one of them named the
-// patient (a 4-capsule ring at RT60 0.7 s: the opening 8 s went to the patient). The
-// halves must lie well apart compared with how far frames lie from them.
+// frames in a reverberant room scatter over a lag sample or so round their direction.
+// Split in two, the halves lay further apart than the separation floor alone asked, so
+// the clinician's first utterance came out as two directions, one of them named the
+// patient (a 4-capsule ring at RT60 0.7 s through the pipeline: the opening 8 s went to
+// the patient with three starts, 25 % of the speech unknown with one). Two directions
+// must lie well apart compared with how far frames lie from them.
 func TestOneReverberantTalkerIsOneDirection(t *testing.T) {
 	a := newArray(Setup{Kind: KindArray, Capsules: 4, SpacingMM: 45, Layout: "ring", Clinician: ClinicianFirst})
 	centre := []float64{1.25, 1.38, 0, 0, -1.62, -1} // the clinician's lags in that room
