@@ -308,8 +308,8 @@ func (a *array) recluster() {
 	for i, o := range a.hist.all {
 		pts[i], ws[i] = o.lags, o.w
 	}
-	cs, shares := twoMedians(pts, ws)
-	if len(cs) == 2 && (dist(cs[0], cs[1]) < minSepShare*a.maxLag || dist(cs[0], cs[1]) < minSepSpread*spread(pts, ws, cs) ||
+	cs, shares, sp := twoMedians(pts, ws)
+	if len(cs) == 2 && (dist(cs[0], cs[1]) < minSepShare*a.maxLag || dist(cs[0], cs[1]) < minSepSpread*sp ||
 		min(shares[0], shares[1]) < minClusterShare) {
 		cs = [][]float64{weightedMedian(pts, ws, nil, -1)}
 	}

@@ -11,14 +11,14 @@ import (
 // farStarts, and keeps the split whose points lie closest to their centres: from one
 // start alone (the 90th percentile) a small bunch of misdirected frames could take the
 // second centre while the two people shared the first. It returns the two centres with
-// each one's share of the weight; with too few points, one centre.
-func twoMedians(pts [][]float64, ws []float64) ([][]float64, []float64) {
+// each one's share of the weight and the split's spread; with too few points, one centre.
+func twoMedians(pts [][]float64, ws []float64) ([][]float64, []float64, float64) {
 	if len(pts) == 0 {
-		return nil, nil
+		return nil, nil, 0
 	}
 	all := weightedMedian(pts, ws, nil, -1)
 	if len(pts) < 4 {
-		return [][]float64{all}, []float64{1}
+		return [][]float64{all}, []float64{1}, spread(pts, ws, [][]float64{all})
 	}
 	type far struct {
 		d float64
@@ -45,9 +45,9 @@ func twoMedians(pts [][]float64, ws []float64) ([][]float64, []float64) {
 		total += ws[i]
 	}
 	if total <= 0 {
-		return [][]float64{all}, []float64{1}
+		return [][]float64{all}, []float64{1}, 0
 	}
-	return best, []float64{wk[0] / total, wk[1] / total}
+	return best, []float64{wk[0] / total, wk[1] / total}, bestSpread
 }
 
 // farStarts are the quantiles of distance from the overall median at which twoMedians

@@ -378,7 +378,7 @@ func TestTwoMediansFindsTheTwoTalkersPastAnOutlierDirection(t *testing.T) {
 	bunch(44, []float64{1, 1})   // clinician
 	bunch(44, []float64{-1, -1}) // patient
 	bunch(12, []float64{0, 5})   // the reflection
-	cs, shares := twoMedians(pts, ws)
+	cs, shares, _ := twoMedians(pts, ws)
 	if len(cs) != 2 {
 		t.Fatalf("%d centres", len(cs))
 	}

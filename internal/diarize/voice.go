@@ -277,11 +277,12 @@ func (v *voices) learn(pts [][]float64, ok []bool, u domain.Utterance) {
 	for i, p := range v.hist.all {
 		zs[i], ws[i] = v.z(p.p), 1
 	}
-	cs, shares := twoMedians(zs, ws)
-	if len(cs) == 2 && (dist(cs[0], cs[1]) < voiceMinSep*spread(zs, ws, cs) || min(shares[0], shares[1]) < voiceMinShare) {
+	cs, shares, sp := twoMedians(zs, ws)
+	if len(cs) == 2 && (dist(cs[0], cs[1]) < voiceMinSep*sp || min(shares[0], shares[1]) < voiceMinShare) {
 		cs = [][]float64{weightedMedian(zs, ws, nil, -1)}
+		sp = spread(zs, ws, cs)
 	}
-	v.centres, v.spread = cs, spread(zs, ws, cs)
+	v.centres, v.spread = cs, sp
 	if len(cs) == 1 && v.learned > voiceSoloLimit {
 		v.centres, v.names = nil, nil
 		return

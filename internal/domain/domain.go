@@ -148,14 +148,20 @@ func (u Utterance) OnRecording(t float64, end bool) float64 {
 	if len(u.Runs) == 0 {
 		return u.Start + t
 	}
+	r := u.Runs[u.RunAt(t, end)]
+	return r.Start + min(max(t-r.At, 0), r.Duration())
+}
+
+// RunAt is the index of the run of a packed utterance that t seconds into its audio
+// falls in (0 when it has none); on the boundary of two runs, the later one unless end.
+func (u Utterance) RunAt(t float64, end bool) int {
 	i := 0
 	for j, r := range u.Runs {
 		if r.At < t || (!end && r.At == t) {
 			i = j
 		}
 	}
-	r := u.Runs[i]
-	return r.Start + min(max(t-r.At, 0), r.Duration())
+	return i
 }
 
 // Mono returns the utterance as one channel (the average of all channels).

@@ -471,15 +471,6 @@ func (e *Engine) atTurns(u domain.Utterance, decoded []domain.DecodedSegment) []
 	if !mixed {
 		return decoded
 	}
-	runAt := func(t float64) int {
-		i := 0
-		for j, r := range u.Runs {
-			if r.At <= t {
-				i = j
-			}
-		}
-		return i
-	}
 	var out []domain.DecodedSegment
 	for _, d := range decoded {
 		if !aligned(d) {
@@ -490,7 +481,7 @@ func (e *Engine) atTurns(u domain.Utterance, decoded []domain.DecodedSegment) []
 		run, cut := -1, false
 		for _, t := range d.Tokens {
 			if HasWord(t.Text) {
-				r := runAt(t.At - alignLate)
+				r := u.RunAt(t.At-alignLate, false)
 				if run >= 0 && speakers[r] != speakers[run] && len(cur.Tokens) > 0 {
 					at := u.Runs[r].At
 					cur.End = max(cur.Start+minSpan, min(d.End, at))
